@@ -1,0 +1,231 @@
+"""The ``numl`` command line.
+
+``numl WORKFLOW run --config FILE.json`` runs any registered workflow with a progress
+bar; ``numl runs list|show`` browses run directories; ``numl data generate`` writes a
+built-in sample; ``numl app`` serves the dashboard.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from numl_core import workflows
+from numl_core.config import ConfigError
+from numl_core.data.schema import DataError
+from numl_core.runs import RunStore
+
+log = logging.getLogger("numl")
+
+
+class _NumlGroup(click.Group):
+    """Built-in commands plus one group per registered workflow, loaded on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *workflows.available()]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in workflows.available():
+            command = _workflow_group(workflows.get(name))
+        return command
+
+
+@click.group(cls=_NumlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """numl: machine learning for neutrino-physics analysis."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--port", default=5006, show_default=True, help="Port to serve on.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to bind (localhost only by default).")
+@click.option("--prefix", default="", help="URL prefix, e.g. when served behind jupyter-server-proxy.")
+@click.option("--runs", "runs_root", type=click.Path(file_okay=False), default=None, help="Run directory root.")
+@click.option("--data", "data_root", type=click.Path(file_okay=False), default=None, help="Data directory root.")
+@click.option("--show", is_flag=True, help="Open a browser tab.")
+def app(port: int, address: str, prefix: str, runs_root: str | None, data_root: str | None, show: bool) -> None:
+    """Serve the dashboard (``panel serve app/main.py``)."""
+    cmd, env = dashboard_command(port, address, prefix, runs_root, data_root, show)
+    click.echo(f"serving the numl dashboard at http://{address}:{port}{prefix}/main")
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+def dashboard_command(port: int, address: str = "127.0.0.1", prefix: str = "", runs_root: str | None = None,
+                      data_root: str | None = None, show: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The ``panel serve`` command line and environment that serve the dashboard."""
+    import os
+
+    spec = importlib.util.find_spec("app.main")
+    if spec is None or spec.origin is None:
+        raise click.ClickException("the dashboard package 'app' is not installed next to numl_core")
+    origin = f"{address}:{port}" if address not in ("0.0.0.0", "") else "*"
+    cmd = [sys.executable, "-m", "panel", "serve", spec.origin, "--port", str(port), "--address", address,
+           "--liveness", "--allow-websocket-origin", origin, "--allow-websocket-origin", f"localhost:{port}"]
+    if prefix:
+        cmd += ["--prefix", prefix]
+    if show:
+        cmd.append("--show")
+    env = dict(os.environ)
+    if runs_root:
+        env["NUML_RUNS"] = str(Path(runs_root).resolve())
+    if data_root:
+        env["NUML_DATA"] = str(Path(data_root).resolve())
+    return cmd, env
+
+
+# -- runs ------------------------------------------------------------------------------
+@main.group()
+def runs() -> None:
+    """List and inspect run directories."""
+
+
+@runs.command("list")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Run root (default $NUML_RUNS or ./numl-runs).")
+@click.option("--workflow", default=None, help="Only runs of this workflow.")
+def runs_list(root: str | None, workflow: str | None) -> None:
+    """One line per run: id, workflow, state."""
+    infos = RunStore(root).list(workflow)
+    if not infos:
+        click.echo("no runs")
+    for info in infos:
+        click.echo(f"{info.get('id')}  {info.get('workflow', '?'):<12} {info.get('state', '?')}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--root", type=click.Path(file_okay=False), default=None)
+def runs_show(run_id: str, root: str | None) -> None:
+    """Config, state and result summary of one run."""
+    try:
+        run = RunStore(root).get(run_id)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"run": run.read_info(), "config": run.read_config_dict()}, indent=2, default=str))
+    if (run.path / "results").exists():
+        for key, value in run.load_result().items():
+            click.echo(f"result {key}: {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} {shape}" if shape is not None else repr(value)[:200]
+
+
+# -- data ------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Built-in samples."""
+
+
+@data.command("generate")
+@click.argument("sample")
+@click.option("--n", "n_events", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .parquet, .csv or .root file.")
+def data_generate(sample: str, n_events: int, seed: int, out: str) -> None:
+    """Generate SAMPLE with N events and write it to OUT."""
+    from numl_core.data.generators import SAMPLES
+    from numl_core.data.io import write_table
+
+    if sample not in SAMPLES:
+        raise click.ClickException(f"unknown sample {sample!r}; known: {', '.join(SAMPLES)}")
+    t0 = time.perf_counter()
+    df = SAMPLES[sample](n_events, seed)
+    try:
+        write_table(df, out)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {len(df)} events of {sample} to {out} in {time.perf_counter() - t0:.1f} s")
+
+
+# -- workflows -------------------------------------------------------------------------
+def run_workflow(wf: workflows.Workflow, action: str, config_path: str | None, device: str | None,
+                 seed: int | None, out: str | None, resume: str | None) -> dict[str, Any]:
+    """Run one workflow action in the job runner, with a tqdm bar; return its result."""
+    from tqdm import tqdm
+
+    from numl_core.jobs import JobRunner
+
+    store = RunStore(out)
+    try:
+        if resume:
+            run = store.get(resume)
+            cfg = wf.config_cls.from_json(Path(config_path) if config_path else run.path / "config.json")
+        else:
+            cfg = wf.config_cls.from_json(Path(config_path)) if config_path else wf.config_cls()
+        overrides = {k: v for k, v in (("device", device), ("seed", seed)) if v is not None}
+        unknown = [k for k in overrides if k not in wf.config_cls.field_names()]
+        if unknown:
+            raise ConfigError(f"{wf.config_cls.__name__} has no field(s) {unknown} to override")
+        if overrides:
+            cfg = cfg.copy(**overrides)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not resume:
+        run = store.create(wf.name, cfg)
+    runner = JobRunner(max_workers=1, torch_threads=None)
+    fn = wf.run if action == "run" else wf.actions[action]
+    bar = tqdm(total=100, desc=f"{wf.name} {action}", unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    job = runner.submit(fn, cfg, run, label=f"{wf.name} {action}")
+    cursor = 0
+    try:
+        while job.wait(0.25) not in ("done", "failed", "cancelled"):
+            bar.n = round(job.progress.fraction * 100)
+            bar.set_postfix_str(job.progress.message[:60])
+            lines, cursor = job.progress.read_log(cursor)
+            for line in lines:
+                bar.write(line)
+    except KeyboardInterrupt:
+        job.cancel()
+        job.wait()
+    bar.n = round(job.progress.fraction * 100)
+    bar.close()
+    runner.shutdown()
+    click.echo(f"run {run.id}: {job.state} ({run.path})")
+    if job.state == "failed":
+        if isinstance(job.error, (ConfigError, DataError)):
+            raise click.ClickException(str(job.error))
+        click.echo(job.traceback, err=True)
+        raise SystemExit(1)
+    if job.state == "cancelled":
+        raise SystemExit(130)
+    return job.result
+
+
+def _workflow_group(wf: workflows.Workflow) -> click.Group:
+    group = click.Group(name=wf.name, help=f"{wf.title}: {wf.description}")
+    for action in ("run", *wf.actions):
+        @click.command(name=action, help=f"{action.capitalize()} the {wf.title.lower()} workflow.")
+        @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                      help="JSON config (default: built-in defaults).")
+        @click.option("--device", default=None, help="auto, cpu, cuda or mps (overrides the config).")
+        @click.option("--seed", type=int, default=None, help="Random seed (overrides the config).")
+        @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory root.")
+        @click.option("--resume", default=None, help="Resume this run id from its last checkpoint.")
+        def command(config_path: str | None, device: str | None, seed: int | None, out: str | None,
+                    resume: str | None, _action: str = action) -> None:
+            run_workflow(wf, _action, config_path, device, seed, out, resume)
+
+        group.add_command(command)
+
+    @click.command(name="config", help="Print the default config as JSON (edit it and pass --config).")
+    def config_cmd() -> None:
+        click.echo(wf.config_cls().to_json())
+
+    group.add_command(config_cmd)
+    return group
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Event data: schemas, readers and writers, kinematics and built-in samples."""

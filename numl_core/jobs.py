@@ -1,0 +1,276 @@
+"""Background jobs: one runner shared by every workflow.
+
+A workflow is a function ``fn(config, progress) -> result``. :class:`JobRunner` runs it
+in a background thread; the function reports through :class:`Progress` (fraction,
+message, scalar metrics, log lines, intermediate artefacts) and calls
+``progress.check_cancelled()`` between steps, which makes ``Job.cancel()`` take effect
+within one step.
+
+Example
+-------
+>>> def count(config, progress):
+...     for i in range(3):
+...         progress.check_cancelled()
+...         progress.metric("loss", 1.0 / (i + 1), step=i)
+...     return {"n": 3}
+>>> runner = JobRunner(max_workers=1)
+>>> job = runner.submit(count, None)
+>>> job.wait(10)
+'done'
+>>> [r["value"] for r in job.progress.read_metrics(0)[0]]
+[1.0, 0.5, 0.3333333333333333]
+>>> runner.shutdown()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numl_core.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+class JobCancelled(Exception):
+    """Raised inside a workflow by :meth:`Progress.check_cancelled` after a cancel."""
+
+
+class Progress:
+    """Thread-safe progress channel between a running workflow and its readers.
+
+    Usable on its own (notebooks, tests, the CLI) or owned by a :class:`Job`.
+    ``listeners`` are called as ``listener(kind, payload)`` for every report; the CLI
+    uses one to drive a tqdm bar. Metrics are an append-only list that readers consume
+    incrementally with :meth:`read_metrics` and a cursor.
+    """
+
+    def __init__(self, run_dir: RunDir | None = None) -> None:
+        self.run_dir = run_dir
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._metrics: list[dict[str, Any]] = []
+        self._log: list[str] = []
+        self._artefacts: dict[str, Any] = {}
+        self.fraction = 0.0
+        self.message = ""
+        self.listeners: list[Callable[[str, Any], None]] = []
+
+    # -- writer side (the workflow) ------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if a cancel was requested."""
+        if self._cancel.is_set():
+            raise JobCancelled("cancelled by request")
+
+    def update(self, fraction: float | None = None, message: str | None = None) -> None:
+        """Set the completed fraction (0-1) and/or the status message."""
+        with self._lock:
+            if fraction is not None:
+                self.fraction = min(max(float(fraction), 0.0), 1.0)
+            if message is not None:
+                self.message = message
+        self._notify("update", (self.fraction, self.message))
+
+    def metric(self, name: str, value: float, step: int, **tags: Any) -> None:
+        """Append one scalar metric record (e.g. a loss at an epoch or iteration)."""
+        record = {"name": name, "value": float(value), "step": int(step), "t": time.time(), **tags}
+        with self._lock:
+            self._metrics.append(record)
+        if self.run_dir is not None:
+            self.run_dir.append_metric(record)
+        self._notify("metric", record)
+
+    def log(self, message: str) -> None:
+        """Append a line to the job log (and to Python logging)."""
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        with self._lock:
+            self._log.append(line)
+        log.info(message)
+        self._notify("log", line)
+
+    def artefact(self, name: str, value: Any) -> None:
+        """Publish the latest version of an intermediate result (e.g. a histogram)."""
+        with self._lock:
+            self._artefacts[name] = value
+        self._notify("artefact", name)
+
+    # -- reader side (UI, CLI) -------------------------------------------------------
+    def read_metrics(self, cursor: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Metrics appended since ``cursor``, and the new cursor."""
+        with self._lock:
+            new = self._metrics[cursor:]
+            return list(new), cursor + len(new)
+
+    def read_log(self, cursor: int = 0) -> tuple[list[str], int]:
+        """Log lines appended since ``cursor``, and the new cursor."""
+        with self._lock:
+            new = self._log[cursor:]
+            return list(new), cursor + len(new)
+
+    def artefacts(self) -> dict[str, Any]:
+        """A snapshot of the latest artefacts."""
+        with self._lock:
+            return dict(self._artefacts)
+
+    def request_cancel(self) -> None:
+        """Ask the workflow to stop at its next check."""
+        self._cancel.set()
+
+    def _notify(self, kind: str, payload: Any) -> None:
+        for listener in self.listeners:
+            listener(kind, payload)
+
+
+class Job:
+    """One submitted workflow run: id, state, progress, result or error."""
+
+    def __init__(self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None,
+                 label: str = "") -> None:
+        self.id = run_dir.id if run_dir is not None else uuid.uuid4().hex[:12]
+        self.fn = fn
+        self.config = config
+        self.label = label or getattr(fn, "__name__", "job")
+        self.run_dir = run_dir
+        self.progress = Progress(run_dir)
+        self.state = "queued"
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.traceback = ""
+        self.submitted_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self._done = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def cancel(self) -> None:
+        """Request cancellation; a queued job is cancelled before it starts."""
+        self.progress.request_cancel()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the job ends (or ``timeout`` s pass); return its state."""
+        self._done.wait(timeout)
+        return self.state
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description used by the run browser and ``run.json``."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "state": self.state,
+            "fraction": self.progress.fraction,
+            "message": self.progress.message,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+        }
+
+    def _run(self, torch_threads: int | None) -> None:
+        if self.progress.cancelled:
+            self._finish("cancelled")
+            return
+        self.state = "running"
+        self.started_at = time.time()
+        self._write_info()
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        try:
+            result = self.fn(self.config, self.progress)
+            if self.run_dir is not None and result is not None:
+                self.run_dir.save_result(result)
+            self.result = result
+            self.progress.update(1.0, "done")
+            self._finish("done")
+        except JobCancelled:
+            self.progress.log("cancelled; checkpoints kept for resume")
+            self._finish("cancelled")
+        except BaseException as exc:  # noqa: BLE001 - a job must never take the runner down
+            self.error = exc
+            self.traceback = traceback.format_exc()
+            self.progress.log(f"failed: {type(exc).__name__}: {exc}")
+            self._finish("failed")
+
+    def _finish(self, state: str) -> None:
+        self.state = state
+        self.finished_at = time.time()
+        self._write_info()
+        self._done.set()
+
+    def _write_info(self) -> None:
+        if self.run_dir is not None:
+            info = self.summary()
+            if self.traceback:
+                info["traceback"] = self.traceback
+            self.run_dir.update_info(info)
+
+
+def default_torch_threads() -> int:
+    """Leave one core to the web server: ``cores - 1``, at least 1."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class JobRunner:
+    """Runs jobs in a bounded pool of background threads.
+
+    ``max_workers`` bounds concurrent jobs (others queue); ``torch_threads`` caps
+    torch's intra-op threads while jobs run so the server stays responsive.
+    """
+
+    def __init__(self, max_workers: int = 1, torch_threads: int | None = None) -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+        self.torch_threads = default_torch_threads() if torch_threads is None else torch_threads
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="numl-job")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None = None,
+               label: str = "") -> Job:
+        """Queue ``fn(config, progress)``; return its :class:`Job` at once."""
+        job = Job(fn, config, run_dir, label)
+        with self._lock:
+            self._jobs[job.id] = job
+        job._write_info()
+        self._pool.submit(job._run, self.torch_threads)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active(self) -> list[Job]:
+        return [j for j in self.jobs() if not j.done]
+
+    def shutdown(self, cancel: bool = True, wait: bool = True) -> None:
+        """Stop the pool, cancelling unfinished jobs unless ``cancel`` is False."""
+        if cancel:
+            for job in self.jobs():
+                job.cancel()
+        self._pool.shutdown(wait=wait)
+

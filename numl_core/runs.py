@@ -1,0 +1,254 @@
+"""Run directories: one folder per job, written atomically.
+
+Layout of a run directory::
+
+    <root>/<run id>/
+        config.json      the workflow config (exact JSON round-trip)
+        run.json         state, timings, versions, device, workflow name
+        metrics.jsonl    one JSON record per metric, append-only
+        checkpoints/     torch state dicts (``NAME.pt``), loaded with ``weights_only=True``
+        results/         arrays (``arrays.npz``), tables (``NAME.parquet``), scalars (``scalars.json``)
+
+Every file except the append-only metrics log is written to a temporary file in the
+same folder and renamed into place, so a crash or cancel never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_ROOT_ENV = "NUML_RUNS"
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def default_runs_root() -> Path:
+    """``$NUML_RUNS`` if set, else ``./numl-runs``."""
+    return Path(os.environ.get(DEFAULT_ROOT_ENV, "numl-runs")).resolve()
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (NaN/inf are written as null)."""
+    atomic_write_text(path, json.dumps(_json_safe(obj), indent=2) + "\n")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and machine facts stored with every run and benchmark."""
+    import torch
+
+    from numl_core import __version__
+
+    return {
+        "numl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class RunDir:
+    """One run's folder; see the module docstring for its layout."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.id = self.path.name
+        self._metrics_lock = threading.Lock()
+
+    # -- config and info ---------------------------------------------------------------
+    @property
+    def info_path(self) -> Path:
+        return self.path / "run.json"
+
+    def read_info(self) -> dict[str, Any]:
+        """Contents of ``run.json`` (empty if missing)."""
+        if not self.info_path.exists():
+            return {}
+        return json.loads(self.info_path.read_text())
+
+    def update_info(self, values: dict[str, Any]) -> None:
+        """Merge ``values`` into ``run.json`` atomically."""
+        info = self.read_info()
+        info.update(values)
+        atomic_write_json(self.info_path, info)
+
+    def write_config(self, config: Any) -> None:
+        atomic_write_text(self.path / "config.json", config.to_json() + "\n")
+
+    def read_config_dict(self) -> dict[str, Any]:
+        return json.loads((self.path / "config.json").read_text())
+
+    # -- metrics -------------------------------------------------------------------------
+    def append_metric(self, record: dict[str, Any]) -> None:
+        """Append one record to ``metrics.jsonl`` (one line, flushed)."""
+        line = json.dumps(_json_safe(record)) + "\n"
+        with self._metrics_lock, open(self.path / "metrics.jsonl", "a") as fh:
+            fh.write(line)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All metric records; a torn last line (crash mid-write) is skipped."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def checkpoint_path(self, name: str) -> Path:
+        if not _RUN_ID.match(name):
+            raise ValueError(f"checkpoint name {name!r} may use letters, digits, '_', '.', '-' only")
+        return self.path / "checkpoints" / f"{name}.pt"
+
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
+        """Save a dict of tensors / plain values with ``torch.save``, atomically."""
+        import torch
+
+        path = self.checkpoint_path(name)
+        with atomic_open(path, "wb") as fh:
+            torch.save(state, fh)
+        return path
+
+    def load_checkpoint(self, name: str) -> dict[str, Any] | None:
+        """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling); None if absent."""
+        import torch
+
+        path = self.checkpoint_path(name)
+        if not path.exists():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    # -- results -------------------------------------------------------------------------
+    def save_result(self, result: dict[str, Any]) -> None:
+        """Save a result dict: arrays to npz, DataFrames to parquet, the rest to JSON."""
+        if not isinstance(result, dict):
+            raise TypeError(f"a workflow result must be a dict, got {type(result).__name__}")
+        res = self.path / "results"
+        arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, np.ndarray)}
+        tables = {k: v for k, v in result.items() if isinstance(v, pd.DataFrame)}
+        scalars = {k: v for k, v in result.items() if k not in arrays and k not in tables}
+        if arrays:
+            with atomic_open(res / "arrays.npz", "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        for k, df in tables.items():
+            if not _RUN_ID.match(k):
+                raise ValueError(f"result table name {k!r} is not a valid file name")
+            with atomic_open(res / f"{k}.parquet", "wb") as fh:
+                df.to_parquet(fh, index=False)
+        atomic_write_json(res / "scalars.json", scalars)
+
+    def load_result(self) -> dict[str, Any]:
+        """Reload a saved result (no pickles: ``allow_pickle=False``)."""
+        res = self.path / "results"
+        if not res.exists():
+            raise FileNotFoundError(f"{self.path}: run has no results (state: {self.read_info().get('state')})")
+        out: dict[str, Any] = {}
+        if (res / "scalars.json").exists():
+            out.update(json.loads((res / "scalars.json").read_text()))
+        if (res / "arrays.npz").exists():
+            with np.load(res / "arrays.npz", allow_pickle=False) as z:
+                out.update({k: z[k] for k in z.files})
+        for p in sorted(res.glob("*.parquet")):
+            out[p.stem] = pd.read_parquet(p)
+        return out
+
+
+class RunStore:
+    """All run directories under one root folder."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).resolve() if root is not None else default_runs_root()
+
+    def create(self, workflow: str, config: Any) -> RunDir:
+        """Make a new run directory with its config and a queued ``run.json``."""
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{workflow}-{uuid.uuid4().hex[:6]}"
+        run = RunDir(self.root / run_id)
+        run.path.mkdir(parents=True)
+        if config is not None:
+            run.write_config(config)
+        run.update_info({"id": run_id, "workflow": workflow, "state": "queued",
+                         "created_at": time.time(), "environment": environment_info()})
+        return run
+
+    def get(self, run_id: str) -> RunDir:
+        """An existing run by id; ids with path separators or '..' are refused."""
+        if not _RUN_ID.match(run_id) or run_id in {".", ".."}:
+            raise ValueError(f"invalid run id {run_id!r}")
+        run = RunDir(self.root / run_id)
+        if not run.info_path.exists():
+            raise FileNotFoundError(f"no run {run_id!r} in {self.root}")
+        return run
+
+    def list(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        """``run.json`` of every run, newest first, optionally for one workflow."""
+        if not self.root.exists():
+            return []
+        infos = []
+        for p in self.root.iterdir():
+            if (p / "run.json").exists():
+                try:
+                    info = json.loads((p / "run.json").read_text())
+                except json.JSONDecodeError:
+                    continue
+                if workflow is None or info.get("workflow") == workflow:
+                    infos.append(info)
+        return sorted(infos, key=lambda i: i.get("created_at", 0), reverse=True)

@@ -1,0 +1,1 @@
+"""Unfolding: Iterative Bayesian Unfolding and OmniFold, with throws and metrics."""

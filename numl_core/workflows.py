@@ -1,0 +1,53 @@
+"""The workflow registry.
+
+Each workflow declares one :class:`Workflow` object and registers it under the
+``numl.workflows`` entry-point group in ``pyproject.toml``; the CLI and the dashboard
+discover workflows from there, so a third-party package can add its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from numl_core.config import Config
+from numl_core.jobs import Progress
+
+ENTRY_POINT_GROUP = "numl.workflows"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A named workflow: its config class and its ``run(config, progress) -> result`` function.
+
+    ``actions`` holds further named functions of the same signature (e.g. ``sample``
+    for a generator) that the CLI exposes as ``numl NAME ACTION``.
+    """
+
+    name: str
+    title: str
+    description: str
+    config_cls: type[Config]
+    run: Callable[[Any, Progress], dict[str, Any]]
+    actions: dict[str, Callable[[Any, Progress], dict[str, Any]]] = field(default_factory=dict)
+
+
+def available() -> dict[str, Workflow]:
+    """All registered workflows by name, in entry-point order."""
+    found: dict[str, Workflow] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        wf = ep.load()
+        if not isinstance(wf, Workflow):
+            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a numl Workflow")
+        found[wf.name] = wf
+    return found
+
+
+def get(name: str) -> Workflow:
+    """One workflow by name, with the known names in the error."""
+    wfs = available()
+    if name not in wfs:
+        raise KeyError(f"unknown workflow {name!r}; known: {', '.join(wfs) or 'none installed'}")
+    return wfs[name]
