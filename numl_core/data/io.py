@@ -45,11 +45,11 @@ def read_table(path: str | Path, schema: Schema | None = None, tree: str = DEFAU
     List columns named by the schema are parsed from CSV strings ("1.0,2.0") into arrays.
     """
     path = Path(path)
+    fmt = table_format(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
-    fmt = table_format(path)
     list_cols = [c.name for c in schema.columns if c.is_list] if schema is not None else []
     if fmt == "csv":
         df = _read_csv(path, list_cols)
@@ -114,12 +114,13 @@ def _read_root(path: Path, tree: str) -> pd.DataFrame:
     except Exception as exc:  # uproot raises many types for truncated/corrupt files
         raise DataError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
     with f:
-        if tree not in f:
-            keys = [k.split(";")[0] for k in f.keys()]
-            raise DataError(f"{path}: no TTree {tree!r}; the file holds {keys}")
-        t = f[tree]
         try:
-            arrays = t.arrays(library="ak")
+            keys = [k.split(";")[0] for k in f.keys()]
+            if tree not in keys:
+                raise DataError(f"{path}: no TTree {tree!r}; the file holds {keys}")
+            arrays = f[tree].arrays(library="ak")
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"{path}: TTree {tree!r} could not be read ({type(exc).__name__}: {exc})") from None
     columns: dict[str, object] = {}
