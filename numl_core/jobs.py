@@ -136,6 +136,28 @@ class Progress:
         for listener in self.listeners:
             listener(kind, payload)
 
+    def subrange(self, lo: float, hi: float) -> Progress:
+        """A view whose fractions 0-1 map onto ``[lo, hi]`` of this progress (for sub-steps)."""
+        return _SubProgress(self, lo, hi)  # type: ignore[return-value]
+
+
+class _SubProgress:
+    """Delegates everything to a parent :class:`Progress` but rescales ``update`` fractions."""
+
+    def __init__(self, parent: Progress, lo: float, hi: float) -> None:
+        self._parent, self._lo, self._hi = parent, lo, hi
+
+    def update(self, fraction: float | None = None, message: str | None = None) -> None:
+        scaled = None if fraction is None else self._lo + (self._hi - self._lo) * fraction
+        self._parent.update(scaled, message)
+
+    def subrange(self, lo: float, hi: float) -> Progress:
+        span = self._hi - self._lo
+        return self._parent.subrange(self._lo + span * lo, self._lo + span * hi)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parent, name)
+
 
 class Job:
     """One submitted workflow run: id, state, progress, result or error."""

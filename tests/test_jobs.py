@@ -133,3 +133,14 @@ def test_torch_threads_are_capped(runner):
     job = runner.submit(threads, None)
     job.wait(10)
     assert job.result["threads"] == 1
+
+
+def test_subrange_rescales_fraction_and_shares_metrics():
+    progress = Progress()
+    sub = progress.subrange(0.5, 1.0).subrange(0.0, 0.5)
+    sub.update(0.5, "half of the first half of the second half")
+    assert progress.fraction == 0.625
+    sub.metric("loss", 1.0, step=0)
+    assert progress.read_metrics(0)[1] == 1
+    progress.request_cancel()
+    assert sub.cancelled

@@ -1,0 +1,1 @@
+"""Benchmarks: one module per workflow, each exposing ``run(quick: bool) -> dict``."""
