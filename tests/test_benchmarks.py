@@ -1,0 +1,111 @@
+"""Benchmark modules: they import, their helpers compute what they claim, bad arguments are refused.
+
+Nothing here trains a model or runs a benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import peer_omnifold, run_all, unfolding
+
+
+def test_flatten_joins_nested_keys_and_drops_lists():
+    nested = {"a": 1, "b": {"c": 2.5, "d": {"e": None}}, "table": [{"x": 1}], "f": "text"}
+    assert run_all.flatten(nested) == {"a": 1, "b.c": 2.5, "b.d.e": None, "f": "text"}
+
+
+def test_flatten_with_prefix():
+    assert run_all.flatten({"x": {"y": 1}}, prefix="p.") == {"p.x.y": 1}
+
+
+def test_run_all_refuses_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_all.main(["no_such_benchmark"])
+    assert exc.value.code == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_unfolding_is_a_known_benchmark_with_run():
+    assert "unfolding" in run_all.BENCHMARKS
+    assert callable(unfolding.run)
+
+
+def test_full_sizes_are_the_stated_ones():
+    full = unfolding.FULL
+    assert full.n_events // 2 == 600_000  # MC and data halves
+    assert (full.omnifold_iterations, full.omnifold_trials) == (15, 5)
+    assert full.peer_events == 100_000 and full.ibu_throws == 100
+    assert 50_000 <= full.ensemble_events <= 100_000 and full.ensemble_members == 20
+
+
+def test_quick_sizes_are_no_larger_than_full():
+    full, quick = dataclasses.asdict(unfolding.FULL), dataclasses.asdict(unfolding.QUICK)
+    assert all(quick[k] <= full[k] for k in full)
+    assert quick["n_events"] < full["n_events"]
+
+
+@pytest.mark.parametrize("sizes", [unfolding.FULL, unfolding.QUICK])
+def test_peer_gets_enough_batches(sizes):
+    # MultiFold validates on whole batches from the last 20% of its events: it needs >= 5 batches a step.
+    assert sizes.peer_events // sizes.peer_batch_size >= 5
+
+
+def test_peer_venv_is_ignored_by_git():
+    ignored = (unfolding.HERE.parent / ".gitignore").read_text().splitlines()
+    assert "/benchmarks/.peer-venv/" in ignored
+    assert unfolding.PEER_VENV == unfolding.HERE / ".peer-venv"
+
+
+def test_chi2_records_move_the_ndof_row_into_each_record():
+    table = pd.DataFrame(
+        {
+            "fake_data": ["nominal"] * 3,
+            "method": ["omnifold", "ibu", "ndof"],
+            "dpt": [12.0, 15.5, 14.0],
+            "muon_p_cos": [60.0, 70.0, 58.0],
+        }
+    )
+    records = unfolding.chi2_records(table)
+    assert [r["method"] for r in records] == ["omnifold", "ibu"]
+    assert records[1]["dpt"] == 15.5
+    assert records[0]["ndof"] == {"dpt": 14, "muon_p_cos": 58}
+
+
+def test_chi2_per_ndof_skips_empty_bins():
+    a = (np.array([10.0, 0.0, 4.0]), np.array([4.0, 0.0, 1.0]))
+    b = (np.array([8.0, 0.0, 4.0]), np.array([4.0, 0.0, 3.0]))
+    chi2, ndof = unfolding.chi2_per_ndof(a, b)
+    assert ndof == 2
+    assert chi2 == pytest.approx((4.0 / 8.0 + 0.0) / 2)
+
+
+def test_max_rel_diff_is_relative_where_the_reference_is_not_zero():
+    assert unfolding.max_rel_diff([1.1, 0.0], [1.0, 0.0]) == pytest.approx(0.1)
+    assert unfolding.max_rel_diff([2.0, 1e-3], [2.0, 0.0]) == pytest.approx(1e-3)
+
+
+def test_standardised_uses_reference_moments_and_zeroes_unselected_rows():
+    x = np.array([[1.0, 5.0], [3.0, 5.0], [100.0, 5.0]], np.float32)
+    rows = np.array([True, True, False])
+    out = unfolding.standardised(x, rows, x[rows])
+    np.testing.assert_allclose(out, [[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])  # constant column keeps scale 1
+
+
+def test_peer_script_parses_matching_settings(tmp_path):
+    args = peer_omnifold.parse_args(
+        [str(tmp_path / "in.npz"), str(tmp_path / "out.npz"), "--iterations=5", "--hidden", "100", "100"]
+    )
+    assert args.iterations == 5 and args.hidden == [100, 100] and args.activation == "relu"
+
+
+@pytest.mark.parametrize("option", ["--iterations=0", "--epochs=0", "--batch-size=0", "--patience=0"])
+def test_peer_script_refuses_non_positive_settings(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        peer_omnifold.parse_args([str(tmp_path / "in.npz"), str(tmp_path / "out.npz"), option])
+    assert exc.value.code == 2
+    assert "must be >= 1" in capsys.readouterr().err
