@@ -122,7 +122,9 @@ def _read_root(path: Path, tree: str) -> pd.DataFrame:
         except DataError:
             raise
         except Exception as exc:
-            raise DataError(f"{path}: TTree {tree!r} could not be read ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"{path}: TTree {tree!r} could not be read ({type(exc).__name__}: {exc})"
+            ) from None
     columns: dict[str, object] = {}
     jagged = [name for name in arrays.fields if arrays[name].ndim > 1]
     counters = {f"n{name}" for name in jagged}

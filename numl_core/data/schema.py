@@ -53,6 +53,17 @@ class Schema:
     name: str
     columns: tuple[Column, ...]
 
+    @classmethod
+    def from_ranges(cls, name: str, columns: dict[str, tuple[str, str, tuple[float, float]]]) -> Schema:
+        """From ``{column: (kind 'i'|'f'|'b', unit, (low, high))}``, the form generators export."""
+        kinds = {"i": "int", "f": "float", "b": "bool"}
+        return cls(
+            name,
+            tuple(
+                Column(c, kinds[k], unit, float(lo), float(hi)) for c, (k, unit, (lo, hi)) in columns.items()
+            ),
+        )
+
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
@@ -81,7 +92,9 @@ class Schema:
 
 def _bad(source: str, col: Column, row: int, value: object, why: str = "") -> DataError:
     extra = f" ({why})" if why else ""
-    return DataError(f"{source}: column '{col.name}' row {row}: expected {col.expectation()}, got {value!r}{extra}")
+    return DataError(
+        f"{source}: column '{col.name}' row {row}: expected {col.expectation()}, got {value!r}{extra}"
+    )
 
 
 def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
