@@ -1,0 +1,334 @@
+"""The unfolding workflow: OmniFold against Iterative Bayesian Unfolding on the ND280 CC0pi sample.
+
+One run unfolds one (fake-)data set with both methods and compares them with the
+data's truth: the nominal result, systematic throws of the MC (flux, cross section,
+detector) and Poisson bootstrap replicas of the data give the covariance used in chi2.
+All histogram contents are in weighted events; ``xsec_scale`` (cm^2/nucleon per event)
+converts them to cross sections.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import param
+
+from numl_core.config import Config, ConfigError
+from numl_core.data.generators import nd280_cc0pi as nd280
+from numl_core.data.io import read_table
+from numl_core.data.schema import DataError, Schema
+from numl_core.jobs import Progress
+from numl_core.unfold import ibu
+from numl_core.unfold.binning import BINNINGS, Binning
+from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas
+from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
+from numl_core.workflows import Workflow
+
+DISTRIBUTIONS = ["muon_p_cos", "dpt", "dalphat", "dphit"]
+KINEMATICS = ["mu_p", "mu_cos", "mu_phi", "p_p", "p_cos", "p_phi"]
+N_SAMPLES = 8
+ND280_SCHEMA = Schema.from_ranges("nd280_cc0pi", nd280.ND280_COLUMNS)
+
+
+class UnfoldingConfig(Config):
+    """Inputs of one OmniFold-vs-IBU unfolding run."""
+
+    sample = param.Selector(
+        default="builtin",
+        objects=["builtin", "file"],
+        doc="Events from the built-in ND280 CC0pi generator or from a file.",
+    )
+    data_file = param.String(
+        default="",
+        doc="Event file (.parquet, .csv, .root) with the ND280 schema; used when sample is 'file'.",
+    )
+    n_events = param.Integer(
+        default=200_000,
+        bounds=(2_000, 5_000_000),
+        doc="Events generated in total; half become MC, half (fake) data.",
+    )
+    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="Seed of sample, split, throws and training.")
+    fake_data = param.Selector(
+        default="dphit_shape",
+        objects=list(nd280.FAKE_DATA_SETS),
+        doc="Reweighting that turns the data half into fake data.",
+    )
+    distributions = param.ListSelector(
+        default=list(DISTRIBUTIONS), objects=list(DISTRIBUTIONS), doc="Distributions unfolded and compared."
+    )
+    iterations = param.Integer(default=15, bounds=(1, 50), doc="OmniFold iterations.")
+    trials = param.Integer(default=5, bounds=(1, 10), doc="Classifier trials averaged per iteration.")
+    n_throws = param.Integer(
+        default=20, bounds=(0, 200), doc="Systematic throws of the MC (flux, xsec, detector)."
+    )
+    n_bootstrap = param.Integer(default=10, bounds=(0, 200), doc="Poisson bootstrap replicas of the data.")
+    hidden_layers = param.Integer(default=2, bounds=(1, 6), doc="Hidden layers of each classifier.")
+    hidden_units = param.Integer(default=100, bounds=(4, 1024), doc="Units per hidden layer.")
+    learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
+    batch_size = param.Integer(default=10_000, bounds=(64, 1_000_000), doc="Mini-batch size.")
+    epochs = param.Integer(default=20, bounds=(1, 500), doc="Maximum epochs per classifier fit.")
+    patience = param.Integer(default=3, bounds=(1, 100), doc="Early-stopping patience in epochs.")
+    weight_clip_max = param.Number(
+        default=100.0, bounds=(1.0, 1e6), doc="Upper clip of per-step weight updates."
+    )
+    warm_start = param.Boolean(default=True, doc="Start each iteration's classifiers from the previous ones.")
+    stop_on_convergence = param.Boolean(
+        default=False, doc="Stop once the change between iterations falls below the trial spread."
+    )
+    run_ibu = param.Boolean(default=True, doc="Also unfold each distribution with IBU.")
+    ibu_iterations = param.Integer(default=4, bounds=(1, 100), doc="IBU iterations.")
+    device = param.Selector(default="auto", objects=["auto", "cpu", "cuda", "mps"], doc="Torch device.")
+
+    def validate(self) -> None:
+        if self.sample == "file" and not self.data_file:
+            raise ConfigError("UnfoldingConfig.data_file: required when sample is 'file'")
+        if not self.distributions:
+            raise ConfigError(
+                "UnfoldingConfig.distributions: choose at least one of " + ", ".join(DISTRIBUTIONS)
+            )
+
+
+def load_events(config: UnfoldingConfig) -> pd.DataFrame:
+    """The built-in sample, or a user's file validated against the ND280 schema."""
+    if config.sample == "builtin":
+        return nd280.generate(config.n_events, config.seed)
+    return read_table(Path(config.data_file), ND280_SCHEMA)
+
+
+def throw_kinds(events: pd.DataFrame) -> tuple[str, ...]:
+    """Systematic kinds the events support: cross-section throws need the generator's model columns."""
+    if all(c in events.columns for c in nd280.ND280_MODEL_COLUMNS):
+        return ("flux", "xsec", "detector")
+    return ("flux", "detector")
+
+
+def reco_features(events: pd.DataFrame) -> np.ndarray:
+    """Reco inputs: muon and proton (p, cos theta, phi) plus a one-hot sample ID, float32 (N, 14)."""
+    kin = events[[f"reco_{k}" for k in KINEMATICS]].to_numpy(np.float32)
+    onehot = np.zeros((len(events), N_SAMPLES), np.float32)
+    rows = np.flatnonzero(events["pass_reco"].to_numpy())
+    onehot[rows, events["sample_id"].to_numpy()[rows]] = 1.0
+    return np.concatenate([kin, onehot], axis=1)
+
+
+def truth_features(events: pd.DataFrame) -> np.ndarray:
+    """Truth inputs: muon and proton (p, cos theta, phi), float32 (N, 6)."""
+    return events[[f"true_{k}" for k in KINEMATICS]].to_numpy(np.float32)
+
+
+def _values(events: pd.DataFrame, binning: Binning, level: str) -> list[np.ndarray]:
+    return [events[c].to_numpy() for c in binning.columns(f"{level}_")]
+
+
+def _histogram_rows(
+    name: str, method: str, binning: Binning, value: np.ndarray, error: np.ndarray
+) -> pd.DataFrame:
+    """Long-format rows: edges of the first variable (low, high) and of the second (slice_low, slice_high)."""
+    frame = pd.DataFrame(
+        {
+            "distribution": name,
+            "method": method,
+            "bin": np.arange(binning.n_bins),
+            "low": binning.lower[:, 0],
+            "high": binning.upper[:, 0],
+        }
+    )
+    if binning.ndim == 2:
+        frame["slice_low"], frame["slice_high"] = binning.lower[:, 1], binning.upper[:, 1]
+    frame["value"] = value
+    frame["error"] = error
+    return frame
+
+
+def _poisson_weights(n_replicas: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, 7])
+    return rng.poisson(1.0, size=(n_replicas, n)).astype(np.float32)
+
+
+def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]:
+    """Run OmniFold (and IBU) on one fake-data set; return histograms, chi2 table and weights."""
+    t0 = time.perf_counter()
+    progress.update(0.0, "preparing events")
+    events = load_events(config)
+    mc, data = nd280.split_mc_data(events, config.seed)
+    if len(data) == 0 or len(mc) == 0:
+        raise DataError(f"{config.data_file or 'sample'}: no events left for MC or data after the split")
+    # Work in events (one per MC event, fake-data weights on top): the unfolding's statistics are Poisson
+    # in counts, not in cm^2. xsec_scale converts unfolded event counts back to cm^2 per nucleon.
+    xsec_scale = float(data["weight"].mean())
+    mc_prior = (mc["weight"].to_numpy() / mc["weight"].mean()).astype(np.float32)
+    fake = nd280.fake_data_weights(data, config.fake_data)
+    data_w = (data["weight"].to_numpy() / data["weight"].mean() * fake).astype(np.float32)
+    progress.log(f"{len(mc)} MC and {len(data)} data events; fake data '{config.fake_data}'")
+
+    progress.update(0.02, f"drawing {config.n_throws} throws")
+    throws = None
+    if config.n_throws:
+        throws = nd280.throw_weights(mc, config.n_throws, seed=config.seed, kinds=throw_kinds(mc))
+    boot = _poisson_weights(config.n_bootstrap, len(data), config.seed)
+    # ensemble members: nominal, MC throws, data bootstrap replicas
+    mc_members = [mc_prior[None]]
+    data_members = [data_w[None]]
+    if throws is not None:
+        mc_members.append(mc_prior[None] * throws)
+        data_members.append(np.repeat(data_w[None], config.n_throws, axis=0))
+    if config.n_bootstrap:
+        mc_members.append(np.repeat(mc_prior[None], config.n_bootstrap, axis=0))
+        data_members.append(data_w[None] * boot)
+    mc_weights = np.concatenate(mc_members)
+    data_weights = np.concatenate(data_members)
+    n_syst = config.n_throws
+
+    progress.update(0.05, "OmniFold")
+    selected = data["pass_reco"].to_numpy()  # data are what the detector selected
+    settings = OmniFoldSettings(
+        iterations=config.iterations,
+        trials=config.trials,
+        hidden=tuple([config.hidden_units] * config.hidden_layers),
+        lr=config.learning_rate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        patience=config.patience,
+        weight_clip=(0.0, config.weight_clip_max),
+        warm_start=config.warm_start,
+        stop_on_convergence=config.stop_on_convergence,
+        device=config.device,
+        seed=config.seed,
+    )
+    of = unfold_omnifold(
+        reco_features(mc),
+        truth_features(mc),
+        mc["pass_reco"].to_numpy(),
+        mc["pass_truth"].to_numpy(),
+        reco_features(data[selected]),
+        mc_weights,
+        data_weights[:, selected],
+        settings,
+        progress=progress.subrange(0.05, 0.9),
+    )
+    push = np.atleast_2d(of.weights(iteration=-1, step=2))  # (members, N_mc), multiplies the prior
+
+    histograms, chi2_rows = [], {}
+    for k, name in enumerate(config.distributions):
+        progress.check_cancelled()
+        progress.update(0.9 + 0.1 * k / len(config.distributions), f"comparing {name}")
+        binning = BINNINGS[name]
+        truth_values = _values(data[data["pass_truth"].to_numpy()], binning, "true")
+        truth_w = data_w[data["pass_truth"].to_numpy()]
+        truth = binning.histogram(*truth_values, weights=truth_w)
+        truth_err = np.sqrt(binning.histogram(*truth_values, weights=truth_w**2))
+        estimates = {"omnifold": _omnifold_histograms(mc, mc_weights * push, binning, n_syst)}
+        if config.run_ibu:
+            estimates["ibu"] = _unfold_ibu(mc, data, mc_weights, data_weights, binning, config, n_syst)
+        prior_mask = mc["pass_truth"].to_numpy()
+        prior = binning.histogram(*_values(mc[prior_mask], binning, "true"), weights=mc_prior[prior_mask])
+        histograms += [
+            _histogram_rows(name, "truth", binning, truth, truth_err),
+            _histogram_rows(name, "prior", binning, prior, np.zeros_like(prior)),
+        ]
+        for method, (nominal, cov) in estimates.items():
+            histograms.append(_histogram_rows(name, method, binning, nominal, np.sqrt(np.diag(cov))))
+            chi2_rows.setdefault(method, {})[name] = chi2_with_covariance(nominal, truth, cov)
+        chi2_rows.setdefault("ndof", {})[name] = float(binning.n_bins)
+    hist_frame = pd.concat(histograms, ignore_index=True)
+    progress.artefact("histograms", hist_frame)
+    chi2_table = pd.DataFrame(chi2_rows).T.reset_index(names="method")
+    chi2_table.insert(0, "fake_data", config.fake_data)
+    diagnostics = of.diagnostics_frame()
+    return {
+        "histograms": hist_frame,
+        "chi2_table": chi2_table,
+        "diagnostics": diagnostics,
+        "t2k_comparison": nd280.compare_to_t2k_stv(mc),
+        "weights": (mc_prior * push[0]).astype(np.float32),
+        "converged_at": of.converged_at,
+        "xsec_scale": xsec_scale,
+        "n_mc": len(mc),
+        "n_data": len(data),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _member_covariance(members: np.ndarray, n_syst: int, mc_stat_var: np.ndarray) -> np.ndarray:
+    """Total covariance around the nominal member (index 0).
+
+    Systematic from the throws (members 1..n_syst, about the nominal), statistical from the data's
+    bootstrap replicas (the rest, about their mean), plus the MC's own statistical variance per bin
+    (sum of squared weights), which keeps the matrix full rank when there are fewer replicas than bins.
+    """
+    nominal = members[0]
+    cov = np.diag(np.asarray(mc_stat_var, float))
+    syst, stat = members[1 : 1 + n_syst], members[1 + n_syst :]
+    if len(syst) > 1:
+        cov += covariance_from_replicas(syst, center=nominal)
+    if len(stat) > 1:
+        cov += covariance_from_replicas(stat)
+    return cov
+
+
+def _omnifold_histograms(
+    mc: pd.DataFrame, member_weights: np.ndarray, binning: Binning, n_syst: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truth-level histograms of the OmniFold-weighted MC: nominal and total covariance."""
+    signal = mc["pass_truth"].to_numpy()
+    values = _values(mc[signal], binning, "true")
+    members = binning.histogram(*values, weights=member_weights[:, signal])
+    mc_var = binning.histogram(*values, weights=member_weights[0, signal] ** 2)
+    return members[0], _member_covariance(members, n_syst, mc_var)
+
+
+def _unfold_ibu(
+    mc: pd.DataFrame,
+    data: pd.DataFrame,
+    mc_weights: np.ndarray,
+    data_weights: np.ndarray,
+    binning: Binning,
+    config: UnfoldingConfig,
+    n_syst: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """IBU of one distribution for every ensemble member at once, with the MC truth as prior."""
+    t_idx, t_in = binning.index(*_values(mc, binning, "true"))
+    r_idx, r_in = binning.index(*_values(mc, binning, "reco"))
+    inputs = ibu.response_from_events(
+        t_idx,
+        t_in,
+        r_idx,
+        r_in,
+        mc["pass_truth"].to_numpy(),
+        mc["pass_reco"].to_numpy(),
+        mc_weights,
+        n_causes=binning.n_bins,
+        n_effects=binning.n_bins,
+    )
+    d_idx, d_in = binning.index(*_values(data, binning, "reco"))
+    sel = data["pass_reco"].to_numpy() & d_in
+    observed = np.stack(
+        [np.bincount(d_idx[sel], weights=w[sel], minlength=binning.n_bins) for w in data_weights]
+    )
+    prior = inputs.truth / np.clip(inputs.truth.sum(axis=-1, keepdims=True), 1e-300, None)
+    values = ibu.ibu_throws(
+        observed,
+        inputs.response,
+        inputs.efficiencies,
+        inputs.background,
+        prior,
+        n_iterations=config.ibu_iterations,
+    )
+    # MC statistical variance of the nominal unfolded bins: relative error of the truth counts of the response
+    signal = mc["pass_truth"].to_numpy()
+    truth_w2 = binning.histogram(*_values(mc[signal], binning, "true"), weights=mc_weights[0][signal] ** 2)
+    rel_var = truth_w2 / np.clip(inputs.truth[0] ** 2, 1e-300, None)
+    return values[0], _member_covariance(values, n_syst, values[0] ** 2 * rel_var)
+
+
+WORKFLOW = Workflow(
+    name="unfold",
+    title="Unfolding",
+    description="OmniFold vs Iterative Bayesian Unfolding on a T2K-ND280-like CC0pi sample.",
+    config_cls=UnfoldingConfig,
+    run=run_unfolding,
+)
