@@ -43,26 +43,41 @@ class _NumlGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """numl: machine learning for neutrino-physics analysis."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @main.command()
 @click.option("--port", default=5006, show_default=True, help="Port to serve on.")
-@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to bind (localhost only by default).")
+@click.option(
+    "--address", default="127.0.0.1", show_default=True, help="Interface to bind (localhost only by default)."
+)
 @click.option("--prefix", default="", help="URL prefix, e.g. when served behind jupyter-server-proxy.")
-@click.option("--runs", "runs_root", type=click.Path(file_okay=False), default=None, help="Run directory root.")
-@click.option("--data", "data_root", type=click.Path(file_okay=False), default=None, help="Data directory root.")
+@click.option(
+    "--runs", "runs_root", type=click.Path(file_okay=False), default=None, help="Run directory root."
+)
+@click.option(
+    "--data", "data_root", type=click.Path(file_okay=False), default=None, help="Data directory root."
+)
 @click.option("--show", is_flag=True, help="Open a browser tab.")
-def app(port: int, address: str, prefix: str, runs_root: str | None, data_root: str | None, show: bool) -> None:
+def app(
+    port: int, address: str, prefix: str, runs_root: str | None, data_root: str | None, show: bool
+) -> None:
     """Serve the dashboard (``panel serve app/main.py``)."""
     cmd, env = dashboard_command(port, address, prefix, runs_root, data_root, show)
     click.echo(f"serving the numl dashboard at http://{address}:{port}{prefix}/main")
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
-def dashboard_command(port: int, address: str = "127.0.0.1", prefix: str = "", runs_root: str | None = None,
-                      data_root: str | None = None, show: bool = False) -> tuple[list[str], dict[str, str]]:
+def dashboard_command(
+    port: int,
+    address: str = "127.0.0.1",
+    prefix: str = "",
+    runs_root: str | None = None,
+    data_root: str | None = None,
+    show: bool = False,
+) -> tuple[list[str], dict[str, str]]:
     """The ``panel serve`` command line and environment that serve the dashboard."""
     import os
 
@@ -70,8 +85,22 @@ def dashboard_command(port: int, address: str = "127.0.0.1", prefix: str = "", r
     if spec is None or spec.origin is None:
         raise click.ClickException("the dashboard package 'app' is not installed next to numl_core")
     origin = f"{address}:{port}" if address not in ("0.0.0.0", "") else "*"
-    cmd = [sys.executable, "-m", "panel", "serve", spec.origin, "--port", str(port), "--address", address,
-           "--liveness", "--allow-websocket-origin", origin, "--allow-websocket-origin", f"localhost:{port}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        spec.origin,
+        "--port",
+        str(port),
+        "--address",
+        address,
+        "--liveness",
+        "--allow-websocket-origin",
+        origin,
+        "--allow-websocket-origin",
+        f"localhost:{port}",
+    ]
     if prefix:
         cmd += ["--prefix", prefix]
     if show:
@@ -91,7 +120,12 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--root", type=click.Path(file_okay=False), default=None, help="Run root (default $NUML_RUNS or ./numl-runs).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run root (default $NUML_RUNS or ./numl-runs).",
+)
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 def runs_list(root: str | None, workflow: str | None) -> None:
     """One line per run: id, workflow, state."""
@@ -132,7 +166,9 @@ def data() -> None:
 @click.argument("sample")
 @click.option("--n", "n_events", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .parquet, .csv or .root file.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), required=True, help="Output .parquet, .csv or .root file."
+)
 def data_generate(sample: str, n_events: int, seed: int, out: str) -> None:
     """Generate SAMPLE with N events and write it to OUT."""
     from numl_core.data.generators import SAMPLES
@@ -150,8 +186,15 @@ def data_generate(sample: str, n_events: int, seed: int, out: str) -> None:
 
 
 # -- workflows -------------------------------------------------------------------------
-def run_workflow(wf: workflows.Workflow, action: str, config_path: str | None, device: str | None,
-                 seed: int | None, out: str | None, resume: str | None) -> dict[str, Any]:
+def run_workflow(
+    wf: workflows.Workflow,
+    action: str,
+    config_path: str | None,
+    device: str | None,
+    seed: int | None,
+    out: str | None,
+    resume: str | None,
+) -> dict[str, Any]:
     """Run one workflow action in the job runner, with a tqdm bar; return its result."""
     from tqdm import tqdm
 
@@ -176,7 +219,9 @@ def run_workflow(wf: workflows.Workflow, action: str, config_path: str | None, d
         run = store.create(wf.name, cfg)
     runner = JobRunner(max_workers=1, torch_threads=None)
     fn = wf.run if action == "run" else wf.actions[action]
-    bar = tqdm(total=100, desc=f"{wf.name} {action}", unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    bar = tqdm(
+        total=100, desc=f"{wf.name} {action}", unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}"
+    )
     job = runner.submit(fn, cfg, run, label=f"{wf.name} {action}")
     cursor = 0
     try:
@@ -206,15 +251,27 @@ def run_workflow(wf: workflows.Workflow, action: str, config_path: str | None, d
 def _workflow_group(wf: workflows.Workflow) -> click.Group:
     group = click.Group(name=wf.name, help=f"{wf.title}: {wf.description}")
     for action in ("run", *wf.actions):
+
         @click.command(name=action, help=f"{action.capitalize()} the {wf.title.lower()} workflow.")
-        @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                      help="JSON config (default: built-in defaults).")
+        @click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="JSON config (default: built-in defaults).",
+        )
         @click.option("--device", default=None, help="auto, cpu, cuda or mps (overrides the config).")
         @click.option("--seed", type=int, default=None, help="Random seed (overrides the config).")
         @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory root.")
         @click.option("--resume", default=None, help="Resume this run id from its last checkpoint.")
-        def command(config_path: str | None, device: str | None, seed: int | None, out: str | None,
-                    resume: str | None, _action: str = action) -> None:
+        def command(
+            config_path: str | None,
+            device: str | None,
+            seed: int | None,
+            out: str | None,
+            resume: str | None,
+            _action: str = action,
+        ) -> None:
             run_workflow(wf, _action, config_path, device, seed, out, resume)
 
         group.add_command(command)

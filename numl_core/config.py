@@ -103,7 +103,9 @@ class Config(param.Parameterized):
             if isinstance(p, (param.NumericTuple, param.Tuple)) and isinstance(value, list):
                 value = tuple(value)
             if isinstance(p, param.Number) and isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{where}{cls.__name__}.{key} = {value!r} is not finite; expected {_allowed(p)}")
+                raise ConfigError(
+                    f"{where}{cls.__name__}.{key} = {value!r} is not finite; expected {_allowed(p)}"
+                )
             kwargs[key] = value
         try:
             cfg = cls(**kwargs)

@@ -15,8 +15,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
-def map_members(fn: Callable[..., Any], members: Iterable[Sequence[Any]], scheduler: str | None = None,
-                n_workers: int = 2, threads_per_worker: int = 1) -> list[Any]:
+def map_members(
+    fn: Callable[..., Any],
+    members: Iterable[Sequence[Any]],
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+) -> list[Any]:
     """Call ``fn(*member)`` for every member and return the results in order.
 
     ``scheduler``: None runs in this process; ``"local"`` starts a LocalCluster with
@@ -30,8 +35,15 @@ def map_members(fn: Callable[..., Any], members: Iterable[Sequence[Any]], schedu
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError("the Dask backend needs dask.distributed: pip install 'numl[dask]'") from exc
     if scheduler == "local":
-        with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             return _gather(client, fn, members)
     with Client(scheduler) as client:
         return _gather(client, fn, members)

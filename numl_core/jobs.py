@@ -162,8 +162,9 @@ class _SubProgress:
 class Job:
     """One submitted workflow run: id, state, progress, result or error."""
 
-    def __init__(self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None,
-                 label: str = "") -> None:
+    def __init__(
+        self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None, label: str = ""
+    ) -> None:
         self.id = run_dir.id if run_dir is not None else uuid.uuid4().hex[:12]
         self.fn = fn
         self.config = config
@@ -268,8 +269,9 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None = None,
-               label: str = "") -> Job:
+    def submit(
+        self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None = None, label: str = ""
+    ) -> Job:
         """Queue ``fn(config, progress)``; return its :class:`Job` at once."""
         job = Job(fn, config, run_dir, label)
         with self._lock:
@@ -295,4 +297,3 @@ class JobRunner:
             for job in self.jobs():
                 job.cancel()
         self._pool.shutdown(wait=wait)
-

@@ -200,7 +200,9 @@ class RunDir:
         """Reload a saved result (no pickles: ``allow_pickle=False``)."""
         res = self.path / "results"
         if not res.exists():
-            raise FileNotFoundError(f"{self.path}: run has no results (state: {self.read_info().get('state')})")
+            raise FileNotFoundError(
+                f"{self.path}: run has no results (state: {self.read_info().get('state')})"
+            )
         out: dict[str, Any] = {}
         if (res / "scalars.json").exists():
             out.update(json.loads((res / "scalars.json").read_text()))
@@ -225,8 +227,15 @@ class RunStore:
         run.path.mkdir(parents=True)
         if config is not None:
             run.write_config(config)
-        run.update_info({"id": run_id, "workflow": workflow, "state": "queued",
-                         "created_at": time.time(), "environment": environment_info()})
+        run.update_info(
+            {
+                "id": run_id,
+                "workflow": workflow,
+                "state": "queued",
+                "created_at": time.time(),
+                "environment": environment_info(),
+            }
+        )
         return run
 
     def get(self, run_id: str) -> RunDir:

@@ -10,7 +10,9 @@ class FitConfig(Config):
     """A small config exercising every parameter kind the workflows use."""
 
     iterations = param.Integer(default=5, bounds=(1, 100), doc="Number of iterations.")
-    learning_rate = param.Number(default=1e-3, bounds=(0, 1), inclusive_bounds=(False, True), doc="Adam step.")
+    learning_rate = param.Number(
+        default=1e-3, bounds=(0, 1), inclusive_bounds=(False, True), doc="Adam step."
+    )
     method = param.Selector(default="ibu", objects=["ibu", "omnifold"], doc="Unfolding method.")
     variables = param.ListSelector(default=["dpt"], objects=["dpt", "dalphat", "dphit"], doc="Observables.")
     hidden = param.List(default=[100, 100], item_type=int, doc="Hidden layer widths.")
@@ -19,8 +21,15 @@ class FitConfig(Config):
 
 
 def test_json_round_trip_is_exact():
-    cfg = FitConfig(iterations=7, learning_rate=0.123456789012345, method="omnifold",
-                    variables=["dalphat", "dphit"], hidden=[3, 4], enabled=False, label="ä")
+    cfg = FitConfig(
+        iterations=7,
+        learning_rate=0.123456789012345,
+        method="omnifold",
+        variables=["dalphat", "dphit"],
+        hidden=[3, 4],
+        enabled=False,
+        label="ä",
+    )
     again = FitConfig.from_json(cfg.to_json())
     assert again.to_dict() == cfg.to_dict()
     assert json.loads(again.to_json()) == json.loads(cfg.to_json())
@@ -39,7 +48,9 @@ def test_unknown_field_suggests_closest():
 
 
 def test_out_of_bounds_names_field_value_and_range():
-    with pytest.raises(ConfigError, match=r"FitConfig.iterations = 500 is not allowed; expected a integer in \[1, 100\]"):
+    with pytest.raises(
+        ConfigError, match=r"FitConfig.iterations = 500 is not allowed; expected a integer in \[1, 100\]"
+    ):
         FitConfig.from_dict({"iterations": 500})
 
 

@@ -7,7 +7,9 @@ from numl_core.device import resolve_device, seed_everything
 
 def test_auto_picks_an_available_device():
     dev = resolve_device("auto")
-    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    expected = (
+        "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
     assert dev.type == expected
 
 

@@ -56,7 +56,9 @@ def test_wrong_dtype_names_column_and_row(tmp_path):
     df = table()
     df["enu"] = ["1.0", "2.0", "lots", "3.0"]
     path = write_table(df, tmp_path / "e.csv")
-    with pytest.raises(DataError, match=r"e.csv: column 'enu' row 2: expected float in \[0.0, 100.0\] GeV, got 'lots'"):
+    with pytest.raises(
+        DataError, match=r"e.csv: column 'enu' row 2: expected float in \[0.0, 100.0\] GeV, got 'lots'"
+    ):
         read_table(path, SCHEMA)
 
 
@@ -92,7 +94,9 @@ def test_ragged_lists_across_particle_columns(tmp_path):
 def test_malformed_list_cell(tmp_path):
     path = tmp_path / "e.csv"
     path.write_text('event_id,enu,pass_reco,pdg,energy\n0,1.0,1,"13,x","0.2,0.3"\n')
-    with pytest.raises(DataError, match=r"column 'pdg' row 0: expected a comma-separated list of numbers, got '13,x'"):
+    with pytest.raises(
+        DataError, match=r"column 'pdg' row 0: expected a comma-separated list of numbers, got '13,x'"
+    ):
         read_table(path, SCHEMA)
 
 

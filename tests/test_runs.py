@@ -26,7 +26,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
 
 def test_result_round_trip_without_pickle(tmp_path):
     run = RunStore(tmp_path).create("unfold", None)
-    result = {"weights": np.arange(5.0), "table": pd.DataFrame({"a": [1, 2]}), "chi2": 1.5, "bad": float("nan")}
+    result = {
+        "weights": np.arange(5.0),
+        "table": pd.DataFrame({"a": [1, 2]}),
+        "chi2": 1.5,
+        "bad": float("nan"),
+    }
     run.save_result(result)
     back = run.load_result()
     np.testing.assert_array_equal(back["weights"], result["weights"])
