@@ -23,13 +23,12 @@ from numl_core.data.io import read_table
 from numl_core.data.schema import DataError, Schema
 from numl_core.jobs import Progress
 from numl_core.unfold import ibu
-from numl_core.unfold.binning import BINNINGS, Binning
+from numl_core.unfold.binning import BINNINGS, Binning, bincount_weighted
 from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
 from numl_core.workflows import Workflow
 
 DISTRIBUTIONS = ["muon_p_cos", "dpt", "dalphat", "dphit"]
-KINEMATICS = ["mu_p", "mu_cos", "mu_phi", "p_p", "p_cos", "p_phi"]
 N_SAMPLES = 8
 ND280_SCHEMA = Schema.from_ranges("nd280_cc0pi", nd280.ND280_COLUMNS)
 
@@ -68,9 +67,9 @@ class UnfoldingConfig(Config):
     n_bootstrap = param.Integer(default=10, bounds=(0, 200), doc="Poisson bootstrap replicas of the data.")
     hidden_layers = param.Integer(default=2, bounds=(1, 6), doc="Hidden layers of each classifier.")
     hidden_units = param.Integer(default=100, bounds=(4, 1024), doc="Units per hidden layer.")
-    learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
-    batch_size = param.Integer(default=10_000, bounds=(64, 1_000_000), doc="Mini-batch size.")
-    epochs = param.Integer(default=20, bounds=(1, 500), doc="Maximum epochs per classifier fit.")
+    learning_rate = param.Number(default=2e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
+    batch_size = param.Integer(default=5_000, bounds=(64, 1_000_000), doc="Mini-batch size.")
+    epochs = param.Integer(default=10, bounds=(1, 500), doc="Maximum epochs per classifier fit.")
     patience = param.Integer(default=3, bounds=(1, 100), doc="Early-stopping patience in epochs.")
     weight_clip_max = param.Number(
         default=100.0, bounds=(1.0, 1e6), doc="Upper clip of per-step weight updates."
@@ -106,18 +105,44 @@ def throw_kinds(events: pd.DataFrame) -> tuple[str, ...]:
     return ("flux", "detector")
 
 
+def kinematic_features(events: pd.DataFrame, level: str) -> np.ndarray:
+    """Muon and leading-proton kinematics as classifier inputs, float32 (N, 8).
+
+    The same information as (p, cos theta, phi) of both particles, in smooth coordinates: muon
+    (p [GeV/c], cos theta, cos phi, sin phi), proton (p [GeV/c], cos theta) and the proton's transverse
+    momentum [GeV/c] in the frame whose x axis is the muon's transverse direction (zero without a proton).
+    Azimuths are periodic and enter dpT, dalphaT and dphiT only through their difference, which a
+    classifier would otherwise have to learn from raw angles.
+    """
+    mu_phi = events[f"{level}_mu_phi"].to_numpy()
+    p_p = events[f"{level}_p_p"].to_numpy()
+    p_cos = events[f"{level}_p_cos"].to_numpy()
+    p_t = p_p * np.sqrt(np.clip(1.0 - p_cos**2, 0.0, None))
+    dphi = events[f"{level}_p_phi"].to_numpy() - mu_phi
+    columns = [
+        events[f"{level}_mu_p"].to_numpy(),
+        events[f"{level}_mu_cos"].to_numpy(),
+        np.cos(mu_phi),
+        np.sin(mu_phi),
+        p_p,
+        p_cos,
+        p_t * np.cos(dphi),
+        p_t * np.sin(dphi),
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
 def reco_features(events: pd.DataFrame) -> np.ndarray:
-    """Reco inputs: muon and proton (p, cos theta, phi) plus a one-hot sample ID, float32 (N, 14)."""
-    kin = events[[f"reco_{k}" for k in KINEMATICS]].to_numpy(np.float32)
+    """Reco inputs: muon and proton kinematics plus a one-hot sample ID, float32 (N, 16)."""
     onehot = np.zeros((len(events), N_SAMPLES), np.float32)
     rows = np.flatnonzero(events["pass_reco"].to_numpy())
     onehot[rows, events["sample_id"].to_numpy()[rows]] = 1.0
-    return np.concatenate([kin, onehot], axis=1)
+    return np.concatenate([kinematic_features(events, "reco"), onehot], axis=1)
 
 
 def truth_features(events: pd.DataFrame) -> np.ndarray:
-    """Truth inputs: muon and proton (p, cos theta, phi), float32 (N, 6)."""
-    return events[[f"true_{k}" for k in KINEMATICS]].to_numpy(np.float32)
+    """Truth inputs: muon and proton kinematics, float32 (N, 8)."""
+    return kinematic_features(events, "true")
 
 
 def _values(events: pd.DataFrame, binning: Binning, level: str) -> list[np.ndarray]:
@@ -221,7 +246,9 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         truth_w = data_w[data["pass_truth"].to_numpy()]
         truth = binning.histogram(*truth_values, weights=truth_w)
         truth_err = np.sqrt(binning.histogram(*truth_values, weights=truth_w**2))
-        estimates = {"omnifold": _omnifold_histograms(mc, mc_weights * push, binning, n_syst)}
+        estimates = {
+            "omnifold": _omnifold_histograms(mc, mc_weights, push, of.trial_weights[:, 0], binning, n_syst)
+        }
         if config.run_ibu:
             estimates["ibu"] = _unfold_ibu(mc, data, mc_weights, data_weights, binning, config, n_syst)
         prior_mask = mc["pass_truth"].to_numpy()
@@ -230,10 +257,16 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
             _histogram_rows(name, "truth", binning, truth, truth_err),
             _histogram_rows(name, "prior", binning, prior, np.zeros_like(prior)),
         ]
+        # bins no method populates (zero variance everywhere) carry no information and are left out
+        used = np.all([np.diag(cov) > 0 for _, cov in estimates.values()], axis=0)
+        if not used.all():
+            progress.log(f"{name}: {int((~used).sum())} empty bin(s) left out of chi2")
         for method, (nominal, cov) in estimates.items():
             histograms.append(_histogram_rows(name, method, binning, nominal, np.sqrt(np.diag(cov))))
-            chi2_rows.setdefault(method, {})[name] = chi2_with_covariance(nominal, truth, cov)
-        chi2_rows.setdefault("ndof", {})[name] = float(binning.n_bins)
+            chi2_rows.setdefault(method, {})[name] = chi2_with_covariance(
+                nominal[used], truth[used], cov[np.ix_(used, used)]
+            )
+        chi2_rows.setdefault("ndof", {})[name] = float(used.sum())
     hist_frame = pd.concat(histograms, ignore_index=True)
     progress.artefact("histograms", hist_frame)
     chi2_table = pd.DataFrame(chi2_rows).T.reset_index(names="method")
@@ -271,26 +304,38 @@ def _member_covariance(members: np.ndarray, n_syst: int, mc_stat_var: np.ndarray
 
 
 def _omnifold_histograms(
-    mc: pd.DataFrame, member_weights: np.ndarray, binning: Binning, n_syst: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Truth-level histograms of the OmniFold-weighted MC: nominal and total covariance."""
-    signal = mc["pass_truth"].to_numpy()
-    values = _values(mc[signal], binning, "true")
-    members = binning.histogram(*values, weights=member_weights[:, signal])
-    mc_var = binning.histogram(*values, weights=member_weights[0, signal] ** 2)
-    return members[0], _member_covariance(members, n_syst, mc_var)
-
-
-def _unfold_ibu(
     mc: pd.DataFrame,
-    data: pd.DataFrame,
     mc_weights: np.ndarray,
-    data_weights: np.ndarray,
+    push: np.ndarray,
+    trial_factors: np.ndarray,
     binning: Binning,
-    config: UnfoldingConfig,
     n_syst: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IBU of one distribution for every ensemble member at once, with the MC truth as prior."""
+    """Truth-level histograms of the OmniFold-weighted MC: nominal and total covariance.
+
+    ``mc_weights`` (M, N) prior weights and ``push`` (M, N) unfolded factors per ensemble member;
+    ``trial_factors`` (K, N): the nominal's push factors per classifier trial; their spread, divided
+    by K for the trial average, adds the classifier-initialisation uncertainty.
+    """
+    signal = mc["pass_truth"].to_numpy()
+    values = _values(mc[signal], binning, "true")
+    unfolded = mc_weights[:, signal] * push[:, signal]
+    members = binning.histogram(*values, weights=unfolded)
+    mc_var = binning.histogram(*values, weights=unfolded[0] ** 2)
+    cov = _member_covariance(members, n_syst, mc_var)
+    if len(trial_factors) > 1:
+        trials = binning.histogram(*values, weights=mc_weights[0, signal] * trial_factors[:, signal])
+        cov += covariance_from_replicas(trials) / len(trial_factors)
+    return members[0], cov
+
+
+def ibu_inputs(
+    mc: pd.DataFrame, data: pd.DataFrame, binning: Binning, mc_weights: np.ndarray, data_weights: np.ndarray
+) -> tuple[ibu.ResponseInputs, np.ndarray]:
+    """Response from the MC and observed (selected, in-range) data counts for one binning.
+
+    Weights are (N,) or (T, N) per ensemble member; counts come back as (E,) or (T, E).
+    """
     t_idx, t_in = binning.index(*_values(mc, binning, "true"))
     r_idx, r_in = binning.index(*_values(mc, binning, "reco"))
     inputs = ibu.response_from_events(
@@ -306,9 +351,21 @@ def _unfold_ibu(
     )
     d_idx, d_in = binning.index(*_values(data, binning, "reco"))
     sel = data["pass_reco"].to_numpy() & d_in
-    observed = np.stack(
-        [np.bincount(d_idx[sel], weights=w[sel], minlength=binning.n_bins) for w in data_weights]
-    )
+    observed = bincount_weighted(d_idx[sel], np.asarray(data_weights)[..., sel], binning.n_bins)
+    return inputs, observed
+
+
+def _unfold_ibu(
+    mc: pd.DataFrame,
+    data: pd.DataFrame,
+    mc_weights: np.ndarray,
+    data_weights: np.ndarray,
+    binning: Binning,
+    config: UnfoldingConfig,
+    n_syst: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """IBU of one distribution for every ensemble member at once, with the MC truth as prior."""
+    inputs, observed = ibu_inputs(mc, data, binning, mc_weights, data_weights)
     prior = inputs.truth / np.clip(inputs.truth.sum(axis=-1, keepdims=True), 1e-300, None)
     values = ibu.ibu_throws(
         observed,
