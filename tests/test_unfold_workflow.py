@@ -26,7 +26,7 @@ TINY = dict(
 
 @pytest.fixture(scope="module")
 def tiny_result():
-    return run_unfolding(UnfoldingConfig(**TINY, fake_data="dphit_shape_norm"), Progress())
+    return run_unfolding(UnfoldingConfig(**{**TINY, "trials": 2}, fake_data="dphit_shape_norm"), Progress())
 
 
 def test_result_has_contracted_tables(tiny_result):
@@ -40,6 +40,15 @@ def test_result_has_contracted_tables(tiny_result):
     assert (table.loc[["omnifold", "ibu"], ["dpt", "dphit"]].to_numpy() >= 0).all()
     assert tiny_result["weights"].shape == (tiny_result["n_mc"],)
     assert np.isfinite(tiny_result["weights"]).all()
+
+
+def test_uncertainty_budget_splits_throws_and_initialisation(tiny_result):
+    budget = tiny_result["uncertainty_budget"]
+    assert set(budget["distribution"]) == {"dpt", "dphit"} and len(budget) == 28
+    np.testing.assert_allclose(
+        budget["sigma_total"] ** 2, budget["sigma_throws"] ** 2 + budget["sigma_init"] ** 2
+    )
+    assert ((budget["init_fraction"] >= 0) & (budget["init_fraction"] <= 1)).all()
 
 
 def test_unfolding_moves_towards_the_fake_data_normalisation(tiny_result):

@@ -99,18 +99,21 @@ def chi2_table(
     return table
 
 
-def uncertainty_budget(nominal: np.ndarray, throws: np.ndarray, initialisations: np.ndarray) -> pd.DataFrame:
+def uncertainty_budget(
+    nominal: np.ndarray, throws: np.ndarray, initialisations: np.ndarray, n_averaged: int = 1
+) -> pd.DataFrame:
     """Per-bin uncertainty budget: throws (systematic + statistical) against initialisation spread.
 
     ``nominal`` (B,); ``throws`` (T, B) unfolded results of systematic and statistical throws (their RMS
     about ``nominal``); ``initialisations`` (R, B) results of the same unfolding repeated with different
-    classifier seeds (their sample standard deviation). Columns: nominal, sigma_throws, sigma_init,
+    classifier seeds (their sample standard deviation, divided by sqrt(n_averaged) when the nominal is the
+    average of ``n_averaged`` such repeats). Columns: nominal, sigma_throws, sigma_init,
     sigma_total (quadrature sum), the three relative to ``nominal`` (rel_*) and init_fraction =
     sigma_init^2 / sigma_total^2.
     """
     nominal = np.asarray(nominal, dtype=np.float64)
     sigma_throws = np.sqrt(np.diag(covariance_from_replicas(throws, center=nominal)))
-    sigma_init = np.sqrt(np.diag(covariance_from_replicas(initialisations)))
+    sigma_init = np.sqrt(np.diag(covariance_from_replicas(initialisations)) / n_averaged)
     sigma_total = np.hypot(sigma_throws, sigma_init)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pd.DataFrame(

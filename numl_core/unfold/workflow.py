@@ -24,7 +24,7 @@ from numl_core.data.schema import DataError, Schema
 from numl_core.jobs import Progress
 from numl_core.unfold import ibu
 from numl_core.unfold.binning import BINNINGS, Binning, bincount_weighted
-from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas
+from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas, uncertainty_budget
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
 from numl_core.workflows import Workflow
 
@@ -237,7 +237,7 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
     )
     push = np.atleast_2d(of.weights(iteration=-1, step=2))  # (members, N_mc), multiplies the prior
 
-    histograms, chi2_rows = [], {}
+    histograms, budgets, chi2_rows = [], [], {}
     for k, name in enumerate(config.distributions):
         progress.check_cancelled()
         progress.update(0.9 + 0.1 * k / len(config.distributions), f"comparing {name}")
@@ -246,9 +246,12 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         truth_w = data_w[data["pass_truth"].to_numpy()]
         truth = binning.histogram(*truth_values, weights=truth_w)
         truth_err = np.sqrt(binning.histogram(*truth_values, weights=truth_w**2))
-        estimates = {
-            "omnifold": _omnifold_histograms(mc, mc_weights, push, of.trial_weights[:, 0], binning, n_syst)
-        }
+        *omnifold, budget = _omnifold_histograms(
+            mc, mc_weights, push, of.trial_weights[:, 0], binning, n_syst
+        )
+        estimates = {"omnifold": tuple(omnifold)}
+        if budget is not None:
+            budgets.append(budget.reset_index().assign(distribution=name))
         if config.run_ibu:
             estimates["ibu"] = _unfold_ibu(mc, data, mc_weights, data_weights, binning, config, n_syst)
         prior_mask = mc["pass_truth"].to_numpy()
@@ -276,6 +279,7 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         "histograms": hist_frame,
         "chi2_table": chi2_table,
         "diagnostics": diagnostics,
+        "uncertainty_budget": pd.concat(budgets, ignore_index=True) if budgets else pd.DataFrame(),
         "t2k_comparison": nd280.compare_to_t2k_stv(mc),
         "weights": (mc_prior * push[0]).astype(np.float32),
         "converged_at": of.converged_at,
@@ -310,8 +314,8 @@ def _omnifold_histograms(
     trial_factors: np.ndarray,
     binning: Binning,
     n_syst: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Truth-level histograms of the OmniFold-weighted MC: nominal and total covariance.
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """Truth-level histograms of the OmniFold-weighted MC: nominal, total covariance, uncertainty budget.
 
     ``mc_weights`` (M, N) prior weights and ``push`` (M, N) unfolded factors per ensemble member;
     ``trial_factors`` (K, N): the nominal's push factors per classifier trial; their spread, divided
@@ -323,10 +327,13 @@ def _omnifold_histograms(
     members = binning.histogram(*values, weights=unfolded)
     mc_var = binning.histogram(*values, weights=unfolded[0] ** 2)
     cov = _member_covariance(members, n_syst, mc_var)
+    budget = None
     if len(trial_factors) > 1:
         trials = binning.histogram(*values, weights=mc_weights[0, signal] * trial_factors[:, signal])
         cov += covariance_from_replicas(trials) / len(trial_factors)
-    return members[0], cov
+        if len(members) > 2:
+            budget = uncertainty_budget(members[0], members[1:], trials, n_averaged=len(trial_factors))
+    return members[0], cov, budget
 
 
 def ibu_inputs(
