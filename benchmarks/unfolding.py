@@ -111,12 +111,12 @@ FULL = Sizes(
     peer_batch_size=10_000,
     ibu_throws=100,
     ibu_iterations=4,
-    chi2_events=100_000,
-    chi2_iterations=5,
-    chi2_trials=2,
+    chi2_events=60_000,
+    chi2_iterations=4,
+    chi2_trials=1,
     chi2_throws=10,
     chi2_bootstrap=10,
-    chi2_epochs=6,
+    chi2_epochs=4,
 )
 QUICK = Sizes(
     n_events=40_000,
