@@ -7,11 +7,9 @@ built-in sample; ``numl app`` serves the dashboard.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,52 +63,12 @@ def app(
     port: int, address: str, prefix: str, runs_root: str | None, data_root: str | None, show: bool
 ) -> None:
     """Serve the dashboard (``panel serve app/main.py``)."""
-    cmd, env = dashboard_command(port, address, prefix, runs_root, data_root, show)
-    click.echo(f"serving the numl dashboard at http://{address}:{port}{prefix}/main")
-    raise SystemExit(subprocess.call(cmd, env=env))
-
-
-def dashboard_command(
-    port: int,
-    address: str = "127.0.0.1",
-    prefix: str = "",
-    runs_root: str | None = None,
-    data_root: str | None = None,
-    show: bool = False,
-) -> tuple[list[str], dict[str, str]]:
-    """The ``panel serve`` command line and environment that serve the dashboard."""
-    import os
-
-    spec = importlib.util.find_spec("app.main")
-    if spec is None or spec.origin is None:
-        raise click.ClickException("the dashboard package 'app' is not installed next to numl_core")
-    origin = f"{address}:{port}" if address not in ("0.0.0.0", "") else "*"
-    cmd = [
-        sys.executable,
-        "-m",
-        "panel",
-        "serve",
-        spec.origin,
-        "--port",
-        str(port),
-        "--address",
-        address,
-        "--liveness",
-        "--allow-websocket-origin",
-        origin,
-        "--allow-websocket-origin",
-        f"localhost:{port}",
-    ]
-    if prefix:
-        cmd += ["--prefix", prefix]
-    if show:
-        cmd.append("--show")
-    env = dict(os.environ)
-    if runs_root:
-        env["NUML_RUNS"] = str(Path(runs_root).resolve())
-    if data_root:
-        env["NUML_DATA"] = str(Path(data_root).resolve())
-    return cmd, env
+    # the dashboard is a separate package that depends on numl_core, never the reverse
+    try:
+        server = importlib.import_module("app.server")
+    except ModuleNotFoundError:
+        raise click.ClickException("the dashboard package 'app' is not installed next to numl_core") from None
+    raise SystemExit(server.serve(port, address, prefix, show, runs_root, data_root))
 
 
 # -- runs ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import sys
 
 from click.testing import CliRunner
 
-from numl_core.cli import dashboard_command, main
+from numl_core.cli import main
 from numl_core.data.io import read_table
 
 TINY = {
@@ -73,10 +73,3 @@ def test_config_command_prints_defaults_that_load_back():
 
     result = CliRunner().invoke(main, ["unfold", "config"])
     assert UnfoldingConfig.from_json(result.output).to_dict() == UnfoldingConfig().to_dict()
-
-
-def test_dashboard_command_binds_localhost_and_passes_prefix(tmp_path):
-    cmd, env = dashboard_command(5010, prefix="/numl", runs_root=str(tmp_path))
-    assert cmd[cmd.index("--address") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--prefix") + 1] == "/numl" and "--liveness" in cmd
-    assert env["NUML_RUNS"] == str(tmp_path.resolve())

@@ -1,0 +1,1 @@
+"""The numl dashboard (Panel): ``panel serve app/main.py`` or ``numl app``."""

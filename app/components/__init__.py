@@ -1,0 +1,1 @@
+"""Building blocks shared by the dashboard pages: job panel, live curves, run browser."""

@@ -1,0 +1,248 @@
+"""Metric curves: live ones that grow while a job runs, and static ones for stored runs.
+
+Metric records are the dicts of :meth:`numl_core.jobs.Progress.metric`: ``name``, ``value``,
+``step``, ``t`` plus tags. Records are grouped into plots (every ``*_loss`` shares the
+"loss" plot, so step 1 and step 2, train and validation overlay) and, within a plot, into
+series by name and the non-counter tags (``split=val``, ``distribution=dpt`` ...).
+
+Each live series streams into its own :class:`holoviews.streams.Buffer`, so a new point
+sends only that point to the browser.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache, partial, reduce
+from typing import Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+
+#: Record keys that are not series labels: the value itself, its step, and counters.
+COUNTER_KEYS = frozenset({"name", "value", "step", "t", "iteration", "epoch", "trial", "throw", "batch"})
+Record = dict[str, Any]
+_STEP_PREFIX = re.compile(r"^step\d+_")
+
+
+@cache
+def use_bokeh() -> None:
+    """Load HoloViews' Bokeh backend once, so that ``hv.opts.Curve`` and friends exist."""
+    import holoviews.plotting.bokeh  # noqa: F401
+
+    hv.Store.set_current_backend("bokeh")
+
+
+def plot_key(record: Record) -> str:
+    """The plot a record belongs to: ``"loss"`` for every ``*_loss``; ``stepN_X`` shares plot ``X``.
+
+    >>> plot_key({"name": "step2_loss"}), plot_key({"name": "step1_ess"}), plot_key({"name": "chi2"})
+    ('loss', 'ess', 'chi2')
+    """
+    name = str(record["name"])
+    if name == "loss" or name.endswith("_loss"):
+        return "loss"
+    return _STEP_PREFIX.sub("", name) or name
+
+
+def series_key(record: Record) -> str:
+    """The series label: the name plus any non-counter tags.
+
+    >>> series_key({"name": "step1_loss", "value": 0.6, "step": 3, "iteration": 1, "split": "val"})
+    'step1_loss (val)'
+    """
+    tags = [f"{record[k]}" for k in sorted(record) if k not in COUNTER_KEYS]
+    return f"{record['name']} ({', '.join(tags)})" if tags else str(record["name"])
+
+
+def group_records(
+    records: Iterable[Record],
+    group: Callable[[Record], str | None] = plot_key,
+    label: Callable[[Record], str] = series_key,
+    last_steps: dict[tuple[str, str], tuple[float, float]] | None = None,
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Split records into ``{plot: {series: DataFrame(step, value)}}``, in arrival order.
+
+    Records that ``group`` maps to None are left out (not plotted).
+
+    A step counter that restarts within a series (each OmniFold iteration counts its epochs
+    from 0) is laid end to end, so ``step`` is cumulative and a curve never runs backwards.
+    ``last_steps`` carries ``{(plot, series): (last step drawn, offset)}`` from one call to
+    the next when records arrive in batches.
+
+    >>> g = group_records([{"name": "a_loss", "value": 1.0, "step": s} for s in (0, 1, 0, 1)])
+    >>> g["loss"]["a_loss"]["step"].tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    """
+    chains = {} if last_steps is None else last_steps
+    rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in records:
+        plot = group(r)
+        if plot is None:
+            continue
+        key = (plot, label(r))
+        step = float(r["step"])
+        last, offset = chains.get(key, (None, 0.0))
+        if last is not None and step + offset <= last:
+            offset = last + 1.0 - step
+        chains[key] = (step + offset, offset)
+        rows.setdefault(key[0], {}).setdefault(key[1], []).append((step + offset, float(r["value"])))
+    return {
+        plot: {s: pd.DataFrame(pts, columns=["step", "value"]) for s, pts in series.items()}
+        for plot, series in rows.items()
+    }
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"step": pd.Series(dtype=float), "value": pd.Series(dtype=float)})
+
+
+def _dash(series: str) -> str:
+    return "dashed" if "val" in series.split("(")[-1] else "solid"
+
+
+def _curve(data: pd.DataFrame, label: str) -> hv.Curve:
+    return hv.Curve(data, "step", "value", label=label).opts(line_dash=_dash(label))
+
+
+def _style(obj: hv.Overlay | hv.DynamicMap, title: str, height: int) -> Any:
+    use_bokeh()
+    frame = dict(title=title, responsive=True, height=height, show_grid=True, xlabel="step", ylabel=title)
+    return obj.opts(
+        hv.opts.Curve(tools=["hover"], line_width=2, framewise=True, **frame),
+        hv.opts.Overlay(legend_position="right", **frame),
+    )
+
+
+def plot_pane(obj: Any, **kwargs: Any) -> pn.pane.HoloViews:
+    """A full-width HoloViews pane whose axes are its own (Panel links equal axes across panes by default)."""
+    return pn.pane.HoloViews(obj, sizing_mode="stretch_width", linked_axes=False, **kwargs)
+
+
+def static_overlay(series: dict[str, pd.DataFrame], title: str, height: int = 260) -> Any:
+    """An overlay of fixed curves (stored runs, comparisons)."""
+    return _style(hv.Overlay([_curve(df, s) for s, df in series.items()]), title, height)
+
+
+def static_curves(
+    records: Iterable[Record],
+    group: Callable[[Record], str] = plot_key,
+    label: Callable[[Record], str] = series_key,
+    height: int = 260,
+) -> pn.viewable.Viewable:
+    """All metric plots of a stored run (or of several runs, told apart by ``label``)."""
+    groups = group_records(records, group, label)
+    if not groups:
+        return pn.pane.Markdown("No metrics recorded.")
+    panes = [plot_pane(static_overlay(s, plot, height)) for plot, s in groups.items()]
+    return pn.GridBox(*panes, ncols=2, sizing_mode="stretch_width")
+
+
+class LiveCurves(pn.viewable.Viewer):
+    """Growing metric curves; feed them with :meth:`push` from a periodic callback.
+
+    ``group`` maps a record to its plot (see :func:`plot_key`), or to None to count it
+    without drawing it; ``length`` caps the points kept per series (the oldest are dropped).
+    """
+
+    def __init__(
+        self, group: Callable[[Record], str | None] = plot_key, length: int = 100_000, height: int = 260
+    ) -> None:
+        super().__init__()
+        self.group = group
+        self.length = length
+        self.height = height
+        self._buffers: dict[str, dict[str, hv.streams.Buffer]] = {}
+        self._last_steps: dict[tuple[str, str], tuple[float, float]] = {}
+        self._panes: dict[str, pn.pane.HoloViews] = {}
+        self.counts: dict[str, int] = {}
+        self.received = 0
+        self._grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
+        self._readout = pn.pane.Markdown("0 metric points", css_classes=["numl-metric-count"], margin=(0, 10))
+        self._layout = pn.Column(self._readout, self._grid, sizing_mode="stretch_width")
+
+    def prepare(self, expected: Mapping[str, Sequence[str]]) -> None:
+        """Create plots and (empty) series up front, e.g. ``{"loss": ["a_loss (train)"]}``.
+
+        Drawing every expected plot once, when a job starts, is much cheaper for the server
+        than redrawing a plot each time one of its series first appears.
+        """
+        changed = []
+        for plot, names in expected.items():
+            buffers = self._buffers.setdefault(plot, {})
+            for name in names:
+                if name not in buffers:
+                    buffers[name] = hv.streams.Buffer(_empty(), length=self.length, index=False)
+                    changed.append(plot)
+        self._draw(list(dict.fromkeys(changed)))
+
+    def push(self, records: list[Record]) -> int:
+        """Append records to their curves; return the number of records received."""
+        self.received += len(records)
+        changed_plots = []
+        for plot, series in group_records(records, self.group, last_steps=self._last_steps).items():
+            buffers = self._buffers.setdefault(plot, {})
+            for name, df in series.items():
+                if name in buffers:
+                    buffers[name].send(df)
+                else:
+                    buffers[name] = hv.streams.Buffer(df, length=self.length, index=False)
+                    changed_plots.append(plot)
+                self.counts[name] = self.counts.get(name, 0) + len(df)
+        self._draw(list(dict.fromkeys(changed_plots)))
+        self.sync_readout()
+        return len(records)
+
+    def sync_readout(self) -> None:
+        """Show the current point counts (a no-op when the text is already up to date)."""
+        text = self._readout_text()
+        if self._readout.object != text:
+            self._readout.object = text
+
+    def _draw(self, plots: list[str]) -> None:
+        """(Re)build the overlays of ``plots``; add new panes to the grid in one update."""
+        new_panes = []
+        for plot in plots:
+            dmaps = [
+                hv.DynamicMap(partial(_curve, label=s), streams=[b]) for s, b in self._buffers[plot].items()
+            ]
+            overlay = _style(reduce(operator.mul, dmaps), plot, self.height)
+            if plot in self._panes:
+                self._panes[plot].object = overlay
+            else:
+                self._panes[plot] = plot_pane(overlay, min_height=self.height)
+                new_panes.append(self._panes[plot])
+        if new_panes:
+            self._grid.extend(new_panes)
+
+    def _readout_text(self) -> str:
+        if not self.received:
+            return "0 metric points"
+        parts = ", ".join(f"{s}: {n}" for s, n in self.counts.items())
+        return f"{self.received} metric points ({parts})"
+
+    def reset(self) -> None:
+        """Empty every curve but keep the plots (a new job starts: nothing is redrawn)."""
+        for buffers in self._buffers.values():
+            for buffer in buffers.values():
+                if len(buffer.data):
+                    buffer.clear()
+        self._last_steps.clear()
+        self.counts.clear()
+        self.received = 0
+        self._readout.object = "0 metric points"
+
+    def clear(self) -> None:
+        """Forget all curves and plots."""
+        self._buffers.clear()
+        self._last_steps.clear()
+        self._panes.clear()
+        self.counts.clear()
+        self.received = 0
+        self._grid.clear()
+        self._readout.object = "0 metric points"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout

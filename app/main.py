@@ -1,0 +1,131 @@
+"""The numl dashboard: ``panel serve app/main.py`` (or ``numl app``).
+
+One tab per registered workflow plus a "Runs" tab. A workflow's page comes from the module
+in ``app/pages`` that declares ``WORKFLOW_NAME`` equal to the workflow's name (or is named
+after it) and exposes ``build_page(ctx) -> Viewable``, optionally ``result_view(result)``
+for reopened runs; a workflow without a page module gets the generic job panel.
+The open tab is kept in the URL (``?page=NAME``) next to the session token.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import panel as pn
+
+import app.pages
+from app.components.job_panel import JobPanel, error_view
+from app.components.run_browser import RunBrowser
+from app.context import AppContext
+from numl_core.jobs import Job
+from numl_core.workflows import Workflow
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+PAGE_QUERY = "page"
+RUNS_PAGE = "runs"
+
+
+def page_modules() -> dict[str, ModuleType]:
+    """Page modules by the workflow name they serve."""
+    found = {}
+    for info in pkgutil.iter_modules(app.pages.__path__):
+        module = importlib.import_module(f"app.pages.{info.name}")
+        if hasattr(module, "build_page"):
+            found[getattr(module, "WORKFLOW_NAME", info.name)] = module
+    return found
+
+
+def build_tab(ctx: AppContext, workflow: Workflow, module: ModuleType | None) -> pn.viewable.Viewable:
+    """A workflow's page; a page that fails to build shows its error instead of breaking the app."""
+    try:
+        return module.build_page(ctx) if module is not None else JobPanel(workflow, ctx)
+    except Exception as exc:
+        log.exception("page of workflow %r failed to build", workflow.name)
+        return error_view(
+            f"**The {workflow.title} page failed to build:** {type(exc).__name__}: {exc}",
+            traceback.format_exc(),
+        )
+
+
+def _sidebar(ctx: AppContext, available: dict[str, Workflow]) -> list[pn.viewable.Viewable]:
+    s = ctx.settings
+    workflows = "\n".join(f"- **{w.title}**: {w.description}" for w in available.values())
+    return [
+        pn.pane.Markdown(
+            f"### Workflows\n{workflows or '*none installed*'}\n\n"
+            f"### This server\n- data folder: `{s.data_root}`\n- runs folder: `{s.runs_root}`\n"
+            f"- {s.max_workers} jobs at a time, {s.torch_threads} torch thread(s) each\n"
+            f"- uploads up to {s.max_upload_bytes / 1e6:.0f} MB\n\n"
+            "Jobs keep running when the page is closed; reload this page's address (it carries "
+            "`?session=`) to see them again.",
+            sizing_mode="stretch_width",
+        )
+    ]
+
+
+def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
+    """The dashboard for one browser session."""
+    css = [(ASSETS / "numl.css").read_text()] if (ASSETS / "numl.css").exists() else []
+    pn.extension("tabulator", "filedropper", raw_css=css)
+    modules = page_modules()
+    names: list[str] = []
+    tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width", css_classes=["numl-pages"])
+    try:
+        workflows = ctx.workflows()
+    except Exception as exc:  # a broken plugin must leave the rest of the dashboard usable
+        log.exception("loading the registered workflows failed")
+        workflows = {}
+        tabs.append(
+            (
+                "Workflows",
+                error_view(
+                    f"**Loading the workflows failed:** {type(exc).__name__}: {exc}", traceback.format_exc()
+                ),
+            )
+        )
+        names.append("workflows")
+    for name, workflow in workflows.items():
+        tabs.append((workflow.title, build_tab(ctx, workflow, modules.get(name))))
+        names.append(name)
+    result_views = {n: m.result_view for n, m in modules.items() if hasattr(m, "result_view")}
+
+    def on_reattach(job: Job, workflow: str) -> None:
+        panel = ctx.job_panels.get(workflow)
+        if panel is not None:
+            panel.attach(job, restore_config=True)
+            tabs.active = names.index(workflow)
+
+    tabs.append(("Runs", RunBrowser(ctx, result_views=result_views, on_reattach=on_reattach)))
+    names.append(RUNS_PAGE)
+    raw = pn.state.session_args.get(PAGE_QUERY, [b""])[0]
+    wanted = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if wanted in names:
+        tabs.active = names.index(wanted)
+
+    def remember_page(event: object) -> None:
+        if pn.state.location is not None:
+            pn.state.location.update_query(**{PAGE_QUERY: names[tabs.active]})
+
+    tabs.param.watch(remember_page, "active")
+    logo = ASSETS / "logo.svg"
+    return pn.template.FastListTemplate(
+        title="numl: machine learning for neutrino physics",
+        logo=str(logo) if logo.exists() else "",
+        main=[tabs],
+        sidebar=_sidebar(ctx, workflows),
+        sidebar_width=300,
+        collapsed_sidebar=True,
+        accent="#1f5f8b",
+        main_layout=None,
+    )
+
+
+if pn.state.served:
+    create_app(AppContext.for_session()).servable()

@@ -1,0 +1,1 @@
+"""One module per workflow page, each with ``WORKFLOW_NAME`` and ``build_page(ctx)``."""

@@ -1,0 +1,445 @@
+"""The unfolding page: OmniFold vs IBU, their error bands against truth, diagnostics, chi2, export.
+
+Live step 1 / step 2 loss curves come from the generic job panel; this module adds the
+result views. Every view takes the result dict of the ``unfold`` workflow (or its
+intermediate ``histograms`` artefact), so the same views show a finished job, a run
+reopened from disk, or a result built in a notebook.
+
+Histogram tables are in long format: ``distribution, method, bin, low, high, value, error``
+(plus ``slice_low, slice_high`` of the second variable of 2-D distributions); values are
+drawn per unit of the variable (value / bin width).
+"""
+
+from __future__ import annotations
+
+import io
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+from bokeh.models.widgets.tables import NumberFormatter
+
+from app.components.job_panel import JobPanel
+from app.components.live_curve import plot_key, plot_pane, use_bokeh
+
+if TYPE_CHECKING:
+    from app.context import AppContext
+
+WORKFLOW_NAME = "unfold"
+#: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
+APP_DEFAULTS = {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 5, "n_bootstrap": 5}
+METHOD_STYLE = {
+    "truth": {"color": "black", "line_dash": "solid", "label": "truth"},
+    "prior": {"color": "#888888", "line_dash": "dashed", "label": "prior (MC)"},
+    "omnifold": {"color": "#1f77b4", "line_dash": "solid", "label": "OmniFold"},
+    "ibu": {"color": "#ff7f0e", "line_dash": "solid", "label": "IBU"},
+}
+DATA_METHODS = {"t2k": {"color": "#b2182b", "label": "T2K data"}}
+BANDED = ("omnifold", "ibu")
+DISTRIBUTIONS_TAB, DIAGNOSTICS_TAB = 0, 2
+LIVE_PLOTS = ("loss", "ess", "convergence", "ibu_ts")
+PLOT_HEIGHT = 320
+#: Width of each plot in a layout of several (responsive sizing does not work inside HoloViews layouts).
+SMALL_WIDTH = 420
+
+
+def metric_group(record: dict[str, Any]) -> str | None:
+    """Plot of a live metric: losses, ESS, convergence (change between iterations against the
+    spread of trials) and IBU's test statistic. The other weight diagnostics are shown in the
+    result's diagnostics tab, not live: fewer live plots keep a busy server responsive.
+    """
+    if record["name"] in ("omnifold_change", "omnifold_trial_spread"):
+        return "convergence"
+    key = plot_key(record)
+    return key if key in LIVE_PLOTS else None
+
+
+def expected_series(config: Any) -> dict[str, list[str]]:
+    """The live plots and series of an unfolding job (see :func:`metric_group`)."""
+    losses = [f"step{k}_loss ({split})" for k in (1, 2) for split in ("train", "val")]
+    return {
+        "loss": losses,
+        "ess": ["step1_ess", "step2_ess"],
+        "convergence": ["omnifold_change", "omnifold_trial_spread"],
+    }
+
+
+# -- pure plotting helpers -------------------------------------------------------------------------
+def display_edges(low: np.ndarray, high: np.ndarray, max_ratio: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges for drawing: open (infinite) or very wide end bins are cut to one typical width.
+
+    A bin wider than ``max_ratio`` times the median width (an overflow bin such as
+    p in [1.5, 30] GeV/c) would squeeze all other bins into a corner.
+
+    >>> display_edges(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, np.inf]))
+    (array([0., 1., 2.]), array([1., 2., 3.]))
+    """
+    low, high = np.asarray(low, float).copy(), np.asarray(high, float).copy()
+    widths = high - low
+    finite = widths[np.isfinite(widths) & (widths > 0)]
+    typical = float(np.median(finite)) if finite.size else 1.0
+    too_wide = ~np.isfinite(widths) | (widths > max_ratio * typical)
+    if too_wide.all():
+        too_wide = ~np.isfinite(widths)
+    for i in np.flatnonzero(too_wide):
+        if np.isfinite(low[i]):
+            high[i] = low[i] + typical
+        else:
+            low[i] = high[i] - typical
+    return low, high
+
+
+def _density(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drawn edges and value / width (the true width where finite), sorted by bin."""
+    rows = rows.sort_values("low")
+    true_low, true_high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
+    low, high = display_edges(true_low, true_high)
+    true_width = true_high - true_low
+    width = np.where(np.isfinite(true_width) & (true_width > 0), true_width, high - low)
+    error = rows["error"].to_numpy(float) if "error" in rows else np.zeros(len(rows))
+    return low, high, rows["value"].to_numpy(float) / width, np.nan_to_num(error) / width
+
+
+def _steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
+
+
+def method_elements(rows: pd.DataFrame, method: str, xlabel: str) -> list[Any]:
+    """HoloViews elements of one method in one (slice of a) distribution."""
+    low, high, y, err = _density(rows)
+    if method in DATA_METHODS:
+        style = DATA_METHODS[method]
+        centre = 0.5 * (low + high)
+        return [
+            hv.ErrorBars((centre, y, err), xlabel, ["y", "yerr"]).opts(color=style["color"]),
+            hv.Scatter((centre, y), xlabel, "y", label=style["label"]).opts(color=style["color"], size=6),
+        ]
+    style = METHOD_STYLE.get(method, {"color": "#2ca02c", "line_dash": "dotted", "label": method})
+    x, ys = _steps(low, high, y)
+    out = []
+    if method in BANDED:
+        _, lo = _steps(low, high, y - err)
+        _, hi = _steps(low, high, y + err)
+        out.append(
+            hv.Area((x, lo, hi), xlabel, ["y", "y2"]).opts(
+                color=style["color"], alpha=0.25, line_alpha=0, show_legend=False
+            )
+        )
+    out.append(
+        hv.Curve((x, ys), xlabel, "y", label=style["label"]).opts(
+            color=style["color"], line_dash=style["line_dash"], line_width=2
+        )
+    )
+    return out
+
+
+def _method_order(methods: Any) -> list[str]:
+    known = [*METHOD_STYLE, *DATA_METHODS]
+    return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
+
+
+def distribution_plot(histograms: pd.DataFrame, distribution: str) -> Any:
+    """All methods of one distribution: an overlay (1-D) or a layout of overlays, one per slice (2-D)."""
+    use_bokeh()
+    rows = histograms[histograms["distribution"] == distribution]
+    if rows.empty:
+        raise KeyError(
+            f"no histograms for {distribution!r}; have {sorted(histograms['distribution'].unique())}"
+        )
+    frame = {"responsive": True, "height": PLOT_HEIGHT, "show_grid": True, "ylabel": "per unit of x"}
+    two_d = "slice_low" in rows and rows["slice_low"].notna().any()
+    if not two_d:
+        elements = [
+            e
+            for m in _method_order(rows["method"])
+            for e in method_elements(rows[rows["method"] == m], m, distribution)
+        ]
+        return hv.Overlay(elements).opts(title=distribution, legend_position="right", **frame)
+    panels = []
+    for i, ((lo, hi), part) in enumerate(rows.groupby(["slice_low", "slice_high"], sort=True)):
+        elements = [
+            e
+            for m in _method_order(part["method"])
+            for e in method_elements(part[part["method"] == m], m, distribution)
+        ]
+        panels.append(
+            hv.Overlay(elements).opts(
+                title=f"{distribution}: slice [{lo:g}, {hi:g})",
+                show_legend=i == 0,
+                legend_position="top_right",
+                **{**frame, "responsive": False, "width": SMALL_WIDTH, "height": 240},
+            )
+        )
+    return hv.Layout(panels).cols(3).opts(shared_axes=False)
+
+
+def diagnostics_plot(diagnostics: pd.DataFrame) -> Any:
+    """Each diagnostic (ESS, normalisation, extreme weights ...) against iteration, one curve per step.
+
+    Values are averaged over throws (the ``throw`` column) where present.
+    """
+    use_bokeh()
+    if diagnostics.empty or "iteration" not in diagnostics:
+        return hv.Overlay([]).opts(title="no diagnostics")
+    keys = [c for c in ("iteration", "step") if c in diagnostics]
+    numeric = [
+        c
+        for c in diagnostics.select_dtypes(include=["number", "bool"]).columns
+        if c not in ("iteration", "step", "throw")
+    ]
+    mean = diagnostics.groupby(keys)[numeric].mean(numeric_only=False).reset_index()
+    plots = []
+    for column in numeric:
+        if "step" in mean:
+            curves = [
+                hv.Curve((g["iteration"], g[column].astype(float)), "iteration", column, label=f"step {s}")
+                for s, g in mean.groupby("step")
+            ]
+        else:
+            curves = [hv.Curve((mean["iteration"], mean[column].astype(float)), "iteration", column)]
+        plots.append(hv.Overlay(curves).opts(title=column, width=SMALL_WIDTH, height=220, show_grid=True))
+    return hv.Layout(plots).cols(2).opts(shared_axes=False)
+
+
+def weights_plot(weights: np.ndarray, bins: int = 60) -> hv.Histogram:
+    """Histogram of log10 of the positive final per-event weights."""
+    use_bokeh()
+    w = np.asarray(weights, float)
+    positive = w[np.isfinite(w) & (w > 0)]
+    counts, edges = np.histogram(np.log10(positive) if positive.size else [], bins=bins)
+    title = f"final weights: {positive.size} positive of {w.size}"
+    return hv.Histogram((edges, counts), kdims=["log10(weight)"], vdims=["events"]).opts(
+        title=title, responsive=True, height=260, color="#1f77b4", show_grid=True
+    )
+
+
+def csv_bytes(frame: pd.DataFrame) -> io.BytesIO:
+    """A CSV file in memory (for download buttons)."""
+    return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
+
+
+def weights_frame(weights: np.ndarray) -> pd.DataFrame:
+    """Per-event weights as a table: ``event`` (row of the MC sample), ``weight``."""
+    w = np.asarray(weights)
+    return pd.DataFrame({"event": np.arange(len(w)), "weight": w})
+
+
+def _table(frame: pd.DataFrame, **kwargs: Any) -> pn.widgets.Tabulator:
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index()
+    floats = {c: NumberFormatter(format="0.[0000]") for c in frame.select_dtypes("float").columns}
+    return pn.widgets.Tabulator(
+        frame, disabled=True, show_index=False, formatters=floats, sizing_mode="stretch_width", **kwargs
+    )
+
+
+def _first_one_dimensional(histograms: pd.DataFrame, options: list[str]) -> str:
+    """The first 1-D distribution (one plot, quick to draw), else the first one."""
+    if "slice_low" not in histograms:
+        return options[0]
+    two_d = set(histograms.loc[histograms["slice_low"].notna(), "distribution"])
+    return next((o for o in options if o not in two_d), options[0])
+
+
+# -- the results view -------------------------------------------------------------------------------
+class UnfoldingResults(pn.viewable.Viewer):
+    """Tabs of an unfolding result: distributions, T2K, diagnostics, chi2, export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result: dict[str, Any] = {}
+        self.distribution = pn.widgets.Select(label="Distribution", options=[], width=240)
+        self.distribution.param.watch(lambda _e: self._draw_distribution(), "value")
+        self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
+        self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-unfold-summary"])
+        self.distributions_tab = pn.Column(self.distribution, self.plot, sizing_mode="stretch_width")
+        self.t2k_tab = pn.Column(sizing_mode="stretch_width")
+        self.diagnostics_tab = pn.Column(sizing_mode="stretch_width")
+        self.chi2_tab = pn.Column(sizing_mode="stretch_width")
+        self.export_tab = pn.Column(sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(
+            ("Distributions", self.distributions_tab),
+            ("T2K data", self.t2k_tab),
+            ("Weight diagnostics", self.diagnostics_tab),
+            ("χ²", self.chi2_tab),
+            ("Export", self.export_tab),
+            dynamic=True,
+            sizing_mode="stretch_width",
+        )
+        self._drawn: set[int] = set()
+        self._histograms_shown: pd.DataFrame | None = None
+        self.tabs.param.watch(lambda event: self._draw_tab(event.new), "active")
+        self._layout = pn.Column(
+            self.summary, self.tabs, sizing_mode="stretch_width", css_classes=["numl-unfold-results"]
+        )
+
+    def show(self, result: dict[str, Any]) -> UnfoldingResults:
+        """Draw a complete result dict; returns ``self`` for the job panel's result area.
+
+        Only the open tab is drawn now, the others when they are opened: drawing runs on the
+        server's event loop, which every session shares.
+        """
+        self.result = dict(result)
+        self._drawn.clear()
+        self._set_histograms(result.get("histograms"))
+        self.summary.object = self._summary_text(result)
+        self._draw_tab(self.tabs.active)
+        return self
+
+    def show_live(self, artefacts: dict[str, Any]) -> None:
+        """Draw intermediate artefacts (``histograms``, ``diagnostics``) while the job runs."""
+        if isinstance(artefacts.get("histograms"), pd.DataFrame):
+            self.result["histograms"] = artefacts["histograms"]
+            self._set_histograms(artefacts["histograms"])
+            self.summary.object = "*Intermediate result: the job is still running.*"
+        if isinstance(artefacts.get("diagnostics"), pd.DataFrame):
+            self.result["diagnostics"] = artefacts["diagnostics"]
+            self._drawn.discard(DIAGNOSTICS_TAB)
+            self._draw_tab(self.tabs.active)
+
+    def _draw_tab(self, index: int) -> None:
+        if index in self._drawn or index == DISTRIBUTIONS_TAB:
+            return
+        self._drawn.add(index)
+        draw = {
+            1: self._draw_t2k,
+            DIAGNOSTICS_TAB: self._draw_diagnostics,
+            3: self._draw_chi2,
+            4: self._draw_export,
+        }
+        draw[index](self.result)
+
+    # -- pieces --------------------------------------------------------------------------------
+    @staticmethod
+    def _summary_text(result: dict[str, Any]) -> str:
+        parts = []
+        for key, fmt in (
+            ("n_mc", "{} MC events"),
+            ("n_data", "{} data events"),
+            ("converged_at", "converged at iteration {}"),
+            ("seconds", "{:.1f} s"),
+        ):
+            value = result.get(key)
+            if value is not None and not (isinstance(value, float) and not np.isfinite(value)):
+                parts.append(fmt.format(value))
+        return "**Result:** " + (", ".join(parts) if parts else "done")
+
+    def _set_histograms(self, histograms: Any) -> None:
+        if (
+            not isinstance(histograms, pd.DataFrame)
+            or histograms.empty
+            or histograms is self._histograms_shown
+        ):
+            return
+        self._histograms_shown = histograms
+        options = list(dict.fromkeys(histograms["distribution"]))
+        current = self.distribution.value
+        self.distribution.options = options
+        if current in options:
+            self._draw_distribution()
+        else:
+            self.distribution.value = _first_one_dimensional(histograms, options)
+
+    def _draw_distribution(self) -> None:
+        histograms = self.result.get("histograms")
+        if isinstance(histograms, pd.DataFrame) and self.distribution.value:
+            self.plot.object = distribution_plot(histograms, self.distribution.value)
+
+    def _draw_t2k(self, result: dict[str, Any]) -> None:
+        parts: list[Any] = []
+        histograms = result.get("histograms")
+        if isinstance(histograms, pd.DataFrame) and "t2k" in set(histograms["method"]):
+            parts.append(pn.pane.Markdown("T2K data points are overlaid on the distribution plots."))
+        comparison = result.get("t2k_comparison")
+        if isinstance(comparison, pd.DataFrame) and not comparison.empty:
+            if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
+                for name in dict.fromkeys(comparison["distribution"]):
+                    parts.append(plot_pane(distribution_plot(comparison, name)))
+            parts.append(_table(comparison, pagination="local", page_size=15))
+        self.t2k_tab[:] = parts or [pn.pane.Markdown("*This result holds no comparison with T2K data.*")]
+
+    def _draw_diagnostics(self, result: dict[str, Any]) -> None:
+        parts: list[Any] = []
+        diagnostics = result.get("diagnostics")
+        if isinstance(diagnostics, pd.DataFrame) and not diagnostics.empty:
+            parts += [
+                plot_pane(diagnostics_plot(diagnostics)),
+                _table(diagnostics, pagination="local", page_size=10),
+            ]
+        weights = result.get("weights")
+        if weights is not None:
+            parts.append(plot_pane(weights_plot(weights)))
+        self.diagnostics_tab[:] = parts or [pn.pane.Markdown("*No weight diagnostics yet.*")]
+
+    def _draw_chi2(self, result: dict[str, Any]) -> None:
+        chi2 = result.get("chi2_table")
+        if isinstance(chi2, pd.DataFrame) and not chi2.empty:
+            note = pn.pane.Markdown(
+                "χ² of each method against the truth with the full covariance "
+                "(throws + bootstrap); the `ndof` row gives the bins per distribution."
+            )
+            self.chi2_tab[:] = [note, _table(chi2, css_classes=["numl-chi2-table"])]
+        else:
+            self.chi2_tab[:] = [pn.pane.Markdown("*No χ² table yet.*")]
+
+    def _draw_export(self, result: dict[str, Any]) -> None:
+        buttons = []
+        for key, filename in (
+            ("histograms", "histograms.csv"),
+            ("chi2_table", "chi2.csv"),
+            ("diagnostics", "diagnostics.csv"),
+        ):
+            if isinstance(result.get(key), pd.DataFrame):
+                buttons.append(
+                    pn.widgets.FileDownload(
+                        callback=partial(csv_bytes, result[key]),
+                        filename=filename,
+                        color="primary",
+                        width=220,
+                    )
+                )
+        if result.get("weights") is not None:
+            buttons.append(
+                pn.widgets.FileDownload(
+                    callback=partial(csv_bytes, weights_frame(result["weights"])),
+                    filename="weights.csv",
+                    color="primary",
+                    width=220,
+                )
+            )
+        self.export_tab[:] = [pn.pane.Markdown("Download the result as CSV files."), pn.FlexBox(*buttons)]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+
+def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
+    """The results view of a stored or in-memory unfolding result."""
+    return UnfoldingResults().show(result)
+
+
+def build_page(ctx: AppContext) -> pn.viewable.Viewable:
+    """The unfolding page: the job panel with this workflow's results below it."""
+    workflow = ctx.workflows()[WORKFLOW_NAME]
+    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
+    results = UnfoldingResults()
+
+    def on_artefact(artefacts: dict[str, Any]) -> None:
+        results.show_live(artefacts)
+        panel.show_in_result_area(results)
+
+    panel = JobPanel(
+        workflow,
+        ctx,
+        config=workflow.config_cls(**defaults),
+        on_result=results.show,
+        on_artefact=on_artefact,
+        metric_group=metric_group,
+        expected_series=expected_series,
+        restore=False,
+    )
+    panel.restore()
+    return panel

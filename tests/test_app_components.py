@@ -1,0 +1,518 @@
+"""Dashboard components on the server side, without a browser.
+
+A tiny workflow whose steps are gated by events drives the job panel deterministically:
+the test decides when each metric is emitted, so cursor and streaming checks do not
+depend on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+import pytest
+from bokeh.document import Document
+
+from app.components.job_panel import JobPanel, UploadBox, config_widgets, confine_paths, path_fields
+from app.components.live_curve import LiveCurves, group_records, plot_key, series_key
+from app.components.run_browser import SCOPES, RunBrowser, config_diff
+from app.context import AppContext, Settings, Shared, new_token, valid_token
+from app.main import create_app, page_modules
+from app.pages import unfolding
+from numl_core.config import Config
+from numl_core.workflows import Workflow
+
+TIMEOUT = 20.0
+
+
+class TinyConfig(Config):
+    """Config of the test workflow."""
+
+    steps = param.Integer(default=3, bounds=(1, 100), doc="Steps.")
+    rate = param.Number(default=0.5, bounds=(0.0, 1.0), doc="A rate.")
+    data_file = param.String(default="", doc="Optional input file.")
+    fail = param.Boolean(default=False, doc="Raise after the first step.")
+
+
+class Gate:
+    """Lets the test release the workflow one step at a time."""
+
+    def __init__(self) -> None:
+        self.release = threading.Semaphore(0)
+        self.reached = threading.Semaphore(0)
+
+    def step(self) -> None:
+        self.release.release()
+
+    def wait_reached(self) -> None:
+        assert self.reached.acquire(timeout=TIMEOUT), "workflow did not reach the next step"
+
+
+GATES: dict[int, Gate] = {}
+
+
+def tiny_run(config: TinyConfig, progress: Any) -> dict[str, Any]:
+    gate = GATES.get(config.steps)
+    for i in range(config.steps):
+        if gate is not None:
+            gate.reached.release()
+            while not gate.release.acquire(timeout=0.02):
+                progress.check_cancelled()
+        progress.check_cancelled()
+        progress.metric("step1_loss", 1.0 / (i + 1), step=i, iteration=0, split="train")
+        progress.metric("step1_loss", 1.5 / (i + 1), step=i, iteration=0, split="val")
+        progress.metric("step2_ess", 100.0 - i, step=i)
+        progress.artefact("histograms", pd.DataFrame({"step": [i]}))
+        progress.log(f"step {i}")
+        progress.update((i + 1) / config.steps, f"step {i + 1} of {config.steps}")
+        if config.fail:
+            raise RuntimeError("tiny workflow failed on purpose")
+    return {"n": config.steps, "table": pd.DataFrame({"a": [1.0, 2.0]}), "w": np.ones(4)}
+
+
+TINY = Workflow("tiny", "Tiny", "A tiny test workflow.", TinyConfig, tiny_run)
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Shared:
+    s = Shared(
+        Settings(
+            runs_root=tmp_path / "runs",
+            data_root=tmp_path / "data",
+            max_upload_bytes=1000,
+            max_workers=2,
+            torch_threads=1,
+        )
+    )
+    yield s
+    s.runner.shutdown(cancel=True, wait=True)
+
+
+def make_ctx(shared: Shared, token: str | None = None) -> AppContext:
+    return AppContext(shared, token or new_token(), workflows={"tiny": TINY})
+
+
+@pytest.fixture
+def gate() -> Gate:
+    g = GATES[7] = Gate()
+    yield g
+    for _ in range(10):
+        g.step()
+    GATES.pop(7, None)
+
+
+def render(viewable: pn.viewable.Viewable) -> None:
+    """Build the Bokeh models, as a served page would."""
+    pn.panel(viewable).get_root(Document())
+
+
+# -- context -------------------------------------------------------------------------------------------
+def test_settings_from_env(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {"NUML_RUNS": str(tmp_path / "r"), "NUML_DATA": str(tmp_path / "d"), "NUML_MAX_UPLOAD_MB": "1.5"}
+    )
+    assert (s.runs_root, s.data_root, s.max_upload_bytes) == (tmp_path / "r", tmp_path / "d", 1_500_000)
+    assert s.max_workers == 2 and s.torch_threads >= 1
+    with pytest.raises(ValueError, match="NUML_MAX_UPLOAD_MB"):
+        Settings.from_env({"NUML_MAX_UPLOAD_MB": "lots"})
+
+
+def test_tokens_are_url_safe_and_distinct() -> None:
+    tokens = {new_token() for _ in range(50)}
+    assert len(tokens) == 50 and all(valid_token(t) for t in tokens)
+    assert not valid_token("../x") and not valid_token("short") and not valid_token(None)
+
+
+# -- live curves -----------------------------------------------------------------------------------------
+def test_records_group_into_overlaid_plots() -> None:
+    records = [
+        {"name": "step1_loss", "value": 1.0, "step": 0, "iteration": 0, "split": "train"},
+        {"name": "step2_loss", "value": 2.0, "step": 0, "iteration": 0, "split": "val"},
+        {"name": "step1_ess", "value": 3.0, "step": 0},
+        {"name": "step2_ess", "value": 4.0, "step": 0},
+        {"name": "ibu_ts", "value": 0.1, "step": 1, "distribution": "dpt"},
+    ]
+    groups = group_records(records)
+    assert list(groups) == ["loss", "ess", "ibu_ts"]
+    assert list(groups["loss"]) == ["step1_loss (train)", "step2_loss (val)"]
+    assert list(groups["ess"]) == ["step1_ess", "step2_ess"]
+    assert series_key(records[-1]) == "ibu_ts (dpt)"
+    assert plot_key({"name": "omnifold_change"}) == "omnifold_change"
+    assert unfolding.metric_group({"name": "omnifold_change"}) == "convergence"
+    assert unfolding.metric_group({"name": "step2_n_extreme"}) is None
+
+
+def test_restarting_steps_are_laid_end_to_end_across_batches() -> None:
+    curves = LiveCurves()
+    curves.push([{"name": "a_loss", "value": 1.0, "step": s, "iteration": 0} for s in range(3)])
+    curves.push([{"name": "a_loss", "value": 1.0, "step": s, "iteration": 1} for s in range(2)])
+    assert curves._buffers["loss"]["a_loss"].data["step"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_live_curves_stream_into_one_buffer_per_series() -> None:
+    curves = LiveCurves()
+    render(curves)
+    first = [{"name": "a_loss", "value": float(i), "step": i, "split": "train"} for i in range(3)]
+    assert curves.push(first) == 3
+    buffers = curves._buffers["loss"]
+    assert len(buffers["a_loss (train)"].data) == 3
+    curves.push(
+        [
+            {"name": "a_loss", "value": 9.0, "step": 3, "split": "train"},
+            {"name": "a_loss", "value": 8.0, "step": 3, "split": "val"},
+        ]
+    )
+    assert len(buffers["a_loss (train)"].data) == 4 and len(buffers["a_loss (val)"].data) == 1
+    assert curves.received == 5 and "5 metric points" in curves._readout.object
+    curves.clear()
+    assert curves.received == 0 and curves._buffers == {}
+
+
+def test_prepared_series_are_drawn_once_and_then_only_streamed() -> None:
+    curves = LiveCurves(group=unfolding.metric_group)
+    curves.prepare(unfolding.expected_series(None))
+    render(curves)
+    panes = dict(curves._panes)
+    assert list(panes) == ["loss", "ess", "convergence"]
+    objects = {k: p.object for k, p in panes.items()}
+    curves.push(
+        [
+            {"name": "step2_loss", "value": 0.7, "step": 0, "iteration": 0, "split": "val"},
+            {"name": "omnifold_change", "value": 0.1, "step": 0, "iteration": 0},
+        ]
+    )
+    assert {k: p.object for k, p in curves._panes.items()} == objects  # no redraw, only streaming
+    assert len(curves._buffers["loss"]["step2_loss (val)"].data) == 1
+    curves.reset()
+    assert curves.received == 0 and len(curves._buffers["loss"]["step2_loss (val)"].data) == 0
+    assert {k: p.object for k, p in curves._panes.items()} == objects
+
+
+def test_metrics_grouped_to_none_are_counted_but_not_drawn() -> None:
+    curves = LiveCurves(group=unfolding.metric_group)
+    curves.push(
+        [{"name": "step1_finite", "value": 1.0, "step": 0}, {"name": "step1_ess", "value": 9.0, "step": 0}]
+    )
+    assert curves.received == 2 and list(curves._buffers) == ["ess"]
+
+
+# -- job panel ------------------------------------------------------------------------------------------
+def test_config_widgets_are_typed_boxes_with_field_classes() -> None:
+    specs = config_widgets(TinyConfig)
+    assert specs["steps"]["type"] is pn.widgets.IntInput
+    assert specs["rate"]["type"] is pn.widgets.FloatInput
+    assert specs["data_file"]["css_classes"] == ["numl-field-data_file"]
+    assert path_fields(TinyConfig) == ["data_file"]
+
+
+def test_job_panel_streams_metrics_with_cursors(shared: Shared, gate: Gate) -> None:
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, config=TinyConfig(steps=7))
+    render(panel)
+    job = panel.start()
+    assert job is not None and panel.start_button.disabled and not panel.cancel_button.disabled
+    seen = []
+    for _ in range(3):
+        gate.wait_reached()
+        panel.poll()
+        seen.append(panel.curves.received)
+        gate.step()
+    gate.wait_reached()
+    panel.poll()
+    seen.append(panel.curves.received)
+    # three metric records per released step, none read twice
+    assert seen == [0, 3, 6, 9]
+    assert panel._metric_cursor == 9
+    panel.poll()
+    assert panel.curves.received == 9
+    for _ in range(4):
+        gate.step()
+    assert job.wait(TIMEOUT) == "done"
+    panel.poll()
+    assert panel.curves.received == 21 and panel.curves.counts["step2_ess"] == 7
+    assert "state: **done**" in panel.state_view.object and panel.progress_bar.value == 1000
+    assert not panel.start_button.disabled and panel.cancel_button.disabled
+    assert "step 6" in panel.log_view.object.splitlines()[0]
+    assert len(panel.result_area.objects) == 1 and "JSON" in repr(panel.result_area)
+    run = ctx.store.get(job.id)
+    assert run.read_info()["owner"] == ctx.token and len(run.read_metrics()) == 21
+    assert run.load_result()["n"] == 7
+
+
+def test_job_panel_calls_result_and_artefact_hooks(shared: Shared) -> None:
+    seen_artefacts: list[dict[str, Any]] = []
+    panel = JobPanel(
+        TINY,
+        make_ctx(shared),
+        config=TinyConfig(steps=2),
+        on_artefact=seen_artefacts.append,
+        on_result=lambda r: pn.pane.Markdown(f"n = {r['n']}"),
+    )
+    job = panel.start()
+    assert job.wait(TIMEOUT) == "done"
+    panel.poll()
+    panel.poll()
+    assert len(seen_artefacts) == 1 and list(seen_artefacts[0]) == ["histograms"]
+    assert panel.result_area.objects[0].object == "n = 2"
+
+
+def test_cancel_stops_the_job_and_reenables_start(shared: Shared, gate: Gate) -> None:
+    panel = JobPanel(TINY, make_ctx(shared), config=TinyConfig(steps=7))
+    job = panel.start()
+    gate.wait_reached()
+    panel.cancel()
+    assert panel.cancel_button.disabled and "Cancel requested" in panel.status.object
+    assert job.wait(TIMEOUT) == "cancelled"
+    panel.poll()
+    assert "state: **cancelled**" in panel.state_view.object and not panel.start_button.disabled
+    assert "Cancelled" in panel.result_area.objects[0].object
+
+
+def test_failure_shows_exception_and_traceback(shared: Shared) -> None:
+    panel = JobPanel(TINY, make_ctx(shared), config=TinyConfig(steps=2, fail=True))
+    job = panel.start()
+    assert job.wait(TIMEOUT) == "failed"
+    panel.poll()
+    text = repr(panel.error_area)
+    assert "RuntimeError: tiny workflow failed on purpose" in panel.error_area[0][0].object
+    assert "Traceback" in text and "tiny_run" in panel.error_area[0][1][0].object
+
+
+def test_start_refuses_paths_outside_the_data_folder(shared: Shared) -> None:
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, config=TinyConfig(data_file="../../etc/passwd"))
+    assert panel.start() is None
+    assert "leaves the data folder" in panel.error_area[0][0].object
+    assert ctx.jobs() == []
+    panel.config.data_file = "events.csv"
+    job = panel.start()
+    assert job.config.data_file == str(ctx.data_root.resolve() / "events.csv")
+    assert panel.config.data_file == "events.csv"  # the widgets keep what was typed
+    job.wait(TIMEOUT)
+
+
+def test_confine_paths_validates_the_config(shared: Shared) -> None:
+    cfg = TinyConfig(data_file="a.csv")
+    out = confine_paths(cfg, shared.settings.data_root)
+    assert out is not cfg and out.data_file.endswith("data/a.csv")
+
+
+def test_upload_is_saved_inside_the_data_folder_and_size_limited(shared: Shared) -> None:
+    cfg = TinyConfig()
+    box = UploadBox(cfg, ["data_file"], shared.settings.data_root, max_bytes=10)
+    box.store("mc.csv", "a,b\n1,2\n")
+    assert Path(cfg.data_file) == shared.settings.data_root.resolve() / "uploads" / "mc.csv"
+    box.store("big.csv", b"x" * 11)
+    assert "Upload refused" in box.message.object and "limit is 10 B" in box.message.object
+    box.store("../evil.csv", b"x")
+    assert "not a plain file name" in box.message.object
+    assert Path(cfg.data_file).name == "mc.csv"
+
+
+# -- sessions -------------------------------------------------------------------------------------------
+def test_sessions_see_only_their_own_jobs(shared: Shared, gate: Gate) -> None:
+    a, b = make_ctx(shared), make_ctx(shared)
+    panel_a = JobPanel(TINY, a, config=TinyConfig(steps=7))
+    job = panel_a.start()
+    gate.wait_reached()
+    panel_b = JobPanel(TINY, b)
+    assert panel_b.job is None and b.jobs() == [] and a.jobs() == [job]
+    assert a.owns(job.id) and not b.owns(job.id)
+    browser_b = RunBrowser(b)
+    assert browser_b.table.value.empty
+    browser_b.scope.value = SCOPES[1]
+    assert browser_b.table.value.empty  # still running in another session: hidden
+    for _ in range(7):
+        gate.step()
+    assert job.wait(TIMEOUT) == "done"
+    browser_b.refresh()
+    assert browser_b.table.value["id"].tolist() == [job.id]  # finished runs are shared history
+    browser_a = RunBrowser(a)
+    assert browser_a.table.value["id"].tolist() == [job.id]
+
+
+def test_reload_reattaches_and_closing_keeps_jobs_running(shared: Shared, gate: Gate) -> None:
+    first = make_ctx(shared)
+    panel = JobPanel(TINY, first, config=TinyConfig(steps=7, rate=0.25))
+    job = panel.start()
+    gate.wait_reached()
+    first.close()
+    assert first.closed and not job.progress.cancelled and not job.done
+    again = make_ctx(shared, token=first.token)
+    restored = JobPanel(TINY, again)
+    assert restored.job is job and restored.config.rate == 0.25 and restored.config.steps == 7
+    assert restored.start_button.disabled
+    for _ in range(7):
+        gate.step()
+    assert job.wait(TIMEOUT) == "done"
+
+
+# -- run browser ----------------------------------------------------------------------------------------
+def test_run_browser_reopens_results_and_compares_runs(shared: Shared) -> None:
+    ctx = make_ctx(shared)
+    shown: list[dict[str, Any]] = []
+    browser = RunBrowser(ctx, result_views={"tiny": lambda r: shown.append(r) or pn.pane.Markdown("drawn")})
+    jobs = [ctx.submit(TINY, TinyConfig(steps=s)) for s in (2, 3)]
+    assert [j.wait(TIMEOUT) for j in jobs] == ["done", "done"]
+    browser.refresh()
+    frame = browser.table.value
+    assert set(frame["id"]) == {j.id for j in jobs} and set(frame["state"]) == {"done"}
+    browser.table.selection = [0]
+    assert len(shown) == 1 and shown[0]["n"] in (2, 3) and isinstance(shown[0]["table"], pd.DataFrame)
+    browser.table.selection = [0, 1]
+    view = browser.detail[0]
+    diff = view[1].value
+    assert diff.iloc[0].to_dict() == {
+        "field": "steps",
+        "A": str(shown[0]["n"]),
+        "B": str(5 - shown[0]["n"]),
+        "differs": True,
+    }
+    render(view)
+
+
+def test_config_diff_puts_differences_first() -> None:
+    frame = config_diff({"a": 1, "b": [1, 2]}, {"a": 1, "b": [1, 3], "c": True})
+    assert frame["field"].tolist() == ["b", "c", "a"] and frame["differs"].tolist() == [True, True, False]
+
+
+def test_run_browser_reattaches_a_running_job_to_its_page(shared: Shared, gate: Gate) -> None:
+    ctx = make_ctx(shared)
+    job = ctx.submit(TINY, TinyConfig(steps=7))
+    gate.wait_reached()
+    reattached: list[tuple[Any, str]] = []
+    browser = RunBrowser(ctx, on_reattach=lambda j, w: reattached.append((j, w)))
+    browser.table.selection = [0]
+    assert browser.reattach_button.visible
+    browser.reattach_selected()
+    assert reattached == [(job, "tiny")]
+    for _ in range(7):
+        gate.step()
+    job.wait(TIMEOUT)
+
+
+# -- pages and the app ----------------------------------------------------------------------------------
+def synthetic_unfolding_result() -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    rows = []
+    for method in ("truth", "prior", "omnifold", "ibu", "t2k"):
+        edges = np.array([0.0, 0.1, 0.2, 0.4, np.inf])
+        for b in range(4):
+            rows.append(
+                {
+                    "distribution": "dpt",
+                    "method": method,
+                    "bin": b,
+                    "low": edges[b],
+                    "high": edges[b + 1],
+                    "value": 100 + rng.normal(0, 5),
+                    "error": 5.0,
+                }
+            )
+        for b, (lo, hi, s_lo, s_hi) in enumerate(
+            [(0.2, 0.5, -1, 0.5), (0.5, 1.0, -1, 0.5), (0.2, 0.5, 0.5, 1.0), (0.5, 1.0, 0.5, 1.0)]
+        ):
+            rows.append(
+                {
+                    "distribution": "muon_p_cos",
+                    "method": method,
+                    "bin": b,
+                    "low": lo,
+                    "high": hi,
+                    "slice_low": s_lo,
+                    "slice_high": s_hi,
+                    "value": 50.0,
+                    "error": 3.0,
+                }
+            )
+    diagnostics = pd.DataFrame(
+        [
+            {
+                "iteration": i,
+                "step": s,
+                "throw": t,
+                "ess": 900.0 - i,
+                "n_extreme": 0,
+                "normalisation": 1.0,
+                "finite": True,
+            }
+            for i in range(3)
+            for s in (1, 2)
+            for t in range(2)
+        ]
+    )
+    chi2 = pd.DataFrame({"method": ["omnifold", "ibu", "ndof"], "dpt": [3.2, 4.1, 4.0]})
+    return {
+        "histograms": pd.DataFrame(rows),
+        "chi2_table": chi2,
+        "diagnostics": diagnostics,
+        "weights": rng.lognormal(0, 0.3, 1000).astype(np.float32),
+        "converged_at": 2,
+        "n_mc": 1000,
+        "n_data": 1000,
+        "seconds": 1.5,
+    }
+
+
+def test_unfolding_result_view_renders_every_tab() -> None:
+    view = unfolding.result_view(synthetic_unfolding_result())
+    assert view.distribution.options == ["dpt", "muon_p_cos"]
+    assert "1000 MC events" in view.summary.object and "converged at iteration 2" in view.summary.object
+    for name in view.distribution.options:
+        view.distribution.value = name
+        render(view.plot)
+    two_d = unfolding.distribution_plot(view.result["histograms"], "muon_p_cos")
+    assert len(two_d) == 2  # one overlay per slice
+    for i in range(len(view.tabs)):
+        view.tabs.active = i
+        render(view)
+    downloads = view.export_tab[1].objects
+    assert [d.filename for d in downloads] == ["histograms.csv", "chi2.csv", "diagnostics.csv", "weights.csv"]
+    weights = pd.read_csv(downloads[3].callback())
+    assert len(weights) == 1000 and list(weights.columns) == ["event", "weight"]
+
+
+def test_display_edges_close_open_and_overflow_bins() -> None:
+    low, high = unfolding.display_edges(np.array([-np.inf, 0.0, 1.0]), np.array([0.0, 1.0, np.inf]))
+    assert low.tolist() == [-1.0, 0.0, 1.0] and high.tolist() == [0.0, 1.0, 2.0]
+    low, high = unfolding.display_edges(np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 30.0]))
+    assert high.tolist() == [0.5, 1.0, 1.5]
+    low, high = unfolding.display_edges(np.array([0.0]), np.array([30.0]))  # a lone bin keeps its width
+    assert high.tolist() == [30.0]
+
+
+def test_each_registered_workflow_page_builds(shared: Shared) -> None:
+    ctx = AppContext(shared, new_token())
+    modules = page_modules()
+    assert modules["unfold"] is unfolding
+    template = create_app(ctx)
+    tabs = template.main[0]
+    names = [w.title for w in ctx.workflows().values()] + ["Runs"]
+    assert list(tabs._names) == names
+    for i in range(len(tabs)):
+        tabs.active = i
+        render(tabs[i])
+
+
+def test_result_area_is_not_redrawn_for_the_same_view(shared: Shared) -> None:
+    panel = JobPanel(TINY, make_ctx(shared))
+    view = unfolding.UnfoldingResults()
+    panel.show_in_result_area(view)
+    layout = panel.result_area[0]
+    panel.show_in_result_area(view)
+    assert panel.result_area[0] is layout and len(panel.result_area) == 1
+
+
+def test_generic_page_for_a_workflow_without_page_module(shared: Shared) -> None:
+    ctx = make_ctx(shared)
+    template = create_app(ctx)
+    tabs = template.main[0]
+    assert list(tabs._names) == ["Tiny", "Runs"]
+    panel = ctx.job_panels["tiny"]
+    assert isinstance(panel, JobPanel) and pn.panel(panel) is tabs[0]
+    render(template.main[0])
