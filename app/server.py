@@ -18,6 +18,17 @@ from app.context import ENV_DATA, ENV_RUNS
 log = logging.getLogger(__name__)
 
 MAIN = Path(__file__).resolve().parent / "main.py"
+#: Debian's chromium and the headless flags the browser tests and benchmarks drive it with (root, no
+#: network beyond loopback).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def websocket_origins(address: str, port: int, extra: Sequence[str] = ()) -> list[str]:

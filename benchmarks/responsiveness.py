@@ -30,15 +30,6 @@ from typing import Any
 
 import numpy as np
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: A modest CPU training job (tens of seconds on 2 cores): long enough to measure while it runs.
 JOB = {
     "n_events": "100000",
@@ -130,7 +121,7 @@ def run(quick: bool) -> dict[str, Any]:
     """Serve the app, train an unfolding job from the browser, return the latency figures."""
     from playwright.sync_api import sync_playwright
 
-    from app.server import base_url, launch, wait_live
+    from app.server import CHROMIUM, CHROMIUM_ARGS, base_url, launch, wait_live
 
     job = QUICK_JOB if quick else JOB
     window_s = 30.0 if quick else 90.0

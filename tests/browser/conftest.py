@@ -23,17 +23,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from app.server import base_url, launch, wait_live
+from app.server import CHROMIUM, CHROMIUM_ARGS, base_url, launch, wait_live
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STARTUP_TIMEOUT_S = 90.0
 VIEWPORT = {"width": 1400, "height": 1000}
 
