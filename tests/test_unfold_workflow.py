@@ -25,8 +25,24 @@ TINY = dict(
 
 
 @pytest.fixture(scope="module")
-def tiny_result():
-    return run_unfolding(UnfoldingConfig(**{**TINY, "trials": 2}, fake_data="dphit_shape_norm"), Progress())
+def tiny_run():
+    progress = Progress()
+    result = run_unfolding(UnfoldingConfig(**{**TINY, "trials": 2}, fake_data="dphit_shape_norm"), progress)
+    return result, progress
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_run):
+    return tiny_run[0]
+
+
+def test_live_metrics_cover_both_methods(tiny_run):
+    records, _ = tiny_run[1].read_metrics(0)
+    names = {r["name"] for r in records}
+    assert {"step1_loss", "step2_loss", "omnifold_change", "ibu_ts"} <= names
+    ibu_ts = [r for r in records if r["name"] == "ibu_ts"]
+    assert {r["distribution"] for r in ibu_ts} == {"dpt", "dphit"}
+    assert all(r["value"] >= 0 for r in ibu_ts)
 
 
 def test_result_has_contracted_tables(tiny_result):

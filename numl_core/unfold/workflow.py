@@ -253,7 +253,9 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         if budget is not None:
             budgets.append(budget.reset_index().assign(distribution=name))
         if config.run_ibu:
-            estimates["ibu"] = _unfold_ibu(mc, data, mc_weights, data_weights, binning, config, n_syst)
+            estimates["ibu"] = _unfold_ibu(
+                mc, data, mc_weights, data_weights, binning, config, n_syst, progress, name
+            )
         prior_mask = mc["pass_truth"].to_numpy()
         prior = binning.histogram(*_values(mc[prior_mask], binning, "true"), weights=mc_prior[prior_mask])
         histograms += [
@@ -370,10 +372,31 @@ def _unfold_ibu(
     binning: Binning,
     config: UnfoldingConfig,
     n_syst: int,
+    progress: Progress,
+    name: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IBU of one distribution for every ensemble member at once, with the MC truth as prior."""
+    """IBU of one distribution for every ensemble member at once, with the MC truth as prior.
+
+    The nominal member is also unfolded iteration by iteration to report the test statistic
+    between iterations (metric ``ibu_ts``, PyUnfold's KS by default) for the live plots.
+    """
     inputs, observed = ibu_inputs(mc, data, binning, mc_weights, data_weights)
     prior = inputs.truth / np.clip(inputs.truth.sum(axis=-1, keepdims=True), 1e-300, None)
+    ibu.iterative_bayesian_unfold(
+        observed[0],
+        np.sqrt(observed[0]),
+        inputs.response[0],
+        inputs.response_err[0],
+        inputs.efficiencies[0],
+        inputs.efficiencies_err[0],
+        prior=prior[0],
+        ts_stopping=0.0,
+        max_iter=config.ibu_iterations,
+        background=inputs.background[0],
+        callback=lambda record: progress.metric(
+            "ibu_ts", record["ts_iter"], step=int(record["num_iterations"]), distribution=name
+        ),
+    )
     values = ibu.ibu_throws(
         observed,
         inputs.response,
