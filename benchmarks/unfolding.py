@@ -557,9 +557,10 @@ def max_rel_diff(a: np.ndarray, ref: np.ndarray) -> float:
 def sample_ibu_inputs(sample: Sample, weights: np.ndarray) -> tuple[ResponseInputs, np.ndarray, np.ndarray]:
     """Response from MC with ``weights`` (N,) or (T, N); observed data counts and their errors (E,)."""
     binning = BINNINGS[IBU_BINNING]
-    response, observed = ibu_inputs(sample.mc, sample.data, binning, weights, sample.data_w)
-    _, observed_w2 = ibu_inputs(
-        sample.mc, sample.data, binning, sample.mc_w, sample.data_w.astype(np.float64) ** 2
+    w = sample.data_w.astype(np.float64)
+    # counts and sums of squared weights in one pass: data weights stacked as (2, Nd)
+    response, (observed, observed_w2) = ibu_inputs(
+        sample.mc, sample.data, binning, weights, np.stack([w, w**2])
     )
     return response, observed, np.sqrt(observed_w2)
 
