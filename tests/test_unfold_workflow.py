@@ -85,6 +85,20 @@ def test_config_json_round_trip_and_validation():
         UnfoldingConfig.from_dict({"iteration": 3})
 
 
+def test_a_dask_scheduler_gives_the_in_process_histograms():
+    cfg = UnfoldingConfig(
+        **{**TINY, "n_events": 6_000, "n_bootstrap": 0, "run_ibu": False, "distributions": ["dpt"]}
+    )
+    here = run_unfolding(cfg, Progress())["histograms"]
+    there = run_unfolding(cfg.copy(scheduler="local", throws_per_task=2), Progress())["histograms"]
+    omnifold = here["method"] == "omnifold"
+    assert omnifold.any()
+    np.testing.assert_allclose(there[omnifold]["value"], here[omnifold]["value"], rtol=1e-4)
+    np.testing.assert_allclose(there[omnifold]["error"], here[omnifold]["error"], rtol=1e-3, atol=1e-6)
+    with pytest.raises(ConfigError, match="stop_on_convergence: cannot be used with a scheduler"):
+        UnfoldingConfig.from_dict({"scheduler": "local", "stop_on_convergence": True})
+
+
 def test_user_file_with_missing_column_is_a_data_error(tmp_path):
     from numl_core.data.generators import nd280_cc0pi
 

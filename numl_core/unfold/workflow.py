@@ -26,6 +26,7 @@ from numl_core.unfold import ibu
 from numl_core.unfold.binning import BINNINGS, Binning, bincount_weighted
 from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas, uncertainty_budget
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
+from numl_core.unfold.omnifold_distributed import unfold_omnifold_distributed
 from numl_core.workflows import Workflow
 
 DISTRIBUTIONS = ["muon_p_cos", "dpt", "dalphat", "dphit"]
@@ -81,8 +82,21 @@ class UnfoldingConfig(Config):
     run_ibu = param.Boolean(default=True, doc="Also unfold each distribution with IBU.")
     ibu_iterations = param.Integer(default=4, bounds=(1, 100), doc="IBU iterations.")
     device = param.Selector(default="auto", objects=["auto", "cpu", "cuda", "mps"], doc="Torch device.")
+    scheduler = param.String(
+        default="",
+        doc="Dask scheduler for the OmniFold throws: empty trains them batched in this process, "
+        "'local' starts a LocalCluster on this machine, or an address such as tcp://host:8786.",
+    )
+    throws_per_task = param.Integer(
+        default=8, bounds=(1, 1000), doc="Throws and bootstrap replicas per Dask task (with a scheduler)."
+    )
 
     def validate(self) -> None:
+        if self.scheduler and self.stop_on_convergence:
+            raise ConfigError(
+                "UnfoldingConfig.stop_on_convergence: cannot be used with a scheduler "
+                "(tasks could stop at different iterations)"
+            )
         if self.sample == "file" and not self.data_file:
             raise ConfigError("UnfoldingConfig.data_file: required when sample is 'file'")
         if not self.distributions:
@@ -224,7 +238,7 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         device=config.device,
         seed=config.seed,
     )
-    of = unfold_omnifold(
+    inputs = (
         reco_features(mc),
         truth_features(mc),
         mc["pass_reco"].to_numpy(),
@@ -233,8 +247,16 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> dict[str, Any]
         mc_weights,
         data_weights[:, selected],
         settings,
-        progress=progress.subrange(0.05, 0.9),
     )
+    if config.scheduler:
+        of = unfold_omnifold_distributed(
+            *inputs,
+            progress=progress.subrange(0.05, 0.9),
+            scheduler=config.scheduler,
+            throws_per_task=config.throws_per_task,
+        )
+    else:
+        of = unfold_omnifold(*inputs, progress=progress.subrange(0.05, 0.9))
     push = np.atleast_2d(of.weights(iteration=-1, step=2))  # (members, N_mc), multiplies the prior
 
     histograms, budgets, chi2_rows = [], [], {}
