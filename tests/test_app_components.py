@@ -447,7 +447,12 @@ def synthetic_unfolding_result() -> dict[str, Any]:
         ]
     )
     chi2 = pd.DataFrame({"method": ["omnifold", "ibu", "ndof"], "dpt": [3.2, 4.1, 4.0]})
+    histograms = pd.DataFrame(rows)
+    t2k = histograms[histograms["distribution"] == "dpt"].assign(distribution="dpt_t2k")
+    t2k_chi2 = pd.DataFrame({"distribution": "dpt_t2k", "method": ["prior", "omnifold"], "chi2": [9.0, 7.5]})
     return {
+        "t2k_comparison": t2k[t2k["method"] != "ibu"],
+        "t2k_chi2": t2k_chi2,
         "histograms": pd.DataFrame(rows),
         "chi2_table": chi2,
         "diagnostics": diagnostics,
@@ -471,6 +476,10 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     for i in range(len(view.tabs)):
         view.tabs.active = i
         render(view)
+    t2k_tab = view.t2k_tab.objects
+    assert "T2K CC0pi-Np measurement" in t2k_tab[0].object
+    assert any(isinstance(part, pn.pane.HoloViews) for part in t2k_tab)
+    assert t2k_tab[-1].value["chi2"].tolist() == [9.0, 7.5]
     downloads = view.export_tab[1].objects
     assert [d.filename for d in downloads] == ["histograms.csv", "chi2.csv", "diagnostics.csv", "weights.csv"]
     weights = pd.read_csv(downloads[3].callback())

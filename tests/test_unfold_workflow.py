@@ -143,3 +143,20 @@ def test_cancelled_run_resumes_from_its_checkpoint(tmp_path):
         assert run.read_info()["state"] == "done"
     finally:
         runner.shutdown()
+
+
+def test_t2k_overlay_is_in_the_measurement_phase_space_binning_and_units(tiny_result):
+    from numl_core.data.reference import load_t2k_stv
+
+    rows, chi2 = tiny_result["t2k_comparison"], tiny_result["t2k_chi2"]
+    assert set(rows["distribution"]) == {"dpt_t2k", "dalphat_t2k", "dphit_t2k"}
+    assert set(rows["method"]) == {"t2k", "prior", "truth", "omnifold"}
+    meas = load_t2k_stv("dphit")
+    t2k = rows[(rows["distribution"] == "dphit_t2k") & (rows["method"] == "t2k")]
+    # stored per bin in 1e-38 cm^2 per CH nucleon: dsigma/dx x width
+    np.testing.assert_allclose(t2k["value"], meas.values * np.diff(meas.edges) / 1e-38, rtol=1e-12)
+    prior = chi2[chi2["method"] == "prior"].set_index("distribution")["chi2"]
+    assert np.isfinite(prior).all() and (prior > 0).all()
+    assert (chi2["ndof"] == 8).all()
+    omnifold = rows[rows["method"] == "omnifold"]
+    assert (omnifold["error"] > 0).all()

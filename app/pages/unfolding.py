@@ -358,7 +358,19 @@ class UnfoldingResults(pn.viewable.Viewer):
             if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
                 for name in dict.fromkeys(comparison["distribution"]):
                     parts.append(plot_pane(distribution_plot(comparison, name)))
-            parts.append(_table(comparison, pagination="local", page_size=15))
+            else:
+                parts.append(_table(comparison, pagination="local", page_size=15))
+        chi2 = result.get("t2k_chi2")
+        if isinstance(chi2, pd.DataFrame) and not chi2.empty:
+            parts.insert(
+                0,
+                pn.pane.Markdown(
+                    "The T2K CC0pi-Np measurement (PRD 98, 032003) in its own phase space and binning, "
+                    "per CH nucleon, against the prior, the fake data's truth and OmniFold; chi2 uses "
+                    "T2K's covariance (plus OmniFold's own)."
+                ),
+            )
+            parts.append(_table(chi2, pagination="local", page_size=15))
         self.t2k_tab[:] = parts or [pn.pane.Markdown("*This result holds no comparison with T2K data.*")]
 
     def _draw_diagnostics(self, result: dict[str, Any]) -> None:
