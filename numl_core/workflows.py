@@ -16,6 +16,8 @@ from numl_core.config import Config
 from numl_core.jobs import Progress
 
 ENTRY_POINT_GROUP = "numl.workflows"
+#: numl's own workflows in the order pages and commands list them; others follow by name.
+BUILTIN_ORDER = ("unfold", "energy", "generator", "uncertainty", "xsec")
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,18 @@ class Workflow:
 
 
 def available() -> dict[str, Workflow]:
-    """All registered workflows by name, in entry-point order."""
+    """All registered workflows by name: numl's own in :data:`BUILTIN_ORDER`, then the others by name."""
     found: dict[str, Workflow] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         wf = ep.load()
         if not isinstance(wf, Workflow):
             raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a numl Workflow")
         found[wf.name] = wf
-    return found
+
+    def rank(name: str) -> tuple[int, str]:
+        return (BUILTIN_ORDER.index(name) if name in BUILTIN_ORDER else len(BUILTIN_ORDER), name)
+
+    return {name: found[name] for name in sorted(found, key=rank)}
 
 
 def get(name: str) -> Workflow:
