@@ -23,7 +23,7 @@ from numl_core.runs import atomic_write_json, environment_info
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-BENCHMARKS = ("unfolding", "responsiveness")
+BENCHMARKS = ("unfolding", "energy", "generator", "uncertainty", "xsec", "responsiveness")
 
 
 def machine_info() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Built-in, seeded event samples: ``SAMPLES[name](n_events, seed) -> pandas.DataFrame``.
 
 >>> sorted(SAMPLES)
-['nd280_cc0pi']
+['atmospheric_events', 'nd280_cc0pi']
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from numl_core.data.generators import nd280_cc0pi
+from numl_core.data.generators import atmospheric_events, nd280_cc0pi
 
 SAMPLES: dict[str, Callable[[int, int], pd.DataFrame]] = {
     "nd280_cc0pi": nd280_cc0pi.generate,
+    "atmospheric_events": atmospheric_events.generate,
 }
 """Sample name -> generate(n_events, seed)."""

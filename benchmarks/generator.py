@@ -1,0 +1,235 @@
+"""Generator benchmark: accept-reject, VEGAS and numl's flow (sampler and emulator) on one cross section.
+
+The target is the exclusive 1p1h cross section of the carbon 1p3/2 shell (dipole axial form factor)
+averaged over a flat 0.2-1.0 GeV flux, in the four variables (cos theta_mu, omega, cos theta_N, phi_N):
+
+1. accept-reject with a uniform proposal and per-energy-bin bounds: acceptance and unweighted events/s;
+2. VEGAS (the ``vegas`` package) over the 5-D unit cube (E_nu and the four variables), warmed up as its
+   documentation recommends (a first ``integ(f, nitn, neval)`` call whose result is discarded), then
+   ``random_batch`` points with weights wgt * f: RESS, robust unweighting efficiency, events/s;
+3. numl's flow (preset S, a modest training budget) as importance sampler: RESS, capped-weight bias,
+   unweighting efficiency, unweighted events/s including the cross-section evaluations;
+4. MNLL and RMS of bin pulls of 4-D histograms against a high-statistics weighted reference, for
+   flow-emulated, flow-unweighted and accept-reject events of the same size, next to the expected
+   value of a perfect sampler;
+5. seconds per million flow samples (sample + log-density) for presets S/M/L, untrained flows of the
+   trained flows' size, on this CPU (and CUDA when present), next to the reference's figures.
+
+Run it with ``python -m benchmarks.run_all [--quick] generator``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import gvar
+import numpy as np
+import torch
+import vegas
+
+from numl_core.data.generators import exclusive_1p1h as ex
+from numl_core.flows import sampling as smp
+from numl_core.flows.generator import PRESETS, FlowSpec, GeneratorFlow
+from numl_core.flows.generator_workflow import GeneratorConfig, train_flow
+from numl_core.jobs import Progress
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SECONDS_PER_MILLION = {
+    "cpu": {"S": 141.8, "M": 235.6, "L": 669.3},
+    "gpu": {"S": 12.5, "M": 23.6, "L": 70.7},
+}
+"""Per-million-sample times of the reference study's small/medium/large flows."""
+ENU = (0.2, 1.0)
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(
+            flow=dict(preset="custom", transforms=4, hidden=64, rounds=2, events_per_round=20_000, epochs=2),
+            n_eval=20_000,
+            n_reference=50_000,
+            n_accept_reject=200,
+            vegas_neval=20_000,
+            vegas_nitn=5,
+            n_timing=5_000,
+        )
+    return dict(
+        flow=dict(preset="S", rounds=6, events_per_round=50_000, epochs=3),
+        n_eval=100_000,
+        n_reference=400_000,
+        n_accept_reject=1_000,
+        vegas_neval=100_000,
+        vegas_nitn=10,
+        n_timing=20_000,
+    )
+
+
+def _vegas_sampler(model: ex.ExclusiveModel, n_eval: int, nitn: int, seed: int) -> dict[str, float]:
+    """Adapt VEGAS on the flux-averaged density, then draw one iteration of weighted points."""
+    lo, hi = ENU
+    gvar.ranseed(seed)  # vegas draws its random numbers through gvar
+
+    @vegas.lbatchintegrand
+    def integrand(u: np.ndarray) -> np.ndarray:
+        u = torch.as_tensor(u, dtype=torch.float64)
+        enu = lo + (hi - lo) * u[:, 0]
+        top = ex.omega_max(enu, model)
+        x = torch.stack([2 * u[:, 1] - 1, u[:, 2] * top, 2 * u[:, 3] - 1, math.pi * (2 * u[:, 4] - 1)], 1)
+        # flat flux normalised to 1, Jacobian (hi - lo) * 2 * omega_max * 2 * 2 pi
+        return (ex.differential_cross_section(x, enu, model) * 8 * math.pi * top).numpy()
+
+    integ = vegas.Integrator([[0.0, 1.0]] * 5)
+    t0 = time.perf_counter()
+    integ(integrand, nitn=nitn, neval=n_eval)  # warm-up: adapt the map, discard the result
+    result = integ(integrand, nitn=nitn, neval=n_eval)
+    seconds_adapt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    weights = []
+    for u, wgt in integ.random_batch():
+        weights.append(wgt * integrand(u))
+    seconds = time.perf_counter() - t0
+    w = np.concatenate(weights)
+    w_is = w * len(w)  # per-point importance weights whose mean is the integral
+    capped = smp.cap_weights(w_is, 0.9999)
+    unw = smp.unweighting_efficiency(capped.weights)
+    return {
+        "integral": float(w.sum()),
+        "integral_adapted": float(result.mean),
+        "integral_adapted_error": float(result.sdev),
+        "n_points": len(w),
+        "ress": smp.relative_ess(w_is),
+        "unweighting_efficiency": unw.efficiency,
+        "unweighted_per_s": len(w) * unw.efficiency / seconds,
+        "seconds_adapt": seconds_adapt,
+        "seconds_sampling": seconds,
+    }
+
+
+def _seconds_per_million(n: int, device: str) -> dict[str, float]:
+    """Sampling time (sample + log q) of untrained S/M/L flows, scaled to 1e6 events."""
+    out = {}
+    for size in PRESETS:
+        flow = GeneratorFlow(FlowSpec.preset(size, {"enu": ENU})).to(device)
+        enu = torch.full((n,), 0.6, device=device)
+        flow.sample_and_log_prob(enu[:100])  # warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        flow.sample_and_log_prob(enu)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out[size] = (time.perf_counter() - t0) * 1e6 / n
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run every part; returns the report (see the module docstring for the keys)."""
+    sizes = _sizes(quick)
+    seed = 0
+    threads = torch.get_num_threads()
+    # the benchmark machine's cores are shared: one thread is several times faster than two for the
+    # flow's many small operations
+    torch.set_num_threads(1)
+    try:
+        return _run(sizes, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(sizes: dict[str, Any], seed: int) -> dict[str, Any]:
+    model = ex.carbon_model("1p3/2")
+    flux = ex.Flux.flat(*ENU)
+
+    # 1. accept-reject
+    t0 = time.perf_counter()
+    bound = ex.density_bound(model, flux, seed=seed)
+    seconds_bound = time.perf_counter() - t0
+    ar = ex.accept_reject(model, sizes["n_accept_reject"], flux, bound, seed=seed + 1)
+
+    # 2. VEGAS
+    vg = _vegas_sampler(model, sizes["vegas_neval"], sizes["vegas_nitn"], seed)
+
+    # 3. flow
+    config = GeneratorConfig(
+        shells="1p3/2",
+        enu_low=ENU[0],
+        enu_high=ENU[1],
+        batch_size=256,
+        learning_rate=1e-3,
+        temper=0.3,
+        seed=seed,
+        device="cpu",
+        **sizes["flow"],
+    )
+    t0 = time.perf_counter()
+    flow, rounds = train_flow(config, Progress(), model)
+    seconds_train = time.perf_counter() - t0
+    sample = smp.sample_flow(flow, sizes["n_eval"], flux, seed + 11, target=model)
+    report = smp.sampler_report(sample, 0.9999, seed)
+
+    # 4. histogram quality against a weighted high-statistics reference
+    ref = smp.sample_flow(flow, sizes["n_reference"], flux, seed + 7919, target=model)
+    y_ref = smp.box_coordinates(ref.x.numpy(), ref.enu.numpy(), model.m_lep)
+    binning = smp.HistogramBinning.from_reference(y_ref, ref.weights, 4)
+    href, href2 = binning.histogram(y_ref, ref.weights), binning.histogram(y_ref, ref.weights**2)
+    p = href / href.sum()
+    n_same = len(ar.enu)
+    y_flow = smp.box_coordinates(sample.x.numpy(), sample.enu.numpy(), model.m_lep)
+    capped = smp.cap_weights(sample.weights, 0.9999)
+    keep, _ = smp.unweight(capped.weights, smp.unweighting_efficiency(capped.weights).w_max, seed)
+    y_ar = smp.box_coordinates(ar.x.numpy(), ar.enu.numpy(), model.m_lep)
+    q_emu = smp.histogram_quality(binning.histogram(y_flow[:n_same]), href, href2)
+    q_unw = smp.histogram_quality(binning.histogram(y_flow[keep][:n_same]), href, href2)
+    q_ar = smp.histogram_quality(binning.histogram(y_ar), href, href2)
+    q_emu_all = smp.histogram_quality(binning.histogram(y_flow), href, href2)
+
+    # 5. timings
+    timing = {"cpu": _seconds_per_million(sizes["n_timing"], "cpu")}
+    if torch.cuda.is_available():
+        timing["cuda"] = _seconds_per_million(sizes["n_timing"] * 10, "cuda")
+
+    ar_rate = ar.events_per_s
+    return {
+        "ress": report.ress,
+        "ress_capped": report.ress_capped,
+        "cap_bias": report.cap_bias,
+        "unweighting_efficiency_flow": report.unweighting_efficiency,
+        "overweight_fraction_flow": report.overweight_fraction,
+        "unweighting_efficiency_vegas": vg["unweighting_efficiency"],
+        "ress_vegas": vg["ress"],
+        "n_points_vegas": vg["n_points"],
+        "accept_reject_acceptance": ar.acceptance,
+        "unweighted_per_s_flow": report.unweighted_per_s,
+        "unweighted_per_s_vegas": vg["unweighted_per_s"],
+        "unweighted_per_s_accept_reject": ar_rate,
+        "unweighted_rate_ratio_vs_accept_reject": report.unweighted_per_s / ar_rate,
+        "unweighted_rate_ratio_vs_vegas": report.unweighted_per_s / vg["unweighted_per_s"],
+        "integral_flow": report.integral,
+        "integral_flow_rel_error": report.integral_rel_error,
+        "integral_vegas": vg["integral_adapted"],
+        "integral_vegas_rel_error": vg["integral_adapted_error"] / vg["integral_adapted"],
+        "mnll_flow": q_emu.mnll,
+        "mnll_flow_unweighted": q_unw.mnll,
+        "mnll_accept_reject": q_ar.mnll,
+        "mnll_optimum": float(-(p[p > 0] * np.log(p[p > 0])).sum()),
+        "mnll_events": n_same,
+        "rms_pull_flow": q_emu.rms_pull,
+        "rms_pull_flow_unweighted": q_unw.rms_pull,
+        "rms_pull_accept_reject": q_ar.rms_pull,
+        "rms_pull_flow_all_events": q_emu_all.rms_pull,
+        "seconds_per_million_cpu": timing["cpu"],
+        "seconds_per_million_gpu": timing.get("cuda", {}),
+        "reference_seconds_per_million": REFERENCE_SECONDS_PER_MILLION,
+        "flow_training_seconds": seconds_train,
+        "flow_training_rounds": [{k: float(v) for k, v in r.items()} for r in rounds],
+        "flow_config": {k: v for k, v in config.to_dict().items() if k in sizes["flow"] or k == "batch_size"},
+        "accept_reject_bound_seconds": seconds_bound,
+        "vegas_version": vegas.__version__,
+        "n_eval": sizes["n_eval"],
+        "n_reference": sizes["n_reference"],
+        "torch_threads": 1,
+    }

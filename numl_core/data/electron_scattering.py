@@ -1,0 +1,402 @@
+"""Inclusive electron-nucleus cross sections d2sigma/(dOmega domega) from the QES archive.
+
+Data: the Quasielastic Electron Nucleus Scattering Archive (O. Benhar, D. Day, I. Sick, Rev. Mod. Phys.
+80, 189 (2008), arXiv:nucl-ex/0603032), shipped in ``files/qes_archive_genie`` (GENIE's copy, eleven
+nuclei) and ``files/qes_archive_nuisance`` (NUISANCE's carbon table, which adds JLab E02-019,
+Fomin et al., PRL 105, 212502 (2010)); each folder's README gives provenance and citations.
+
+Units: beam energy E, energy transfer omega and E' = E - omega in GeV; the angle ``theta`` in radians
+(``theta_deg`` in degrees as in the files); Q2 in GeV^2; cross sections per nucleus in nb/sr/GeV.
+Rows are grouped into *settings* (one spectrum: citation, E, theta) and *experiments* (citation);
+each experiment carries a relative normalisation uncertainty for normalisation-aware fits.
+
+>>> table = load_nucleus("C")
+>>> len(table), table["citation"].nunique(), table["setting"].nunique()
+(2882, 11, 66)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from numl_core.data.kinematics import NUCLEON_MASS
+from numl_core.data.reference import FILES_DIR
+from numl_core.data.schema import DataError
+
+log = logging.getLogger(__name__)
+
+GENIE_DIR = FILES_DIR / "qes_archive_genie"
+NUISANCE_DIR = FILES_DIR / "qes_archive_nuisance"
+RAW_COLUMNS = ("Z", "A", "E", "theta", "omega", "xsec", "error", "citation")
+"""Columns of an archive table: Z, A, beam energy [GeV], angle [deg], omega [GeV], xsec and error
+[nb/sr/GeV per nucleus], citation key."""
+COLUMN_ALIASES = {"energy": "E", "q0": "omega", "nu": "omega", "v": "omega", "source": "citation"}
+"""Other spellings accepted in CSV/parquet headers (the NUISANCE ``tableformat.txt`` names among them)."""
+
+
+@dataclass(frozen=True)
+class Nucleus:
+    """A target nucleus: symbol, Z, A and the Fermi-gas removal energy ``binding`` [GeV] used for the
+    position of the quasi-elastic peak (Moniz et al., PRL 26, 445 (1971) where measured, else the
+    nearest measured nucleus)."""
+
+    symbol: str
+    z: int
+    a: int
+    binding: float
+    file: str
+
+
+NUCLEI = {
+    n.symbol: n
+    for n in (
+        Nucleus("H2", 1, 2, 0.002, "qes_archive_genie/eQE_2H.dat"),
+        Nucleus("H3", 1, 3, 0.006, "qes_archive_genie/eQE_3H.dat"),
+        Nucleus("He3", 2, 3, 0.006, "qes_archive_genie/eQE_3He.dat"),
+        Nucleus("He4", 2, 4, 0.017, "qes_archive_genie/eQE_4He.dat"),
+        Nucleus("C", 6, 12, 0.025, "qes_archive_nuisance/12C.dat"),
+        Nucleus("O", 8, 16, 0.025, "qes_archive_genie/eQE_16O.dat"),
+        Nucleus("Al", 13, 27, 0.032, "qes_archive_genie/eQE_27Al.dat"),
+        Nucleus("Ca", 20, 40, 0.028, "qes_archive_genie/eQE_40Ca.dat"),
+        Nucleus("Fe", 26, 56, 0.036, "qes_archive_genie/eQE_56Fe.dat"),
+        Nucleus("Au", 79, 197, 0.042, "qes_archive_genie/eQE_197Au.dat"),
+        Nucleus("U", 92, 238, 0.044, "qes_archive_genie/eQE_238U.dat"),
+    )
+}
+"""The nuclei shipped with numl, by symbol; carbon uses the NUISANCE table (it includes Fomin 2010)."""
+
+NORM_UNCERTAINTY = {
+    "Arrington:1995": 0.040,
+    "Arrington:1998": 0.040,
+    "Bagdasaryan:1988": 0.100,
+    "Baran:1988": 0.037,
+    "Barreau:1983": 0.020,
+    "Dai:2018": 0.022,
+    "Day:1993": 0.034,
+    "Fomin:2010": 0.040,
+    "O'Connell:1987": 0.050,
+    "Sealock:1989": 0.025,
+    "Whitney:1974": 0.030,
+}
+"""Relative normalisation uncertainty per experiment, keyed by 'Author:Year' as the citation keys begin
+(Kowal, Graczyk et al., Phys. Rev. C 110, 025501 (2024), arXiv:2408.09936)."""
+DEFAULT_NORM_UNCERTAINTY = 0.05
+"""Used for experiments outside :data:`NORM_UNCERTAINTY` (e.g. Zeller 1973): 5%, between the typical
+2-4% of the listed experiments and the largest listed (10%)."""
+
+
+def nucleus_of(z: int, a: int) -> Nucleus:
+    """The shipped :class:`Nucleus` with charge ``z`` and mass number ``a``; ``KeyError`` if unknown.
+
+    >>> nucleus_of(6, 12).symbol
+    'C'
+    """
+    for n in NUCLEI.values():
+        if (n.z, n.a) == (int(z), int(a)):
+            return n
+    raise KeyError(
+        f"unknown nucleus Z={z}, A={a}; known: "
+        + ", ".join(f"{n.symbol}({n.z},{n.a})" for n in NUCLEI.values())
+    )
+
+
+def norm_uncertainty(citation: str) -> float:
+    """Relative normalisation uncertainty of an experiment from its citation key.
+
+    >>> norm_uncertainty("Barreau:1983ht"), norm_uncertainty("Zeller:1973ge")
+    (0.02, 0.05)
+    """
+    author_year = citation[: citation.index(":") + 5] if ":" in citation else citation
+    return NORM_UNCERTAINTY.get(author_year, DEFAULT_NORM_UNCERTAINTY)
+
+
+def q_squared(energy: np.ndarray, omega: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Q2 = 4 E E' sin^2(theta/2) [GeV^2], electron mass neglected; E, omega [GeV], theta [rad].
+
+    >>> round(float(q_squared(1.0, 0.2, np.pi / 2)), 6)
+    1.6
+    """
+    energy, omega = np.asarray(energy, float), np.asarray(omega, float)
+    return 4.0 * energy * (energy - omega) * np.sin(0.5 * np.asarray(theta, float)) ** 2
+
+
+def quasielastic_peak(energy: np.ndarray, theta: np.ndarray, binding: float = 0.0) -> np.ndarray:
+    """Energy transfer [GeV] at the quasi-elastic peak, omega = Q2(omega) / (2 M) + binding [GeV].
+
+    With Q2 = 4 E (E - omega) sin^2(theta/2) the condition is linear in omega:
+    omega = (2 E^2 s / M + binding) / (1 + 2 E s / M), s = sin^2(theta/2), M the nucleon mass;
+    without binding this is elastic scattering on a free nucleon at rest (Benhar, Day, Sick, RMP 80, 189).
+
+    >>> round(float(quasielastic_peak(0.361, np.radians(60.0))), 4)  # free nucleon
+    0.0582
+    """
+    energy = np.asarray(energy, float)
+    s = np.sin(0.5 * np.asarray(theta, float)) ** 2
+    recoil = 2.0 * energy * s / NUCLEON_MASS
+    return (energy * recoil + binding) / (1.0 + recoil)
+
+
+def _where(source: str, line: int | None) -> str:
+    return f"{source}:{line}" if line is not None else source
+
+
+def _parse_dat(path: Path) -> pd.DataFrame:
+    """Whitespace table of 8 columns, '#' comments, no quoting (a citation holds an apostrophe)."""
+    rows, lines = [], []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, text in enumerate(fh, start=1):
+            body = text.split("#", 1)[0].strip()
+            if not body:
+                continue
+            fields = body.split()
+            if len(fields) != len(RAW_COLUMNS):
+                raise DataError(
+                    f"{path}:{lineno}: expected {len(RAW_COLUMNS)} whitespace-separated columns "
+                    f"({' '.join(RAW_COLUMNS)}), got {len(fields)}: {body!r}"
+                )
+            try:
+                rows.append([float(f) for f in fields[:7]] + [fields[7]])
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: a numeric column holds text: {body!r}") from None
+            lines.append(lineno)
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    frame = pd.DataFrame(rows, columns=list(RAW_COLUMNS))
+    frame["line"] = lines
+    return frame
+
+
+def _read_columns(path: Path) -> pd.DataFrame:
+    """CSV (header row) or parquet with the archive's columns; ``line`` is the 1-based file line."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        first_line = 1  # parquet has no lines: ``line`` counts rows from 1
+    else:
+        frame = pd.read_csv(path, quoting=csv.QUOTE_NONE, comment="#", skip_blank_lines=True)
+        first_line = 2
+    rename = {c: COLUMN_ALIASES.get(str(c).strip().lower(), str(c).strip()) for c in frame.columns}
+    frame = frame.rename(columns=rename)
+    lower = {c.lower(): c for c in frame.columns}
+    frame = frame.rename(columns={lower[c.lower()]: c for c in RAW_COLUMNS if c.lower() in lower})
+    missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; expected {list(RAW_COLUMNS)}, found {list(frame.columns)}"
+        )
+    frame = frame[list(RAW_COLUMNS)].copy()
+    for c in RAW_COLUMNS[:7]:
+        numeric = pd.to_numeric(frame[c], errors="coerce")
+        bad = numeric.isna().to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{path}:{i + first_line}: column '{c}' is not a number: {frame[c].iloc[i]!r}")
+        frame[c] = numeric.astype(float)
+    frame["citation"] = frame["citation"].astype(str)
+    frame["line"] = np.arange(len(frame)) + first_line
+    return frame
+
+
+def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataFrame:
+    """Read one archive table (``.dat`` as shipped, or CSV/parquet with :data:`RAW_COLUMNS`) and check it.
+
+    Every row must be one nucleus known to :data:`NUCLEI`, with 0 <= omega < E [GeV],
+    0 < theta <= 180 deg and a positive cross section and error; every (citation, E, theta) setting
+    needs at least two points. A violation raises :class:`DataError` naming ``file:line``, except
+    that with ``drop_invalid`` rows with a non-positive cross section or error are dropped and
+    counted in the log (the shipped 40Ca table holds two). Exact duplicate rows are dropped and
+    counted. Returns the raw columns plus ``line`` (line in the file).
+
+    >>> read_archive_table(FILES_DIR / NUCLEI["O"].file).shape
+    (126, 9)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    frame = _parse_dat(path) if path.suffix.lower() in (".dat", ".txt", "") else _read_columns(path)
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
+    source = str(path)
+    nuclei = frame[["Z", "A"]].drop_duplicates()
+    for z, a in nuclei.itertuples(index=False):
+        try:
+            nucleus_of(z, a)
+        except KeyError as exc:
+            line = int(frame.loc[(frame["Z"] == z) & (frame["A"] == a), "line"].iloc[0])
+            raise DataError(f"{_where(source, line)}: {exc.args[0]}") from None
+    if len(nuclei) > 1:
+        line = int(
+            frame.loc[(frame["Z"] != frame["Z"].iloc[0]) | (frame["A"] != frame["A"].iloc[0]), "line"].iloc[0]
+        )
+        raise DataError(f"{_where(source, line)}: a table must hold one nucleus; this row changes Z, A")
+
+    nonpositive = (
+        (frame["xsec"] <= 0) | (frame["error"] <= 0) | ~np.isfinite(frame[["xsec", "error"]]).all(axis=1)
+    )
+    if nonpositive.any():
+        if not drop_invalid:
+            row = frame[nonpositive].iloc[0]
+            raise DataError(
+                f"{_where(source, int(row['line']))}: cross section and error must be positive and finite, "
+                f"got xsec={row['xsec']!r}, error={row['error']!r} nb/sr/GeV"
+            )
+        log.warning(
+            "%s: dropped %d row(s) with a non-positive cross section or error", source, int(nonpositive.sum())
+        )
+        frame = frame[~nonpositive]
+    checks = {
+        "beam energy E must be > 0 GeV": frame["E"] > 0,
+        "theta must be in (0, 180] degrees": (frame["theta"] > 0) & (frame["theta"] <= 180),
+        "energy transfer omega must be in [0, E) GeV": (frame["omega"] >= 0) & (frame["omega"] < frame["E"]),
+    }
+    for why, ok in checks.items():
+        if not ok.all():
+            row = frame[~ok.to_numpy()].iloc[0]
+            raise DataError(
+                f"{_where(source, int(row['line']))}: {why}; "
+                f"got E={row['E']}, theta={row['theta']}, omega={row['omega']}"
+            )
+    duplicated = frame.duplicated(subset=list(RAW_COLUMNS))
+    if duplicated.any():
+        log.info("%s: dropped %d exact duplicate row(s)", source, int(duplicated.sum()))
+        frame = frame[~duplicated.to_numpy()]
+    sizes = frame.groupby(["citation", "E", "theta"])["line"].transform("size")
+    if (sizes < 2).any():
+        row = frame[(sizes < 2).to_numpy()].iloc[0]
+        raise DataError(
+            f"{_where(source, int(row['line']))}: setting ({row['citation']}, E={row['E']} GeV, "
+            f"theta={row['theta']} deg) has a single point; a spectrum needs at least two"
+        )
+    return frame.reset_index(drop=True)
+
+
+def prepare(
+    frame: pd.DataFrame, omega_min: float = 0.0, drop_lowest: int = 0, source: str = "<table>"
+) -> pd.DataFrame:
+    """Apply the low-omega cut and add settings, experiments and derived kinematics.
+
+    ``omega_min`` [GeV] drops points below it; ``drop_lowest`` drops that many lowest-omega points of
+    every setting (the reference fit dropped the lowest-omega points, where nuclear excitations and
+    the elastic tail lie). Settings left with fewer than two points are dropped and counted in the log.
+
+    Added columns: ``energy`` [GeV], ``theta_deg``, ``theta`` [rad], ``cos_theta``, ``e_prime`` [GeV],
+    ``q2`` [GeV^2], ``omega_qe`` (quasi-elastic peak of the setting [GeV]), ``setting`` (int id),
+    ``setting_label``, ``experiment`` (int id), ``norm_uncertainty`` (relative), ``nucleus``.
+    """
+    if omega_min < 0 or drop_lowest < 0:
+        raise ValueError(f"omega_min={omega_min} and drop_lowest={drop_lowest} must be >= 0")
+    keep = frame["omega"].to_numpy() >= omega_min
+    if drop_lowest:
+        rank = frame.groupby(["citation", "E", "theta"])["omega"].rank(method="first").to_numpy()
+        keep &= rank > drop_lowest
+    out = frame[keep].copy()
+    sizes = out.groupby(["citation", "E", "theta"])["omega"].transform("size").to_numpy()
+    if (sizes < 2).any():
+        log.info(
+            "%s: dropped %d point(s) of settings left with < 2 points by the cut",
+            source,
+            int((sizes < 2).sum()),
+        )
+        out = out[sizes >= 2]
+    if out.empty:
+        raise DataError(
+            f"{source}: no points left after the low-omega cut "
+            f"(omega_min={omega_min} GeV, drop_lowest={drop_lowest})"
+        )
+    log.info("%s: low-omega cut kept %d of %d points", source, len(out), len(frame))
+    nucleus = nucleus_of(int(out["Z"].iloc[0]), int(out["A"].iloc[0]))
+    out = out.sort_values(["citation", "E", "theta", "omega"], kind="stable").reset_index(drop=True)
+    theta = np.radians(out["theta"].to_numpy())
+    energy, omega = out["E"].to_numpy(), out["omega"].to_numpy()
+    result = pd.DataFrame(
+        {
+            "nucleus": nucleus.symbol,
+            "Z": out["Z"].astype(int),
+            "A": out["A"].astype(int),
+            "citation": out["citation"],
+            "energy": energy,
+            "theta_deg": out["theta"].to_numpy(),
+            "theta": theta,
+            "cos_theta": np.cos(theta),
+            "omega": omega,
+            "e_prime": energy - omega,
+            "q2": q_squared(energy, omega, theta),
+            "omega_qe": quasielastic_peak(energy, theta, nucleus.binding),
+            "xsec": out["xsec"].to_numpy(),
+            "error": out["error"].to_numpy(),
+            "line": out["line"].to_numpy(),
+        }
+    )
+    keys = (
+        result["citation"]
+        + "|"
+        + result["energy"].map("{:.4f}".format)
+        + "|"
+        + result["theta_deg"].map("{:.3f}".format)
+    )
+    result["setting"] = pd.factorize(keys)[0]
+    result["setting_label"] = (
+        result["citation"]
+        + ", E="
+        + result["energy"].map("{:.3f}".format)
+        + " GeV, theta="
+        + result["theta_deg"].map("{:g}".format)
+        + " deg"
+    )
+    result["experiment"] = pd.factorize(result["citation"])[0]
+    result["norm_uncertainty"] = result["citation"].map(norm_uncertainty).astype(float)
+    return result
+
+
+def load_nucleus(symbol: str = "C", omega_min: float = 0.0, drop_lowest: int = 0) -> pd.DataFrame:
+    """The shipped table of one nucleus (see :data:`NUCLEI`), checked and prepared (:func:`prepare`).
+
+    Rows with a non-positive cross section or error in the shipped tables are dropped and counted in
+    the log; duplicate rows likewise.
+
+    >>> load_nucleus("Fe")["nucleus"].iloc[0], load_nucleus("Fe", drop_lowest=1).shape[0] < 2429
+    ('Fe', True)
+    """
+    if symbol not in NUCLEI:
+        raise KeyError(f"unknown nucleus {symbol!r}; shipped: {', '.join(NUCLEI)}")
+    path = FILES_DIR / NUCLEI[symbol].file
+    return prepare(read_archive_table(path, drop_invalid=True), omega_min, drop_lowest, source=str(path))
+
+
+def load_file(
+    path: str | Path, omega_min: float = 0.0, drop_lowest: int = 0, drop_invalid: bool = False
+) -> pd.DataFrame:
+    """A user's table in the archive layout (``.dat``) or CSV/parquet with :data:`RAW_COLUMNS`, prepared."""
+    return prepare(read_archive_table(path, drop_invalid), omega_min, drop_lowest, source=str(path))
+
+
+def settings_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting: id, label, citation, E [GeV], theta [deg], points, omega range [GeV]."""
+    grouped = table.groupby("setting", sort=True)
+    return pd.DataFrame(
+        {
+            "setting": grouped.size().index,
+            "label": grouped["setting_label"].first().to_numpy(),
+            "citation": grouped["citation"].first().to_numpy(),
+            "energy": grouped["energy"].first().to_numpy(),
+            "theta_deg": grouped["theta_deg"].first().to_numpy(),
+            "points": grouped.size().to_numpy(),
+            "omega_min": grouped["omega"].min().to_numpy(),
+            "omega_max": grouped["omega"].max().to_numpy(),
+        }
+    )
+
+
+def per_cos_theta(xsec: np.ndarray) -> np.ndarray:
+    """d2sigma/(dcos(theta) domega) = 2 pi d2sigma/(dOmega domega) (azimuthal symmetry).
+
+    >>> round(float(per_cos_theta(1.0)), 6)
+    6.283185
+    """
+    return 2.0 * math.pi * np.asarray(xsec, float)

@@ -1,0 +1,1 @@
+"""Neutrino energy and direction from particle lists: model, losses, weights, training, metrics, export."""

@@ -1,0 +1,383 @@
+"""Conditional normalizing flows on the exclusive 1p1h domain (cylinder x sphere), built from zuko.
+
+The four variables (cos theta_mu, omega, cos theta_N, phi_N) are mapped affinely onto the box
+[-1, 1]^4 (omega by its E_nu-dependent upper edge E_nu - m_mu, phi_N turned by half a turn so that the
+nucleon's peak along q sits mid-box), the base is uniform on that box, and
+each layer is a masked autoregressive rational-quadratic spline (Durkan et al., arXiv:1906.04032)
+whose splines map [-1, 1] onto itself with learnable end slopes, so the flow's support is exactly the
+domain. phi_N is circular: its spline has equal end slopes and is preceded by a half-turn, the
+circular spline of Rezende et al. (arXiv:2002.02428). ``passes=2`` gives coupling layers (a random
+half of the variables conditions the other half, swapped in the next layer; one network call per
+layer in either direction, so sampling costs the same as density evaluation), ``passes=4`` a fully
+autoregressive flow (four sequential network calls per layer to sample).
+
+The context is E_nu and optionally axial-form-factor parameters, each standardised into [-1, 1] by
+its trained range; values outside it raise ``ValueError`` unless ``extrapolate=True`` (then a warning).
+
+>>> spec = FlowSpec.preset("S", conditions={"enu": (0.2, 1.0)}, transforms=2, hidden=16)
+>>> flow = GeneratorFlow(spec)
+>>> x, logq = flow.sample_and_log_prob(torch.full((5,), 0.6))
+>>> tuple(x.shape), bool(torch.allclose(flow.log_prob(x, torch.full((5,), 0.6)), logq, atol=1e-4))
+((5, 4), True)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import zuko
+from torch import Tensor, nn
+from zuko.distributions import BoxUniform
+from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+from zuko.flows.coupling import GeneralCouplingTransform
+from zuko.lazy import UnconditionalDistribution
+from zuko.nn import MLP
+from zuko.transforms import CircularShiftTransform, ComposedTransform, MonotonicRQSTransform
+
+from numl_core.data.generators.exclusive_1p1h import MUON_MASS, VARIABLES
+
+log = logging.getLogger(__name__)
+
+PRESETS = {"S": (10, 256), "M": (10, 512), "L": (25, 512)}
+"""Flow sizes (transforms, hidden units per layer) of the small, medium and large models."""
+CHECKPOINT_FORMAT = 1
+CIRCULAR = (False, False, False, True)
+"""Which of the four box coordinates are periodic (phi_N)."""
+
+
+class BoxSplineTransform(MonotonicRQSTransform):
+    """Monotonic RQS from [-1, 1] onto itself with learnable end slopes; ``circular`` (D,) features get
+    equal slopes at both ends so that the map is smooth on the circle.
+
+    widths, heights (*, D, K); derivatives (*, D, K + 1) unconstrained.
+    """
+
+    def __init__(
+        self, widths: Tensor, heights: Tensor, derivatives: Tensor, circular: Tensor, slope: float = 1e-3
+    ) -> None:
+        zuko.transforms.Transform.__init__(self)
+        scale = abs(math.log(slope))
+        widths = widths / (1 + abs(2 * widths / scale))
+        heights = heights / (1 + abs(2 * heights / scale))
+        derivatives = derivatives / (1 + abs(derivatives / scale))
+        last = torch.zeros(derivatives.shape[-1], dtype=torch.bool, device=derivatives.device)
+        last[-1] = True
+        derivatives = torch.where(circular[:, None] & last, derivatives[..., :1], derivatives)
+        widths = nn.functional.pad(torch.softmax(widths, dim=-1), (1, 0), value=0)
+        heights = nn.functional.pad(torch.softmax(heights, dim=-1), (1, 0), value=0)
+        self.horizontal = 2 * torch.cumsum(widths, dim=-1) - 1
+        self.vertical = 2 * torch.cumsum(heights, dim=-1) - 1
+        self.derivatives = torch.exp(derivatives)
+
+
+class HalfTurn(CircularShiftTransform):
+    """Shift the ``circular`` (D,) features of [-1, 1] by half a turn; the others pass unchanged."""
+
+    def __init__(self, circular: Tensor) -> None:
+        super().__init__(bound=1.0)
+        self.circular = circular
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.where(self.circular, torch.remainder(x, 2.0) - 1.0, x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return torch.where(self.circular, torch.remainder(y, 2.0) - 1.0, y)
+
+
+class CircularCouplingTransform(GeneralCouplingTransform):
+    """zuko's coupling transformation whose conditioner sees each circular passive feature x as
+    (cos pi x, sin pi x): the spline parameters, hence the density, are then continuous across the seam.
+
+    ``circular_a`` (features_a,) marks the circular features among the passive ones (``mask`` True).
+    """
+
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        mask: Tensor,
+        univariate: Any,
+        shapes: Any,
+        circular_a: Tensor,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(features, context, mask, univariate, shapes, **kwargs)
+        self.register_buffer("circular_a", circular_a)
+        n_a, n_circ = int(mask.sum()), int(circular_a.sum())
+        if n_circ:
+            self.hyper = MLP(n_a + n_circ + context, (features - n_a) * self.total, **kwargs)
+
+    def meta(self, c: Tensor | None, x: Tensor) -> zuko.transforms.Transform:
+        if bool(self.circular_a.any()):
+            angle = math.pi * x[..., self.circular_a]
+            x = torch.cat([x[..., ~self.circular_a], torch.cos(angle), torch.sin(angle)], dim=-1)
+        return super().meta(c, x)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """Architecture and domain of a generator flow.
+
+    ``conditions`` maps each context name ("enu" first, then axial parameters) to its trained range
+    (low, high); ``domain`` names the cross-section model the flow was trained for; ``passes`` 2 =
+    coupling, 4 = autoregressive.
+    """
+
+    transforms: int
+    hidden: int
+    conditions: dict[str, tuple[float, float]]
+    hidden_layers: int = 2
+    bins: int = 16
+    passes: int = 2
+    domain: str = "exclusive_1p1h"
+    variables: tuple[str, ...] = VARIABLES
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "enu" not in self.conditions or next(iter(self.conditions)) != "enu":
+            raise ValueError("FlowSpec.conditions must start with 'enu' (the neutrino energy range)")
+        for name, (lo, hi) in self.conditions.items():
+            if not hi > lo:
+                raise ValueError(f"FlowSpec.conditions[{name!r}] = ({lo}, {hi}) needs high > low")
+        if self.conditions["enu"][0] <= MUON_MASS:
+            raise ValueError(f"FlowSpec: energies must exceed the muon mass, got {self.conditions['enu']}")
+        if self.passes not in (2, 4):
+            raise ValueError(f"FlowSpec.passes={self.passes} must be 2 (coupling) or 4 (autoregressive)")
+
+    @classmethod
+    def preset(cls, size: str, conditions: Mapping[str, tuple[float, float]], **kwargs: Any) -> FlowSpec:
+        """Preset ``size`` "S", "M" or "L" (:data:`PRESETS`); kwargs override any field."""
+        if size not in PRESETS:
+            raise ValueError(f"flow preset {size!r} is not one of {sorted(PRESETS)}")
+        transforms, hidden = PRESETS[size]
+        fields = {"transforms": transforms, "hidden": hidden, "conditions": dict(conditions)} | kwargs
+        return cls(**fields)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Context names after the energy."""
+        return tuple(self.conditions)[1:]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (used in checkpoints)."""
+        out = asdict(self)
+        out["conditions"] = {k: list(v) for k, v in self.conditions.items()}
+        out["variables"] = list(self.variables)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowSpec:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["conditions"] = {k: tuple(v) for k, v in data["conditions"].items()}
+        data["variables"] = tuple(data["variables"])
+        return cls(**data)
+
+
+class GeneratorFlow(nn.Module):
+    """p(x | E_nu, parameters) on the 1p1h domain; x (*, 4) in physical units (GeV, radians).
+
+    ``flow(context)`` returns zuko's distribution over the box coordinates; :meth:`log_prob` and
+    :meth:`sample_and_log_prob` work in physical coordinates and include the box Jacobian.
+    """
+
+    def __init__(self, spec: FlowSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        gen = torch.Generator().manual_seed(spec.seed)
+        circular = torch.tensor(CIRCULAR)
+        self.register_buffer("circular", circular, persistent=False)
+        n_ctx = len(spec.conditions)
+        shapes = [(spec.bins,), (spec.bins,), (spec.bins + 1,)]
+        mlp = {"hidden_features": [spec.hidden] * spec.hidden_layers, "activation": nn.ELU}
+        layers: list[zuko.lazy.LazyTransform] = []
+        mask = torch.zeros(4, dtype=torch.bool)
+        for k in range(spec.transforms):
+            if spec.passes == 2:
+                # coupling: a random half conditions the other half; the next layer swaps the halves
+                if k % 2 == 0:
+                    mask = torch.zeros(4, dtype=torch.bool)
+                    mask[torch.randperm(4, generator=gen)[:2]] = True
+                else:
+                    mask = ~mask
+                univariate = partial(self._univariate, circular=circular[~mask])
+                layers.append(
+                    CircularCouplingTransform(4, n_ctx, mask, univariate, shapes, circular[mask], **mlp)
+                )
+            else:
+                order = torch.randperm(4, generator=gen)
+                univariate = partial(self._univariate, circular=circular)
+                layers.append(
+                    MaskedAutoregressiveTransform(
+                        features=4,
+                        context=n_ctx,
+                        passes=4,
+                        order=order,
+                        univariate=univariate,
+                        shapes=shapes,
+                        **mlp,
+                    )
+                )
+        for layer in layers:
+            # zero last layers: every spline starts as the identity, so the flow starts uniform on the
+            # domain instead of as a composition of random splines
+            last = [m for m in layer.hyper.modules() if isinstance(getattr(m, "bias", None), nn.Parameter)][
+                -1
+            ]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        # the base box is a hair wider than the splines' [-1, 1] so that points on the edge keep a finite
+        # density (outside [-1, 1] the splines are the identity); the normalisation changes by 2e-5
+        edge = 1.0 + 5e-6
+        base = UnconditionalDistribution(
+            BoxUniform, lower=torch.full((4,), -edge), upper=torch.full((4,), edge), buffer=True
+        )
+        self.flow = zuko.flows.Flow(layers, base)
+        lo = torch.tensor([v[0] for v in spec.conditions.values()], dtype=torch.float32)
+        hi = torch.tensor([v[1] for v in spec.conditions.values()], dtype=torch.float32)
+        self.register_buffer("ctx_low", lo)
+        self.register_buffer("ctx_high", hi)
+
+    @staticmethod
+    def _univariate(
+        widths: Tensor, heights: Tensor, derivatives: Tensor, circular: Tensor
+    ) -> zuko.transforms.Transform:
+        circular = circular.to(widths.device)
+        return ComposedTransform(
+            HalfTurn(circular), BoxSplineTransform(widths, heights, derivatives, circular)
+        )
+
+    def context(
+        self, enu: Tensor, params: Mapping[str, Tensor | float] | None = None, extrapolate: bool = False
+    ) -> Tensor:
+        """Standardised context (N, C) from energies (N,) [GeV] and the spec's parameters."""
+        params = dict(params or {})
+        missing = set(self.spec.parameter_names) - set(params)
+        extra = set(params) - set(self.spec.parameter_names)
+        if missing or extra:
+            raise ValueError(
+                f"flow conditioned on {list(self.spec.conditions)}: missing {sorted(missing)}, "
+                f"unexpected {sorted(extra)}"
+            )
+        enu = torch.as_tensor(enu, dtype=self.ctx_low.dtype, device=self.ctx_low.device)
+        cols = [enu] + [
+            torch.as_tensor(params[k], dtype=enu.dtype, device=enu.device).expand(enu.shape)
+            for k in self.spec.parameter_names
+        ]
+        raw = torch.stack(cols, dim=-1)
+        outside = (raw < self.ctx_low - 1e-6) | (raw > self.ctx_high + 1e-6)
+        if bool(outside.any()):
+            col = int(outside.any(dim=0).nonzero()[0])
+            name = list(self.spec.conditions)[col]
+            bad = float(raw[..., col][outside[..., col]][0])
+            msg = f"{name}={bad} is outside the flow's trained range {self.spec.conditions[name]}"
+            if not extrapolate:
+                raise ValueError(msg + " (pass extrapolate=True to sample there anyway)")
+            log.warning("extrapolating: %s", msg)
+        return 2 * (raw - self.ctx_low) / (self.ctx_high - self.ctx_low) - 1
+
+    def forward(self, context: Tensor) -> torch.distributions.Distribution:
+        """zuko distribution over box coordinates y in [-1, 1]^4 given standardised context (*, C)."""
+        return self.flow(context)
+
+    @staticmethod
+    def to_box(x: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
+        """Box coordinates (*, 4) of physical x and log|dy/dx| (*,)."""
+        top = (enu - MUON_MASS).to(x.dtype)
+        # phi_N is turned by half a turn: the nucleon follows q, at phi_N = +-pi, which then sits mid-box
+        phi = torch.remainder(x[..., 3] / math.pi, 2.0) - 1.0
+        y = torch.stack([x[..., 0], 2 * x[..., 1] / top - 1, x[..., 2], phi], dim=-1)
+        return y, torch.log(2 / top) - math.log(math.pi)
+
+    @staticmethod
+    def from_box(y: Tensor, enu: Tensor) -> Tensor:
+        """Physical x (*, 4) from box coordinates y (*, 4)."""
+        top = (enu - MUON_MASS).to(y.dtype)
+        phi = (torch.remainder(y[..., 3], 2.0) - 1.0) * math.pi
+        return torch.stack([y[..., 0], (y[..., 1] + 1) * top / 2, y[..., 2], phi], dim=-1)
+
+    def log_prob(
+        self,
+        x: Tensor,
+        enu: Tensor,
+        params: Mapping[str, Tensor | float] | None = None,
+        extrapolate: bool = False,
+    ) -> Tensor:
+        """log q(x | E_nu, params) (*,) per unit (cos, GeV, cos, rad)."""
+        ctx = self.context(enu, params, extrapolate)
+        y, ladj = self.to_box(x.to(ctx.dtype), enu.to(ctx.dtype))
+        return self.flow(ctx).log_prob(y.clamp(-1 + 1e-6, 1 - 1e-6)) + ladj
+
+    def sample_and_log_prob(
+        self,
+        enu: Tensor,
+        params: Mapping[str, Tensor | float] | None = None,
+        extrapolate: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """One event x (N, 4) per energy in ``enu`` (N,) and log q(x) (N,), without gradients."""
+        ctx = self.context(enu, params, extrapolate)
+        with torch.no_grad():
+            y, logq = self.flow(ctx).rsample_and_log_prob()
+        y = y.clamp(-1.0, 1.0 - 1e-7)
+        enu = enu.to(ctx)
+        _, ladj = self.to_box(y, enu)
+        return self.from_box(y, enu), logq + ladj
+
+
+def weighted_nll(model: GeneratorFlow, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """Loss for :func:`numl_core.training.fit`: -sum w log q(y | c) / sum w over a batch (y, c, w) in box
+    coordinates; unit weights give maximum likelihood, importance weights f/g the forward KL to f."""
+    y, c, w = batch
+    logq = model(c).log_prob(y)
+    return {"loss": -(w * logq).sum() / w.sum()}
+
+
+def save_flow(model: GeneratorFlow, path: str | Path, meta: Mapping[str, Any] | None = None) -> None:
+    """Write the spec, weights and ``meta`` (JSON-able) to ``path`` (atomically)."""
+    from numl_core.runs import atomic_open
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": model.spec.to_dict(),
+        "state": model.state_dict(),
+        "meta": dict(meta or {}),
+    }
+    with atomic_open(Path(path), "wb") as fh:
+        torch.save(payload, fh)
+
+
+def load_flow(
+    path: str | Path,
+    domain: str | None = None,
+    conditions: tuple[str, ...] | None = None,
+    map_location: str = "cpu",
+) -> tuple[GeneratorFlow, dict[str, Any]]:
+    """Read a flow written by :func:`save_flow`; returns (model in eval mode, meta).
+
+    A checkpoint for another ``domain`` or other condition names raises ``ValueError``.
+    """
+    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a generator-flow checkpoint (format {payload.get('format')!r})")
+    spec = FlowSpec.from_dict(payload["spec"])
+    if domain is not None and spec.domain != domain:
+        raise ValueError(f"{path}: flow trained for domain {spec.domain!r}, expected {domain!r}")
+    if conditions is not None and tuple(spec.conditions) != tuple(conditions):
+        raise ValueError(f"{path}: flow conditioned on {list(spec.conditions)}, expected {list(conditions)}")
+    model = GeneratorFlow(spec)
+    model.load_state_dict(payload["state"])
+    model.eval()
+    return model, payload["meta"]
+
+
+def with_conditions(spec: FlowSpec, conditions: Mapping[str, tuple[float, float]]) -> FlowSpec:
+    """The same architecture on other condition ranges."""
+    return replace(spec, conditions=dict(conditions))

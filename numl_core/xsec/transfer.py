@@ -1,0 +1,145 @@
+"""Transfer learning: carry a cross-section network fitted on one nucleus over to another.
+
+Following the DNN study (Kowal, Graczyk et al., Phys. Rev. C 110, 025501 (2024), arXiv:2408.09936),
+a network pretrained on carbon is fine-tuned on a small fraction of another nucleus's data, either
+all layers or only the last ``k`` blocks and the head. It starts from the carbon prediction scaled by
+A / A_base (``log_shift``), the naive guess that the inclusive cross section per nucleus grows with the
+number of nucleons, and is compared with that guess and with a network trained from scratch on the
+same fraction. All three are scored by chi2 per point on the nucleus's remaining points with
+normalisation factors profiled there (:func:`numl_core.xsec.fit.chi2_per_point`), so each method gets
+the same treatment of the experiments' normalisations.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from numl_core.jobs import Progress
+from numl_core.xsec.ensemble import EnsembleSettings, band, predict_log, train_model
+from numl_core.xsec.fit import NormalisedModel, chi2_per_point
+from numl_core.xsec.model import XsecNet, features
+
+
+@dataclass
+class TransferSettings:
+    """``fraction`` of the target's points used for training (the rest scores); ``blocks``: fine-tune only
+    the last ``blocks`` blocks and the head (``None``: all layers); ``epochs`` passes of fine-tuning;
+    ``lr`` the fine-tuning learning rate (lower than pretraining's, so that a few points do not wash out
+    what the base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts close
+    to the data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the network
+    trained from scratch (at the pretraining settings); ``seed`` of the split."""
+
+    fraction: float = 0.1
+    blocks: int | None = None
+    epochs: int = 300
+    lr: float = 1e-3
+    residual: str = "linear"
+    scratch_epochs: int = 1000
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"fraction={self.fraction} must be in (0, 1)")
+        if self.epochs < 1 or self.scratch_epochs < 1 or not self.lr > 0:
+            raise ValueError("epochs and scratch_epochs must be >= 1 and lr > 0")
+
+
+def split_fraction(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, held-out) indices with ``max(2, round(fraction * n))`` training points.
+
+    >>> train, rest = split_fraction(100, 0.1, 0)
+    >>> len(train), len(rest), len(set(train) | set(rest))
+    (10, 90, 100)
+    """
+    rng = np.random.default_rng([seed, 23])
+    perm = rng.permutation(n)
+    k = min(max(2, round(fraction * n)), n - 1)
+    return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+def carried_over(base: XsecNet, a_base: int, a_target: int, blocks: int | None) -> XsecNet:
+    """A copy of ``base`` predicting ``A_target / A_base`` times its cross section, ready to fine-tune."""
+    net = copy.deepcopy(base)
+    net.log_shift.add_(math.log(a_target / a_base))
+    if blocks is not None:
+        net.freeze_all_but_last(blocks)
+    return net
+
+
+def transfer_nucleus(
+    base: XsecNet,
+    a_base: int,
+    table: pd.DataFrame,
+    group: np.ndarray,
+    prior: np.ndarray,
+    ensemble: EnsembleSettings,
+    settings: TransferSettings,
+    progress: Progress | None = None,
+    tag: str = "target",
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Fine-tune, train from scratch and scale ``base`` for one target ``table`` (a prepared nucleus).
+
+    ``group`` (N,) data-set index into ``prior`` (K,). Returns a summary row (chi2 per point of
+    ``finetuned``, ``scratch`` and ``scaled_base`` on the held-out points, seconds, point counts) and
+    the held-out points with each method's predicted cross section [nb/sr/GeV].
+    """
+    settings.validate()
+    progress = progress if progress is not None else Progress()
+    a_target = int(table["A"].iloc[0])
+    x, xsec, err = features(table), table["xsec"].to_numpy(), table["error"].to_numpy()
+    train, held = split_fraction(len(table), settings.fraction, settings.seed)
+
+    start = carried_over(base, a_base, a_target, settings.blocks)
+    t0 = time.perf_counter()
+    tuned = train_model(
+        x,
+        xsec,
+        err,
+        group,
+        prior,
+        train,
+        None,
+        replace(ensemble, epochs=settings.epochs, lr=settings.lr, residual=settings.residual),
+        progress,
+        init=NormalisedModel(start, len(prior)),
+        name=f"finetune-{tag}",
+        metric_prefix=f"finetune_{tag}_",
+    )
+    finetune_seconds = time.perf_counter() - t0
+    progress.check_cancelled()
+    scratch = train_model(
+        x,
+        xsec,
+        err,
+        group,
+        prior,
+        train,
+        None,
+        replace(ensemble, epochs=settings.scratch_epochs),
+        progress,
+        name=f"scratch-{tag}",
+        metric_prefix=f"scratch_{tag}_",
+    )
+    predictions = {
+        "finetuned": band(predict_log(tuned.model.net, x[held]))[0],
+        "scratch": band(predict_log(scratch.model.net, x[held]))[0],
+        "scaled_base": band(predict_log(carried_over(base, a_base, a_target, None), x[held]))[0],
+    }
+    row: dict[str, float] = {}
+    for method, pred in predictions.items():
+        row[method] = chi2_per_point(pred, xsec[held], err[held], group[held], prior)[0]
+    row.update(
+        finetune_seconds=finetune_seconds,
+        scratch_seconds=scratch.seconds,
+        train_points=float(len(train)),
+        heldout_points=float(len(held)),
+    )
+    points = table.iloc[held][["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]]
+    points = points.assign(**{f"pred_{k}": v for k, v in predictions.items()}).reset_index(drop=True)
+    return row, points

@@ -1,0 +1,92 @@
+"""Importance-sampling figures and histogram metrics, and the unbiasedness of flow importance sampling."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from numl_core.data.generators import exclusive_1p1h as ex
+from numl_core.flows import sampling as smp
+from numl_core.flows.generator import FlowSpec, GeneratorFlow
+
+
+def test_ress_and_integral_error_known_values():
+    w = np.array([1.0, 1.0, 2.0, 4.0])
+    assert smp.relative_ess(w) == pytest.approx(64 / (4 * 22))
+    assert smp.relative_integral_error(np.ones(10)) == 0.0
+
+
+def test_cap_weights_bias_and_errors():
+    w = np.r_[np.ones(99), 101.0]
+    c = smp.cap_weights(w, 0.99)
+    assert 1.0 < c.cap < 101.0 and c.weights.max() == c.cap
+    assert c.bias == pytest.approx((w.sum() - c.weights.sum()) / w.sum())
+    assert smp.cap_weights(w, 1.0).bias == 0.0
+    with pytest.raises(ValueError, match="quantile"):
+        smp.cap_weights(w, 0.0)
+
+
+def test_unweighting_efficiency_and_hit_or_miss_rate():
+    rng = np.random.default_rng(0)
+    w = rng.exponential(1.0, 200_000)
+    u = smp.unweighting_efficiency(w, seed=1)
+    keep, resid = smp.unweight(w, u.w_max, seed=2)
+    # kept fraction ~ Binomial(N, eff): 5 standard deviations
+    n = len(w)
+    assert abs(len(keep) / n - u.efficiency) < 5 * math.sqrt(u.efficiency / n)
+    # replicas of 10 % of the sample: about 1 event in 0.1 N * 2 lies above the median maximum
+    assert (resid >= 1).all() and 0 < u.overweight_fraction < 1e-3 and (resid > 1).sum() > 0
+    with pytest.raises(ValueError, match="non-negative"):
+        smp.unweighting_efficiency(np.array([1.0, -1.0]))
+
+
+def test_histogram_quality_of_a_perfect_sample_has_unit_pulls():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(400))
+    reference = p * 1e7  # effectively exact reference
+    counts = rng.multinomial(100_000, p).astype(float)
+    q = smp.histogram_quality(counts, reference, reference * 1e-7 * 0)
+    # RMS of ~400 unit pulls: 1 within ~5/sqrt(2*400)
+    assert abs(q.rms_pull - 1) < 0.18
+    entropy = -np.sum(p * np.log(p))
+    assert q.mnll == pytest.approx(entropy, abs=0.02)
+    biased = rng.multinomial(100_000, np.roll(p, 1)).astype(float)
+    assert smp.histogram_quality(biased, reference, reference * 0).rms_pull > 3
+
+
+def test_binning_from_reference_and_index_range():
+    rng = np.random.default_rng(4)
+    y = np.column_stack([rng.uniform(-1, 1, 5000), rng.uniform(0, 1, 5000), rng.uniform(-1, 1, (5000, 2))])
+    b = smp.HistogramBinning.from_reference(y, np.ones(5000), 4)
+    assert b.n_bins == 256
+    h = b.histogram(y)
+    assert h.sum() == 5000 and h.min() > 0
+
+
+def test_flow_importance_sampling_is_unbiased():
+    # an untrained flow is a valid proposal: mean(f/q) must reproduce the quadrature sigma(E) within
+    # 4 of its own standard errors
+    torch.manual_seed(0)
+    model = ex.carbon_model("1p3/2", energy_nodes=2)
+    flow = GeneratorFlow(FlowSpec.preset("S", {"enu": (0.2, 1.0)}, transforms=2, hidden=16))
+    flux = ex.Flux.flat(0.7999, 0.8001, bins=1)
+    s = smp.sample_flow(flow, 150_000, flux, seed=1, target=model)
+    w = s.weights
+    est, err = w.mean(), w.std() / math.sqrt(len(w))
+    exact = ex.total_cross_section(0.8, model, n_cos=16, n_omega=100)
+    assert abs(est - exact) < 4 * err, (est, exact, err)
+    report = smp.sampler_report(s)
+    assert 0 < report.ress <= report.ress_capped <= 1 and report.cap_bias >= 0
+
+
+def test_emulator_mode_and_energy_range_checks():
+    flow = GeneratorFlow(FlowSpec.preset("S", {"enu": (0.2, 1.0)}, transforms=2, hidden=16))
+    s = smp.sample_flow(flow, 100, ex.Flux.flat(0.3, 0.9), seed=0)
+    assert np.isnan(s.f.numpy()).all() and s.x.shape == (100, 4)
+    frame = smp.events_frame(s.x, s.enu)
+    assert list(frame.columns) == ["enu", *ex.VARIABLES]
+    with pytest.raises(ValueError, match="beyond the flow's range"):
+        smp.flux_averaged_bound_check(flow, ex.carbon_model(), ex.Flux.flat(0.3, 2.0))
+    with pytest.raises(ValueError, match="outside the flow's trained range"):
+        smp.sample_flow(flow, 10, ex.Flux.flat(0.3, 2.0), seed=0)

@@ -1,0 +1,129 @@
+"""The uncertainty page's views, built from a small real result, and one tiny job through the page."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.pages import uncertainty as page
+from numl_core.flows.uncertainty_workflow import UncertaintyConfig, run_uncertainty
+from numl_core.jobs import Progress
+
+TINY = dict(
+    dim=3,
+    n_toys=800,
+    n_test=200,
+    epochs=3,
+    transforms=2,
+    hidden_features=8,
+    batch_size=200,
+    n_pvalue_samples=2_000,
+    c2st_folds=2,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_uncertainty(UncertaintyConfig(**TINY, observation="30, 30, 30"), Progress())
+
+
+def test_corner_plot_has_every_pair(result):
+    layout = page.corner_plot(result["toys_sample"], result["flow_sample"], (0, 1, 2))
+    # 3 diagonal histograms + 3 pairs below the diagonal
+    assert len(layout) == 6
+    scatters = [el for panel in layout for el in panel if isinstance(el, hv.Scatter)]
+    assert len(scatters) == 6 and scatters[0].data.shape[0] == 200
+
+
+def test_c2st_and_pvalue_views(result):
+    bars = page.c2st_bars(result["metrics"])
+    models = list(bars.Bars.I.data["model"])
+    assert models == ["gaussian", "marginal_gaussian", "flow", "truth"]
+    overlay = page.pvalue_scatter(result["pvalues"], "truth")
+    labels = [el.label for el in overlay if isinstance(el, hv.Scatter)]
+    assert labels == ["Gaussian (chi2)", "Gaussian (density rank)", "transformed Gaussian", "flow"]
+    frame = page.metrics_frame(result["metrics"])
+    assert list(frame["model"]) == [
+        "Gaussian (chi2)",
+        "Gaussian (density rank)",
+        "transformed Gaussian",
+        "flow",
+        "truth",
+    ]
+
+
+def test_observation_explanation_names_both_pvalues(result):
+    text = page.explain_observation(result["observed"])
+    observed = result["observed"].set_index("model")
+    assert (
+        f"{observed.loc['gaussian', 'pvalue']:.4f}" in text
+        and f"{observed.loc['flow', 'pvalue']:.4f}" in text
+    )
+    assert "fraction of flow samples" in text
+    assert "No observation" in page.explain_observation(pd.DataFrame())
+
+
+def test_result_view_tabs_and_summary(result):
+    view = page.result_view(result)
+    summary, tabs = view.objects
+    assert "non-Gaussianity C2ST" in summary.object and "3 dimensions" in summary.object
+    assert tabs._names == ["Toys vs samples", "C2ST", "p-values", "Observation", "Training"]
+
+
+def test_live_metric_routing_and_upload_parsing():
+    assert page.metric_group({"name": "flow_loss", "split": "val"}) == "loss"
+    assert page.metric_group({"name": "ndfd_transformer_loss"}) == "near_far"
+    assert page.metric_group({"name": "c2st"}) is None
+    assert set(page.expected_series(UncertaintyConfig(run_near_far=True))) == {"loss", "near_far"}
+    assert page.observation_from_upload(b"1,2,3\n") == "1.0, 2.0, 3.0"
+    assert page.observation_from_upload(b"x0,x1\n0.5,7\n") == "0.5, 7.0"
+
+
+def test_page_runs_a_tiny_job_and_shows_its_result(tmp_path):
+    from app.context import AppContext, Settings, Shared, new_token
+    from numl_core.flows.uncertainty_workflow import WORKFLOW
+
+    shared = Shared(
+        Settings(
+            runs_root=tmp_path / "runs",
+            data_root=tmp_path / "data",
+            max_upload_bytes=1000,
+            max_workers=1,
+            torch_threads=1,
+        )
+    )
+    try:
+        ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
+        panel = page.build_page(ctx)
+        assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
+        for key, value in TINY.items():
+            setattr(panel.config, key, value)
+        job = panel.start()
+        assert job is not None and job.wait(120) == "done"
+        panel.poll()
+        panel.poll()
+        shown = panel.result_area.objects[0]
+        assert "toys **mixture**" in shown.objects[0].object
+        assert panel.curves.received > 0  # the live NLL records reached the curves
+        assert np.isfinite(job.result["metrics"]["c2st"]).all()
+    finally:
+        shared.runner.shutdown(cancel=True, wait=True)
+
+
+def test_views_without_truth_compare_against_the_flow(result):
+    no_truth = {
+        **result,
+        "metrics": result["metrics"][result["metrics"]["model"] != "truth"],
+        "pvalues": result["pvalues"].drop(columns=["truth", "truth_error"]),
+        "near_far": pd.DataFrame({"model": ["truth", "flow"], "nll": [1.0, 1.2]}),
+    }
+    view = page.result_view(no_truth)
+    tabs = view.objects[1]
+    assert "Near → far" in tabs._names
+    overlay = page.pvalue_scatter(no_truth["pvalues"], "flow")
+    scatters = [el for el in overlay if isinstance(el, hv.Scatter)]
+    assert {el.kdims[0].name for el in scatters} == {"p (flow)"}
+    assert "flow" not in {el.label for el in scatters}

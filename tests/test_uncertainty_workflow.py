@@ -1,0 +1,143 @@
+"""End-to-end uncertainty runs on tiny toy sets (seconds each)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from numl_core.config import ConfigError
+from numl_core.data.schema import DataError
+from numl_core.flows.uncertainty_workflow import (
+    WORKFLOW,
+    UncertaintyConfig,
+    parse_observation,
+    run_uncertainty,
+)
+from numl_core.jobs import Progress
+from numl_core.runs import RunDir
+
+TINY = dict(
+    dim=6,
+    n_toys=2_000,
+    n_test=400,
+    epochs=4,
+    transforms=2,
+    hidden_features=16,
+    batch_size=256,
+    n_pvalue_samples=4_000,
+    c2st_folds=3,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    progress = Progress()
+    config = UncertaintyConfig(
+        **TINY,
+        observation=", ".join(["0.1"] * 6),
+        run_near_far=True,
+        near_far_dim=2,
+        near_far_events=600,
+        near_far_epochs=2,
+    )
+    return run_uncertainty(config, progress), progress
+
+
+def test_metrics_table_has_every_model_and_the_truth_is_indistinguishable(tiny_run):
+    result, _ = tiny_run
+    table = result["metrics"].set_index("model")
+    assert list(table.index) == ["gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth"]
+    # held-out toys against truth samples: 800 predictions, null sd 0.018; 4 sd
+    assert abs(table.loc["truth", "c2st"] - 0.5) < 0.075
+    # the 3-component mixture is far from Gaussian: the Gaussian's samples are told apart
+    assert table.loc["gaussian", "c2st"] > 0.6 and result["non_gaussianity_pvalue"] < 1e-4
+    assert table.loc["truth", "pvalue_r"] == pytest.approx(1.0)
+    assert table.loc["truth", "nll"] < table.loc["gaussian", "nll"]
+    assert table.loc["gaussian", "nll"] == table.loc["improved_baseline", "nll"]
+    assert np.isfinite(table[["c2st", "nll", "pvalue_r", "pvalue_mse", "pvalue_r2"]].to_numpy()).all()
+
+
+def test_pvalues_are_probabilities_with_errors(tiny_run):
+    result, _ = tiny_run
+    p = result["pvalues"]
+    assert len(p) == 400
+    for name in ("gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth"):
+        assert p[name].between(0, 1).all()
+    # held-out toys of the truth have uniform true p-values: mean 1/2 with sd 0.29 / sqrt(400) = 0.014
+    assert abs(p["truth"].mean() - 0.5) < 0.06
+    np.testing.assert_allclose(p["flow_error"], np.sqrt(p["flow"] * (1 - p["flow"]) / 4_000))
+
+
+def test_observation_gets_both_pvalues(tiny_run):
+    observed = tiny_run[0]["observed"].set_index("model")
+    assert {"gaussian", "improved_baseline", "flow", "truth"} <= set(observed.index)
+    assert observed.loc["gaussian", "method"].startswith("chi2")
+    assert observed["pvalue"].between(0, 1).all() and observed.loc["gaussian", "chi2"] > 0
+
+
+def test_live_loss_near_far_and_samples(tiny_run):
+    result, progress = tiny_run
+    records, _ = progress.read_metrics(0)
+    names = {r["name"] for r in records}
+    assert {"flow_loss", "c2st", "ndfd_transformer_loss", "ndfd_flow_loss"} <= names
+    assert result["toys_sample"].shape == result["flow_sample"].shape == (400, 6)
+    assert list(result["near_far"]["model"]) == ["truth", "transformer", "flow"]
+    assert len(result["history"]) >= 1 and "val_loss" in result["history"]
+
+
+def test_result_round_trips_through_a_run_directory(tiny_run, tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.save_result(tiny_run[0])
+    back = run_dir.load_result()
+    pd.testing.assert_frame_equal(back["metrics"], tiny_run[0]["metrics"])
+    np.testing.assert_array_equal(back["flow_sample"], tiny_run[0]["flow_sample"])
+    assert back["has_truth"] is True
+
+
+def test_file_toys_without_truth(tmp_path):
+    rng = np.random.default_rng(0)
+    toys = np.exp(rng.multivariate_normal(np.zeros(3), 0.2 * np.eye(3) + 0.05, size=900))
+    path = tmp_path / "toys.csv"
+    pd.DataFrame(toys, columns=["a", "b", "c"]).to_csv(path, index=False)
+    config = UncertaintyConfig(
+        **{**TINY, "n_test": 200}, toys="file", toy_file=str(path), standardise="log", observation="1,1,1"
+    )
+    result = run_uncertainty(config, Progress())
+    table = result["metrics"].set_index("model")
+    assert "truth" not in table.index and table["pvalue_r"].isna().all()
+    assert result["n_test"] == 200 and result["dim"] == 3 and not result["has_truth"]
+    bad = config.copy(observation="1,1")
+    with pytest.raises(DataError, match="2 values per row; the toys have 3 dimensions"):
+        run_uncertainty(bad, Progress())
+
+
+def test_config_round_trip_and_validation():
+    config = UncertaintyConfig(**TINY)
+    assert UncertaintyConfig.from_json(config.to_json()).to_dict() == config.to_dict()
+    with pytest.raises(ConfigError, match="toy_file"):
+        UncertaintyConfig(toys="file").validate()
+    with pytest.raises(ConfigError, match="positive"):
+        UncertaintyConfig(standardise="log").validate()
+    with pytest.raises(ConfigError, match="numbers separated by commas"):
+        parse_observation("1, two")
+    assert WORKFLOW.name == "uncertainty" and WORKFLOW.config_cls is UncertaintyConfig
+    defaults = UncertaintyConfig()
+    assert defaults.dim == 50 and defaults.n_toys >= 20_000  # the full-size study is the default
+
+
+def test_cli_run_writes_a_run_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from numl_core.cli import main
+
+    config = tmp_path / "tiny.json"
+    UncertaintyConfig(**{**TINY, "dim": 3, "n_toys": 600, "n_test": 100, "c2st_folds": 2}).to_json(config)
+    out = CliRunner().invoke(
+        main, ["uncertainty", "run", "--config", str(config), "--out", str(tmp_path / "runs")]
+    )
+    assert out.exit_code == 0, out.output
+    run_dirs = list((tmp_path / "runs").glob("*/results/metrics.parquet"))
+    assert len(run_dirs) == 1
+    metrics = pd.read_parquet(run_dirs[0])
+    assert set(metrics["model"]) >= {"gaussian", "flow", "truth"}
+    assert list((tmp_path / "runs").glob("*/checkpoints/flow-best*"))

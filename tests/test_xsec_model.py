@@ -1,0 +1,205 @@
+"""Cross-section network, normalisation-aware chi2 and ensembles: contracts on small inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from numl_core.data.electron_scattering import load_nucleus
+from numl_core.xsec.ensemble import EnsembleSettings, band, coverage, predict_log, train_model
+from numl_core.xsec.fit import Chi2Loss, NormalisedModel, chi2_per_point, profile_normalisations
+from numl_core.xsec.model import FEATURES, EnsembleBatchNorm, XsecNet, features
+
+
+@pytest.fixture(scope="module")
+def oxygen():
+    table = load_nucleus("O")
+    prior = table.groupby("experiment")["norm_uncertainty"].first().to_numpy()
+    return table, features(table), table["experiment"].to_numpy(), prior
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch_norm": False}, {"dropout": 0.2}, {"residual": False}])
+def test_network_shapes_gradients_and_state_round_trip(kwargs):
+    torch.manual_seed(0)
+    net = XsecNet(n_members=3, depth=3, width=8, **kwargs)
+    x = torch.rand(5, len(FEATURES))
+    out = net(x)
+    assert out.shape == (3, 5)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    copy = XsecNet(n_members=3, depth=3, width=8, **kwargs)
+    copy.load_state_dict(net.state_dict())
+    net.eval(), copy.eval()
+    assert torch.equal(net(x), copy(x))
+
+
+def test_stacked_members_are_independent_networks():
+    torch.manual_seed(1)
+    net = XsecNet(n_members=4, depth=2, width=8).eval()
+    x = torch.rand(6, len(FEATURES))
+    single = net.select([2]).eval()
+    assert torch.allclose(net(x)[2], single(x)[0], atol=1e-6)
+    # a member's output does not depend on the other members' inputs
+    xs = torch.rand(4, 6, len(FEATURES))
+    moved = xs.clone()
+    moved[0] += 1.0
+    assert torch.allclose(net(xs)[1:], net(moved)[1:])
+
+
+def test_ensemble_batch_norm_matches_torch_per_member():
+    torch.manual_seed(2)
+    h = torch.randn(3, 16, 5)
+    ours = EnsembleBatchNorm(3, 5)
+    refs = [nn.BatchNorm1d(5) for _ in range(3)]
+    for _ in range(2):  # two training passes move the running statistics twice
+        out = ours(h)
+        for m, ref in enumerate(refs):
+            assert torch.allclose(out[m], ref(h[m]), atol=1e-5)
+    for m, ref in enumerate(refs):
+        assert torch.allclose(ours.running_mean[m, 0], ref.running_mean, atol=1e-6)
+        assert torch.allclose(ours.running_var[m, 0], ref.running_var, atol=1e-6)
+    ours.eval(), refs[0].eval()
+    assert torch.allclose(ours(h)[0], refs[0](h[0]), atol=1e-5)
+
+
+def test_freezing_keeps_early_blocks_fixed():
+    torch.manual_seed(3)
+    net = XsecNet(n_members=2, depth=3, width=8)
+    net.freeze_all_but_last(1)
+    assert [all(p.requires_grad for p in b.parameters()) for b in net.blocks] == [False, False, True]
+    net.train()
+    assert not net.blocks[0].training and net.blocks[2].training
+    before = net.blocks[0].norm.running_mean.clone()
+    net(torch.rand(10, len(FEATURES)))
+    assert torch.equal(before, net.blocks[0].norm.running_mean)
+
+
+def test_profiled_normalisation_is_the_minimum():
+    rng = np.random.default_rng(0)
+    model = rng.uniform(1, 2, 50)
+    data = model * np.where(np.arange(50) < 25, 1.05, 0.9) + rng.normal(0, 0.01, 50)
+    error = np.full(50, 0.1)
+    group = (np.arange(50) >= 25).astype(int)
+    prior = np.array([0.02, 0.1])
+    lam = profile_normalisations(model, data, error, group, prior)
+    best, _ = chi2_per_point(model, data, error, group, prior, lam)
+    for step in (1e-3, -1e-3):
+        for k in range(2):
+            shifted = lam.copy()
+            shifted[k] += step
+            assert chi2_per_point(model, data, error, group, prior, shifted)[0] > best
+    # a prior pulls lambda from the data-only value towards 1, the tighter one (2%) the more
+    free = profile_normalisations(model, data, error, group, np.array([np.inf, np.inf]))
+    assert 1.0 < lam[0] < free[0] and free[1] < lam[1] < 1.0
+    assert abs(free[0] - lam[0]) / abs(free[0] - 1) > abs(free[1] - lam[1]) / abs(free[1] - 1)
+
+
+def test_lambdas_fitted_jointly_recover_known_scales(oxygen):
+    table, x, group, _ = oxygen
+    torch.manual_seed(0)
+    net = XsecNet(n_members=1, depth=1, width=4)
+    net.freeze_all_but_last(0)
+    for p in net.head.parameters():
+        p.requires_grad_(False)
+    truth = np.exp(predict_log(net, x)[0])
+    scales = np.array([1.07, 0.95])
+    data = truth * scales[group]
+    model = NormalisedModel(net, 2)  # only the two lambdas are free
+    settings = EnsembleSettings(epochs=300, batch_size=256, lr=0.02, schedule="constant", device="cpu")
+    train_model(
+        x, data, 0.03 * data, group, np.array([np.inf, np.inf]), np.arange(len(x)), None, settings, init=model
+    )
+    assert np.allclose(model.lambdas.detach().numpy(), scales[None], atol=2e-3)
+
+
+def test_chi2_loss_is_zero_at_the_truth(oxygen):
+    table, x, group, prior = oxygen
+    torch.manual_seed(0)
+    net = XsecNet(n_members=1, depth=1, width=4).eval()
+    truth = np.exp(predict_log(net, x)[0])
+    loss = Chi2Loss.from_arrays(x, truth, 0.05 * truth, group, prior, len(x), torch.device("cpu"))
+    terms = loss(NormalisedModel(net, len(prior)), (torch.arange(len(x))[:, None],))
+    assert float(terms["chi2"].detach()) < 1e-8 and float(terms["loss"].detach()) < 1e-8
+
+
+def test_members_train_as_if_alone(oxygen):
+    _, x, group, prior = oxygen
+    xsec = oxygen[0]["xsec"].to_numpy()
+    err = oxygen[0]["error"].to_numpy()
+    train = np.arange(0, len(x), 2)
+    settings = EnsembleSettings(
+        members=2,
+        depth=2,
+        width=8,
+        epochs=3,
+        batch_size=16,
+        bootstrap=False,
+        residual="log",  # far from the data the linear chi2 amplifies rounding differences
+        schedule="constant",
+        device="cpu",
+    )
+    torch.manual_seed(5)
+    init = XsecNet(n_members=2, depth=2, width=8)
+    init.set_scaling(torch.as_tensor(x[train]), torch.as_tensor(np.log(xsec[train])))
+    alone = NormalisedModel(init.select([1]), len(prior))
+    both = train_model(
+        x, xsec, err, group, prior, train, None, settings, init=NormalisedModel(init, len(prior))
+    )
+    one = train_model(x, xsec, err, group, prior, train, None, settings, init=alone)
+    assert np.allclose(predict_log(both.model.net, x)[1], predict_log(one.model.net, x)[0], atol=1e-4)
+
+
+def test_bootstrap_members_differ_and_mc_dropout_samples_vary(oxygen):
+    table, x, group, prior = oxygen
+    xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
+    settings = EnsembleSettings(
+        members=3, depth=2, width=8, epochs=5, batch_size=32, dropout=0.1, device="cpu"
+    )
+    fitted = train_model(x, xsec, err, group, prior, np.arange(len(x)), None, settings)
+    members = predict_log(fitted.model.net, x)
+    assert members.shape == (3, len(x)) and np.ptp(members, axis=0).min() > 0
+    samples = predict_log(fitted.model.net, x, mc_samples=4, seed=1)
+    assert samples.shape == (12, len(x))
+    assert np.array_equal(samples, predict_log(fitted.model.net, x, mc_samples=4, seed=1))
+    mean, spread = band(samples)
+    assert (mean > 0).all() and (spread > 0).any()
+
+
+def test_coverage_of_a_calibrated_gaussian():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    spread, error = np.full(n, 0.3), np.full(n, 0.4)
+    data = rng.normal(0, np.hypot(0.3, 0.4), n)
+    cov = coverage(np.zeros(n), spread, np.ones(n), data, error)
+    # binomial standard errors at n = 20000: 0.0033 and 0.0015; 4 sigma tolerance
+    assert cov["1sigma"] == pytest.approx(0.6827, abs=0.014)
+    assert cov["2sigma"] == pytest.approx(0.9545, abs=0.006)
+
+
+def test_linear_residual_matches_the_reported_chi2(oxygen):
+    _, x, group, prior = oxygen
+    torch.manual_seed(0)
+    net = XsecNet(n_members=1, depth=1, width=4).eval()
+    model = np.exp(predict_log(net, x)[0])
+    data, error = 1.1 * model, 0.05 * model
+    batch = (torch.arange(len(x))[:, None],)
+    wide = np.full(len(prior), np.inf)  # no prior: the loss is the chi2 alone
+    linear = Chi2Loss.from_arrays(x, data, error, group, wide, len(x), torch.device("cpu"), "linear")
+    expected, _ = chi2_per_point(model, data, error, group, wide, np.ones(len(prior)))
+    got = float(linear(NormalisedModel(net, len(prior)), batch)["chi2"].detach())
+    assert got == pytest.approx(expected, rel=1e-4) and expected == pytest.approx(4.0, rel=1e-4)
+    log = Chi2Loss.from_arrays(x, data, error, group, wide, len(x), torch.device("cpu"), "log")
+    # log residual: log(model / data) / (error / data), with error / data = 0.05 / 1.1
+    got_log = float(log(NormalisedModel(net, len(prior)), batch)["chi2"].detach())
+    assert got_log == pytest.approx((np.log(1.1) / (0.05 / 1.1)) ** 2, rel=1e-4)
+
+
+def test_hybrid_training_counts_both_stages(oxygen):
+    table, x, group, prior = oxygen
+    xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
+    settings = EnsembleSettings(members=2, depth=1, width=4, epochs=5, batch_size=64, device="cpu")
+    assert settings.residual == "hybrid"
+    fitted = train_model(x, xsec, err, group, prior, np.arange(len(x)), None, settings)
+    assert fitted.passes == 5 and len(fitted.fit.history) == 5
