@@ -78,21 +78,6 @@ def tiny_run(config: TinyConfig, progress: Any) -> dict[str, Any]:
 TINY = Workflow("tiny", "Tiny", "A tiny test workflow.", TinyConfig, tiny_run)
 
 
-@pytest.fixture
-def shared(tmp_path: Path) -> Shared:
-    s = Shared(
-        Settings(
-            runs_root=tmp_path / "runs",
-            data_root=tmp_path / "data",
-            max_upload_bytes=1000,
-            max_workers=2,
-            torch_threads=1,
-        )
-    )
-    yield s
-    s.runner.shutdown(cancel=True, wait=True)
-
-
 def make_ctx(shared: Shared, token: str | None = None) -> AppContext:
     return AppContext(shared, token or new_token(), workflows={"tiny": TINY})
 

@@ -82,35 +82,23 @@ def test_live_metric_routing_and_upload_parsing():
     assert page.observation_from_upload(b"x0,x1\n0.5,7\n") == "0.5, 7.0"
 
 
-def test_page_runs_a_tiny_job_and_shows_its_result(tmp_path):
-    from app.context import AppContext, Settings, Shared, new_token
+def test_page_runs_a_tiny_job_and_shows_its_result(shared):
+    from app.context import AppContext, new_token
     from numl_core.flows.uncertainty_workflow import WORKFLOW
 
-    shared = Shared(
-        Settings(
-            runs_root=tmp_path / "runs",
-            data_root=tmp_path / "data",
-            max_upload_bytes=1000,
-            max_workers=1,
-            torch_threads=1,
-        )
-    )
-    try:
-        ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
-        panel = page.build_page(ctx)
-        assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
-        for key, value in TINY.items():
-            setattr(panel.config, key, value)
-        job = panel.start()
-        assert job is not None and job.wait(120) == "done"
-        panel.poll()
-        panel.poll()
-        shown = panel.result_area.objects[0]
-        assert "toys **mixture**" in shown.objects[0].object
-        assert panel.curves.received > 0  # the live NLL records reached the curves
-        assert np.isfinite(job.result["metrics"]["c2st"]).all()
-    finally:
-        shared.runner.shutdown(cancel=True, wait=True)
+    ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
+    panel = page.build_page(ctx)
+    assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
+    for key, value in TINY.items():
+        setattr(panel.config, key, value)
+    job = panel.start()
+    assert job is not None and job.wait(120) == "done"
+    panel.poll()
+    panel.poll()
+    shown = panel.result_area.objects[0]
+    assert "toys **mixture**" in shown.objects[0].object
+    assert panel.curves.received > 0  # the live NLL records reached the curves
+    assert np.isfinite(job.result["metrics"]["c2st"]).all()
 
 
 def test_views_without_truth_compare_against_the_flow(result):

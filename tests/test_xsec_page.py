@@ -89,31 +89,19 @@ def test_data_set_picker_writes_the_config():
     assert "Day:1993md" in picker.experiments.options and picker.excluded.value == []
 
 
-def test_page_runs_a_tiny_job_and_shows_its_result(tmp_path):
-    from app.context import AppContext, Settings, Shared, new_token
+def test_page_runs_a_tiny_job_and_shows_its_result(shared):
+    from app.context import AppContext, new_token
     from numl_core.xsec.workflow import WORKFLOW
 
-    shared = Shared(
-        Settings(
-            runs_root=tmp_path / "runs",
-            data_root=tmp_path / "data",
-            max_upload_bytes=1000,
-            max_workers=1,
-            torch_threads=1,
-        )
-    )
-    try:
-        ctx = AppContext(shared, new_token(), workflows={"xsec": WORKFLOW})
-        panel = page.build_page(ctx)
-        assert panel.config.members == page.APP_DEFAULTS["members"]
-        for key, value in {**TINY, "with_transfer": False}.items():
-            setattr(panel.config, key, value)
-        job = panel.start()
-        assert job is not None and job.wait(60) == "done"
-        panel.poll()
-        panel.poll()
-        shown = panel.result_area.objects[0]
-        assert "nucleus O" in shown.objects[0].object  # the results view's summary line
-        assert panel.curves.received > 0  # the live chi2 records reached the curves
-    finally:
-        shared.runner.shutdown(cancel=True, wait=True)
+    ctx = AppContext(shared, new_token(), workflows={"xsec": WORKFLOW})
+    panel = page.build_page(ctx)
+    assert panel.config.members == page.APP_DEFAULTS["members"]
+    for key, value in {**TINY, "with_transfer": False}.items():
+        setattr(panel.config, key, value)
+    job = panel.start()
+    assert job is not None and job.wait(60) == "done"
+    panel.poll()
+    panel.poll()
+    shown = panel.result_area.objects[0]
+    assert "nucleus O" in shown.objects[0].object  # the results view's summary line
+    assert panel.curves.received > 0  # the live chi2 records reached the curves

@@ -72,24 +72,40 @@ def _read_csv(path: Path, list_cols: list[str]) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable CSV table ({exc})") from None
     for c in list_cols:
         if c in df.columns:
-            df[c] = [_parse_list_cell(v, path, c, i) for i, v in enumerate(df[c].to_numpy())]
+            df[c] = [parse_list_cell(v, path, c, i) for i, v in enumerate(df[c].to_numpy())]
     return df
 
 
-def _parse_list_cell(cell: object, path: Path, column: str, row: int) -> np.ndarray:
-    if isinstance(cell, (int, float, np.number)) and not (isinstance(cell, float) and np.isnan(cell)):
+def parse_list_cell(cell: object, source: str | Path, column: str, row: int) -> np.ndarray:
+    """One list cell as a float array: ``"1.5,2"`` or ``"[1.5, 2]"`` (the CSV encoding), a list or
+    array, a single number, or empty (``""``, None, NaN: no entries).
+
+    >>> parse_list_cell("[0.1, 2]", "f.csv", "energy", 0).tolist()
+    [0.1, 2.0]
+    """
+    if isinstance(cell, str):
+        text = cell.strip().strip("[]")
+        if not text:
+            return np.zeros(0)
+        try:
+            return np.array([float(x) for x in text.split(",")])
+        except ValueError:
+            raise DataError(
+                f"{source}: column '{column}' row {row}: expected a comma-separated list of numbers, "
+                f"got {cell!r}"
+            ) from None
+    if isinstance(cell, (list, tuple, np.ndarray)):
+        try:
+            return np.asarray(cell, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{source}: column '{column}' row {row}: list holds non-numbers: {cell!r}"
+            ) from None
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return np.zeros(0)
+    if isinstance(cell, (int, float, np.number)):
         return np.array([float(cell)])
-    if not isinstance(cell, str):
-        return np.zeros(0)
-    text = cell.strip().strip("[]")
-    if not text:
-        return np.zeros(0)
-    try:
-        return np.array([float(x) for x in text.split(",")])
-    except ValueError:
-        raise DataError(
-            f"{path}: column '{column}' row {row}: expected a comma-separated list of numbers, got {cell!r}"
-        ) from None
+    raise DataError(f"{source}: column '{column}' row {row}: expected a list of numbers, got {cell!r}")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

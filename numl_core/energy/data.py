@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from numl_core.data.io import parse_list_cell
 from numl_core.data.particles import embedding_codes
 from numl_core.data.schema import DataError
 
@@ -50,32 +51,6 @@ def _require(df: pd.DataFrame, columns: list[str], role: str, source: str) -> No
         raise DataError(f"{source}: {role} column(s) {missing} not found; the table has {list(df.columns)}")
 
 
-def _as_list(cell: object, source: str, column: str, row: int) -> np.ndarray:
-    if isinstance(cell, str):
-        text = cell.strip().strip("[]")
-        if not text:
-            return np.zeros(0)
-        try:
-            return np.array([float(x) for x in text.split(",")])
-        except ValueError:
-            raise DataError(
-                f"{source}: column '{column}' row {row}: expected a comma-separated list of numbers, "
-                f"got {cell!r}"
-            ) from None
-    if isinstance(cell, (list, tuple, np.ndarray)):
-        try:
-            return np.asarray(cell, dtype=float).ravel()
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{source}: column '{column}' row {row}: list holds non-numbers: {cell!r}"
-            ) from None
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return np.zeros(0)
-    if isinstance(cell, (int, float, np.number)):
-        return np.array([float(cell)])
-    raise DataError(f"{source}: column '{column}' row {row}: expected a list of numbers, got {cell!r}")
-
-
 def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>") -> tuple[np.ndarray, dict]:
     """Per-event lengths (N,) and the concatenated values of each list column, after all checks.
 
@@ -86,7 +61,7 @@ def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>")
     lengths = None
     flat = {}
     for c in columns:
-        cells = [_as_list(v, source, c, i) for i, v in enumerate(df[c].to_numpy())]
+        cells = [parse_list_cell(v, source, c, i) for i, v in enumerate(df[c].to_numpy())]
         n = np.array([len(x) for x in cells], np.int64)
         if lengths is None:
             lengths = n

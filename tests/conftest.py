@@ -1,0 +1,26 @@
+"""Fixtures shared by the dashboard tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.context import Settings, Shared
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Shared]:
+    """A dashboard server's shared state (job runner, folders) in a temporary folder."""
+    s = Shared(
+        Settings(
+            runs_root=tmp_path / "runs",
+            data_root=tmp_path / "data",
+            max_upload_bytes=1000,
+            max_workers=2,
+            torch_threads=1,
+        )
+    )
+    yield s
+    s.runner.shutdown(cancel=True, wait=True)
