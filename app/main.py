@@ -4,7 +4,8 @@ One tab per registered workflow plus a "Runs" tab. A workflow's page comes from 
 in ``app/pages`` that declares ``WORKFLOW_NAME`` equal to the workflow's name (or is named
 after it) and exposes ``build_page(ctx) -> Viewable``, optionally ``result_view(result)``
 for reopened runs; a workflow without a page module gets the generic job panel.
-The open tab is kept in the URL (``?page=NAME``) next to the session token.
+The open tab is kept in the URL (``?page=NAME``) next to the session token. Pages are built
+when their tab is first opened.
 """
 
 from __future__ import annotations
@@ -91,12 +92,23 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
             )
         )
         names.append("workflows")
+    # A page is built when its tab is first opened: a session that looks at one workflow does not
+    # pay for the others, which keeps a busy server's event loop free.
+    unbuilt: dict[int, Workflow] = {}
     for name, workflow in workflows.items():
-        tabs.append((workflow.title, build_tab(ctx, workflow, modules.get(name))))
+        unbuilt[len(tabs)] = workflow
+        tabs.append((workflow.title, pn.Column(sizing_mode="stretch_width")))
         names.append(name)
     result_views = {n: m.result_view for n, m in modules.items() if hasattr(m, "result_view")}
 
+    def ensure_built(index: int) -> None:
+        workflow = unbuilt.pop(index, None)
+        if workflow is not None:
+            tabs[index][:] = [build_tab(ctx, workflow, modules.get(workflow.name))]
+
     def on_reattach(job: Job, workflow: str) -> None:
+        if workflow in names:
+            ensure_built(names.index(workflow))
         panel = ctx.job_panels.get(workflow)
         if panel is not None:
             panel.attach(job, restore_config=True)
@@ -108,12 +120,14 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
     wanted = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     if wanted in names:
         tabs.active = names.index(wanted)
+    ensure_built(tabs.active)
 
-    def remember_page(event: object) -> None:
+    def on_page(event: object) -> None:
+        ensure_built(tabs.active)
         if pn.state.location is not None:
             pn.state.location.update_query(**{PAGE_QUERY: names[tabs.active]})
 
-    tabs.param.watch(remember_page, "active")
+    tabs.param.watch(on_page, "active")
     logo = ASSETS / "logo.svg"
     return pn.template.FastListTemplate(
         title="numl: machine learning for neutrino physics",

@@ -488,9 +488,11 @@ def test_each_registered_workflow_page_builds(shared: Shared) -> None:
     tabs = template.main[0]
     names = [w.title for w in ctx.workflows().values()] + ["Runs"]
     assert list(tabs._names) == names
+    assert list(ctx.job_panels) == ["unfold"]  # only the open page is built
     for i in range(len(tabs)):
         tabs.active = i
         render(tabs[i])
+    assert list(ctx.job_panels) == list(ctx.workflows())
 
 
 def test_result_area_is_not_redrawn_for_the_same_view(shared: Shared) -> None:
@@ -508,5 +510,5 @@ def test_generic_page_for_a_workflow_without_page_module(shared: Shared) -> None
     tabs = template.main[0]
     assert list(tabs._names) == ["Tiny", "Runs"]
     panel = ctx.job_panels["tiny"]
-    assert isinstance(panel, JobPanel) and pn.panel(panel) is tabs[0]
+    assert isinstance(panel, JobPanel) and pn.panel(panel) is tabs[0][0]
     render(template.main[0])
