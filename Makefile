@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5006
 
-.PHONY: app test lint bench bench-quick screenshot
+.PHONY: app test lint bench bench-gpu bench-quick screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ lint: $(VENV)/.test-installed
 ## Run every benchmark at full size (QUICK=1 for smoke sizes; NAME=unfolding for one)
 bench: $(VENV)/.test-installed
 	$(PY) -m benchmarks.run_all $(if $(QUICK),--quick) $(NAME)
+
+## The GPU figures of every workflow in one short run (benchmarks/results/gpu.json)
+bench-gpu: $(VENV)/.test-installed
+	$(PY) -m benchmarks.gpu $(if $(QUICK),--quick) $(NAME)

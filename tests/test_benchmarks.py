@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import peer_omnifold, run_all, unfolding
+from benchmarks import gpu, peer_omnifold, run_all, unfolding
 
 
 def test_flatten_joins_nested_keys_and_drops_lists():
@@ -109,3 +109,25 @@ def test_peer_script_refuses_non_positive_settings(option, tmp_path, capsys):
         peer_omnifold.parse_args([str(tmp_path / "in.npz"), str(tmp_path / "out.npz"), option])
     assert exc.value.code == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_gpu_sections_cover_every_workflow_benchmark():
+    workflows = [n for n in run_all.BENCHMARKS if n != "responsiveness"]
+    assert sorted(gpu.SECTIONS) == sorted(workflows) == sorted(gpu.BUDGET_S)
+
+
+def test_gpu_budgets_fit_one_device_call():
+    # one device command may run 10 minutes; the sections must leave room for start-up and the report
+    assert sum(gpu.BUDGET_S.values()) <= 560
+
+
+def test_gpu_section_over_budget_is_recorded_not_raised():
+    report = gpu.run_sections(["xsec"], "cpu", quick=True, scale=1e-3)
+    assert report["xsec"]["error"].startswith("over its budget")
+
+
+def test_gpu_refuses_unknown_section(capsys):
+    with pytest.raises(SystemExit) as exc:
+        gpu.main(["no_such_section"])
+    assert exc.value.code == 2
+    assert "unknown section" in capsys.readouterr().err

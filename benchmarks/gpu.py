@@ -1,0 +1,228 @@
+"""GPU benchmark: the accelerator figures of every workflow in one run, sized for a short GPU lease.
+
+    python -m benchmarks.gpu                      # every section, writes benchmarks/results/gpu.json
+    python -m benchmarks.gpu energy xsec --out /tmp/gpu
+
+Each section runs in its own process under a wall-clock budget (``BUDGET_S``), so a section that fails or
+runs long costs only itself; its result (or the error) lands in the report. Sections:
+
+* ``unfolding``: the full-size OmniFold run (600k vs 600k events, 15 iterations x 5 trials) and the
+  batched-ensemble vs per-member-loop ratio on the GPU;
+* ``energy``: inference and training throughput of the default transformer, and the resolution table
+  of a larger training run than the CPU benchmark affords;
+* ``generator``: seconds per million samples of the S/M/L flows (next to the reference's GPU figures)
+  and a longer importance-sampler training with its RESS and unweighting efficiency;
+* ``uncertainty``: the 50-D mixture case (training time and p-value metrics) with more toys;
+* ``xsec``: the carbon fits and transfer learning with pretraining and fine-tuning times.
+
+``--quick`` runs every section at smoke-test size on whatever device is present (CPU included), which is
+how the module is tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.run_all import RESULTS, git_commit, machine_info, print_table
+from numl_core.device import resolve_device
+from numl_core.jobs import Progress
+from numl_core.runs import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+BUDGET_S = {"unfolding": 90, "energy": 150, "generator": 130, "uncertainty": 110, "xsec": 80}
+"""Wall-clock seconds each section may take (data generation and warm-up included)."""
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _unfolding(device: str, quick: bool) -> dict[str, Any]:
+    from benchmarks import unfolding as bench
+
+    sizes = bench.QUICK if quick else bench.FULL
+    sample = bench.make_sample(sizes.n_events)
+    out = bench.bench_omnifold_full(sample, sizes, device=device)
+    timing = bench.time_batched_vs_loop(
+        bench.ensemble_inputs(sample, sizes), bench.ensemble_settings(sizes, device)
+    )
+    return {**out, "batched_vs_loop_speedup": timing["speedup"], "batched_vs_loop": timing}
+
+
+def _energy(device: str, quick: bool) -> dict[str, Any]:
+    from benchmarks import energy as bench
+
+    n_infer, n_train, epochs = (5_000, 4_000, 2) if quick else (500_000, 400_000, 30)
+    out: dict[str, Any] = {"inference_events_per_s": bench.inference_throughput(n_infer, device)}
+    out.update(bench.resolution(n_train, epochs, device=device))
+    return out
+
+
+def _generator(device: str, quick: bool) -> dict[str, Any]:
+    from benchmarks import generator as bench
+    from numl_core.data.generators import exclusive_1p1h as ex
+    from numl_core.flows import sampling as smp
+    from numl_core.flows.generator_workflow import GeneratorConfig, train_flow
+
+    sizes = bench._sizes(quick)
+    out: dict[str, Any] = {"seconds_per_million": bench._seconds_per_million(sizes["n_timing"] * 10, device)}
+    out["reference_seconds_per_million"] = bench.REFERENCE_SECONDS_PER_MILLION["gpu"]
+    model = ex.carbon_model("1p3/2")
+    flow_sizes = {**sizes["flow"], **({} if quick else {"events_per_round": 400_000, "epochs": 10})}
+    config = GeneratorConfig(
+        shells="1p3/2",
+        enu_low=bench.ENU[0],
+        enu_high=bench.ENU[1],
+        batch_size=256 if quick else 4096,
+        learning_rate=1e-3,
+        temper=0.3,
+        seed=0,
+        device=device,
+        **flow_sizes,
+    )
+    t0 = time.perf_counter()
+    flow, rounds = train_flow(config, Progress(), model)
+    out["flow_training_seconds"] = time.perf_counter() - t0
+    out["flow_config"] = {k: config.to_dict()[k] for k in (*flow_sizes, "batch_size")}
+    sample = smp.sample_flow(
+        flow, sizes["n_eval"] * (1 if quick else 10), ex.Flux.flat(*bench.ENU), 11, target=model
+    )
+    report = smp.sampler_report(sample, 0.9999, 0)
+    out.update(
+        ress=report.ress,
+        unweighting_efficiency=report.unweighting_efficiency,
+        unweighted_per_s=report.unweighted_per_s,
+        n_eval=report.n,
+        flow_training_rounds=[{k: float(v) for k, v in r.items()} for r in rounds],
+    )
+    return out
+
+
+def _uncertainty(device: str, quick: bool) -> dict[str, Any]:
+    from benchmarks import uncertainty as bench
+
+    changes = {} if quick else {"n_toys": 800_000, "epochs": 60, "patience": 8}
+    case = bench._case("mixture", quick, device=device, **changes)
+    return {
+        "mixture50d": case["models"],
+        "targets_met": bench._targets(case["models"]),
+        **{k: v for k, v in case.items() if k != "models"},
+    }
+
+
+def _xsec(device: str, quick: bool) -> dict[str, Any]:
+    from benchmarks import xsec as bench
+
+    return bench._run(quick, device)
+
+
+SECTIONS: dict[str, Callable[[str, bool], dict[str, Any]]] = {
+    "unfolding": _unfolding,
+    "energy": _energy,
+    "generator": _generator,
+    "uncertainty": _uncertainty,
+    "xsec": _xsec,
+}
+
+
+def run_section(name: str, device: str, quick: bool, out: Path) -> None:
+    """Run one section in this process and write ``out`` (JSON)."""
+    t0 = time.perf_counter()
+    result = SECTIONS[name](device, quick)
+    _synchronize(device)
+    atomic_write_json(out, {**result, "wall_s": time.perf_counter() - t0})
+
+
+def run_sections(names: list[str], device: str, quick: bool, scale: float = 1.0) -> dict[str, Any]:
+    """Each section in a child process under ``BUDGET_S * scale`` seconds; failures are recorded."""
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            path = Path(tmp) / f"{name}.json"
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.gpu",
+                "--section",
+                name,
+                "--device",
+                device,
+                "--to",
+                str(path),
+            ]
+            if quick:
+                cmd.append("--quick")
+            t0 = time.perf_counter()
+            try:
+                proc = subprocess.run(cmd, timeout=BUDGET_S[name] * scale, capture_output=True, text=True)
+                ok = proc.returncode == 0 and path.exists()
+                report[name] = (
+                    json.loads(path.read_text())
+                    if ok
+                    else {"error": f"exit status {proc.returncode}", "stderr_tail": proc.stderr[-3000:]}
+                )
+            except subprocess.TimeoutExpired:
+                report[name] = {"error": f"over its budget of {BUDGET_S[name] * scale:.0f} s"}
+            logger.info(
+                "%s: %.0f s%s",
+                name,
+                time.perf_counter() - t0,
+                "" if "error" not in report[name] else " (failed)",
+            )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", help=f"sections (default: all of {', '.join(SECTIONS)})")
+    parser.add_argument("--device", default="auto", help="torch device (default: cuda when present)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for gpu.json (or gpu-quick.json)")
+    parser.add_argument("--section", choices=list(SECTIONS), help=argparse.SUPPRESS)
+    parser.add_argument("--to", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    device = str(resolve_device(args.device))
+    if args.section:
+        run_section(args.section, device, args.quick, args.to)
+        return 0
+    unknown = [n for n in args.names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    t0 = time.perf_counter()
+    # quick sizes may run on a CPU, where the GPU budgets are too tight
+    sections = run_sections(args.names or list(SECTIONS), device, args.quick, 4.0 if args.quick else 1.0)
+    record = {
+        "benchmark": "gpu",
+        "quick": args.quick,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "wall_s": time.perf_counter() - t0,
+        **sections,
+    }
+    atomic_write_json(args.out / f"gpu{'-quick' if args.quick else ''}.json", record)
+    print_table("gpu", sections)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
