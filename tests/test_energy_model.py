@@ -172,3 +172,39 @@ def test_flat_spectral_weights_flatten_a_falling_spectrum():
         event_weights(df, "FlatSpectraWeights", "enu", {"alpha": 0.05})
     with pytest.raises(ValueError, match="unknown weighter"):
         event_weights(df, "Flat", "enu")
+
+
+def test_frame_features_are_rotation_invariant():
+    # vector columns: pdg, energy, px, py, pz; scalar: energy reference and the reference momentum
+    torch.manual_seed(0)
+    model = EnergyTransformer(
+        5,
+        4,
+        KINDS,
+        pdg_feature=0,
+        d_model=16,
+        nhead=2,
+        num_layers=1,
+        dim_feedforward=32,
+        energy_reference=0,
+        direction_reference=(1, 2, 3),
+        momentum_features=(2, 3, 4),
+    ).eval()
+    g = torch.Generator().manual_seed(2)
+    vector = torch.rand(6, 3, 5, generator=g)
+    vector[..., 0] = 13.0
+    scalar = torch.rand(6, 4, generator=g) + 0.1
+    scalar[:, 1:] = vector[..., 2:].sum(dim=1)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g))
+    turned_v, turned_s = vector.clone(), scalar.clone()
+    turned_v[..., 2:] = vector[..., 2:] @ q.T
+    turned_s[:, 1:] = scalar[:, 1:] @ q.T
+    frame = model.continuous(vector, scalar)[..., -3:]
+    assert frame.shape == (6, 3, 3)
+    torch.testing.assert_close(model.continuous(turned_v, turned_s)[..., -3:], frame, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.scalars(turned_s)[:, -1], model.scalars(scalar)[:, -1])
+    # |p|^2 = along^2 + across^2, and the particles' along-components add up to |p_ref|
+    torch.testing.assert_close(frame[..., 0] ** 2, frame[..., 1] ** 2 + frame[..., 2] ** 2)
+    torch.testing.assert_close(frame[..., 1].sum(dim=1), model.scalars(scalar)[:, -1])
+    with pytest.raises(ValueError, match="direction_reference"):
+        EnergyTransformer(5, 4, KINDS, pdg_feature=0, momentum_features=(2, 3, 4))

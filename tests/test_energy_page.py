@@ -86,3 +86,30 @@ def test_result_view_and_summary(result):
     csv = page.csv_bytes(result["predictions"]).getvalue().decode()
     assert pd.read_csv(pd.io.common.StringIO(csv)).shape == result["predictions"].shape
     assert page.result_view(result) is not None
+
+
+def test_loss_term_editor_drives_the_config():
+    config = EnergyConfig()
+    editor = page.LossTermEditor(config)
+    labels = [row["label"] for row in editor.rows]
+    assert labels[:8] == ["energy", "momentum", "direction", "cos_zenith"] + [
+        "baseline",
+        "missing_pt",
+        "invariant_mass",
+        "q2",
+    ]
+    assert {r["label"] for r in editor.rows if r["enabled"]} == {"energy", "direction", "invariant_mass"}
+    editor.widgets[labels.index("direction")][0].value = False
+    box, coefficient, _ = editor.widgets[labels.index("q2")]
+    coefficient.value = 0.5
+    box.value = True
+    assert [t["term"] for t in config.loss_terms] == ["energy", "invariant_mass", "q2"]
+    assert config.loss_terms[-1]["coefficient"] == 0.5
+    config.validate()
+    # a config restored from a stored run redraws the editor, target terms included
+    config.loss_terms = [
+        {"term": "target", "loss": "mean absolute error", "coefficient": 2.0, "column": "enu_truth"}
+    ]
+    assert [r["label"] for r in editor.rows if r["enabled"]] == ["target:enu_truth"]
+    assert page.terms_from_rows(page.loss_rows(config.loss_terms)) == config.loss_terms
+    assert editor.widgets[-1][1].value == 2.0

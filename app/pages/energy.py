@@ -1,7 +1,8 @@
 """The energy page: train the energy-and-direction transformer, watch its loss terms, compare baselines.
 
-The job panel renders the config (data set or file, input columns, thresholds, loss terms with
-coefficients, weights, model size, epochs, device) and streams the train / validation loss per term.
+The job panel renders the config (data set or file, input columns, thresholds, weights, model size,
+epochs, device) and streams the train / validation loss per term; the loss terms are chosen in a
+:class:`LossTermEditor` below the config: one checkbox, coefficient and base loss per term.
 The result views: a comparison table (transformer, calorimetric, GBDT, lepton and visible-momentum
 directions), resolution against true energy, predicted against true energy as a heatmap, resolution per
 topology and energy range next to the 15 and 7 degree reference points, a threshold-sensitivity
@@ -23,6 +24,8 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from app.components.job_panel import JobPanel
 from app.components.live_curve import plot_pane, use_bokeh
+from numl_core.energy.config import DEFAULT_LOSS
+from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS
 
 if TYPE_CHECKING:
     from app.context import AppContext
@@ -66,6 +69,60 @@ def expected_series(config: Any) -> dict[str, list[str]]:
 
 
 # -- pure helpers -------------------------------------------------------------------------------------
+def _label(term: dict[str, Any]) -> str:
+    return f"target:{term.get('column', '')}" if term.get("term") == "target" else str(term.get("term"))
+
+
+def loss_rows(loss_terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Editor rows: every physics term (checked when configured) and the configured target terms.
+
+    Each row: label, term, column, enabled, coefficient, loss. Unconfigured terms start unchecked with
+    coefficient 1 and the default config's base loss for the term (else the mean squared error).
+    """
+    configured = {_label(t): t for t in loss_terms}
+    default_losses = {t["term"]: t["loss"] for t in DEFAULT_LOSS}
+    rows = []
+    for term in PHYSICS_TERMS:
+        t = configured.get(term, {})
+        default_loss = default_losses.get(term, "mean squared error")
+        rows.append(
+            {
+                "label": term,
+                "term": term,
+                "column": "",
+                "enabled": term in configured,
+                "coefficient": float(t.get("coefficient", 1.0)),
+                "loss": str(t.get("loss", default_loss)),
+            }
+        )
+    for label, t in configured.items():
+        if t.get("term") == "target":
+            rows.append(
+                {
+                    "label": label,
+                    "term": "target",
+                    "column": str(t.get("column", "")),
+                    "enabled": True,
+                    "coefficient": float(t.get("coefficient", 1.0)),
+                    "loss": str(t.get("loss", "mean squared error")),
+                }
+            )
+    return rows
+
+
+def terms_from_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The config's ``loss_terms`` from editor rows: the checked ones, in row order."""
+    out = []
+    for row in rows:
+        if not row["enabled"]:
+            continue
+        term = {"term": row["term"], "loss": row["loss"], "coefficient": float(row["coefficient"])}
+        if row["term"] == "target":
+            term["column"] = row["column"]
+        out.append(term)
+    return out
+
+
 def comparison_table(result: dict[str, Any], group: str = "CC") -> pd.DataFrame:
     """One row per estimator on the events of ``group`` (a channel, or "all"): energy and angle metrics."""
     table = result["resolution"]
@@ -178,6 +235,62 @@ def summary_text(result: dict[str, Any]) -> str:
     if notes:
         text += "\n\n**Imported config, not applied:** " + "; ".join(notes)
     return text
+
+
+# -- the loss-term editor ----------------------------------------------------------------------------
+class LossTermEditor(pn.viewable.Viewer):
+    """Checkbox + coefficient + base loss per loss term, kept in sync with ``config.loss_terms``."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.rows: list[dict[str, Any]] = []
+        self.widgets: list[tuple[pn.widgets.Checkbox, pn.widgets.FloatInput, pn.widgets.Select]] = []
+        self._syncing = False
+        self._column = pn.Column(css_classes=["numl-energy-loss-terms"], width=300)
+        self._build()
+        config.param.watch(self._from_config, "loss_terms")
+
+    def _build(self) -> None:
+        self.rows = loss_rows(self.config.loss_terms)
+        self.widgets = []
+        children: list[Any] = [pn.pane.Markdown("**Loss terms** (checked terms are summed)")]
+        for i, row in enumerate(self.rows):
+            slug = row["label"].replace(":", "-")
+            box = pn.widgets.Checkbox(
+                label=row["label"], value=row["enabled"], width=120, css_classes=[f"numl-loss-{slug}"]
+            )
+            coefficient = pn.widgets.FloatInput(
+                value=row["coefficient"], step=0.1, width=70, css_classes=[f"numl-loss-coef-{slug}"]
+            )
+            loss = pn.widgets.Select(value=row["loss"], options=list(BASE_LOSSES), width=95)
+            for widget in (box, coefficient, loss):
+                widget.param.watch(partial(self._changed, i), "value")
+            self.widgets.append((box, coefficient, loss))
+            children.append(pn.Row(box, coefficient, loss, margin=0))
+        self._column[:] = children
+
+    def _changed(self, index: int, _event: Any) -> None:
+        if self._syncing:
+            return
+        box, coefficient, loss = self.widgets[index]
+        self.rows[index].update(
+            enabled=bool(box.value),
+            coefficient=float(coefficient.value if coefficient.value is not None else 0.0),
+            loss=loss.value,
+        )
+        self._syncing = True
+        try:
+            self.config.loss_terms = terms_from_rows(self.rows)
+        finally:
+            self._syncing = False
+
+    def _from_config(self, _event: Any) -> None:
+        if not self._syncing:
+            self._build()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._column
 
 
 # -- the results view ------------------------------------------------------------------------------------
@@ -301,10 +414,12 @@ def build_page(ctx: AppContext) -> pn.viewable.Viewable:
     workflow = ctx.workflows()[WORKFLOW_NAME]
     defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
     results = EnergyResults(ctx)
+    config = workflow.config_cls(**defaults)
     panel = JobPanel(
         workflow,
         ctx,
-        config=workflow.config_cls(**defaults),
+        config=config,
+        extra_controls=[LossTermEditor(config)],
         on_result=results.show,
         metric_group=metric_group,
         expected_series=expected_series,

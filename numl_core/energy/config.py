@@ -34,10 +34,13 @@ from numl_core.energy.weights import WEIGHTERS
 log = logging.getLogger(__name__)
 
 DEFAULT_LOSS = (
-    {"term": "energy", "loss": "huber", "coefficient": 1.0},
-    {"term": "direction", "loss": "mean squared error", "coefficient": 0.3},
+    {"term": "energy", "loss": "mean absolute error", "coefficient": 1.0},
+    {"term": "direction", "loss": "mean squared error", "coefficient": 1.0},
     {"term": "invariant_mass", "loss": "mean squared error", "coefficient": 0.1},
 )
+"""Default loss: the energy term is a mean absolute error (the model learns the conditional median of
+E / E_true, robust to the one-sided tail from invisible neutrons, which suits the 68% width reported);
+direction and energy-momentum consistency are added with smaller coefficients."""
 TRANSFORMER_EE_KEYS = {
     "data_path",
     "vector",
@@ -93,6 +96,10 @@ class EnergyConfig(Config):
         default=["vis_px", "vis_py", "vis_pz"],
         item_type=str,
         doc="Three scalar columns (x, y, z) of a reference momentum for the direction ([] for none).",
+    )
+    frame_features = param.Boolean(
+        default=True,
+        doc="Give particles rotation-invariant momentum features in the frame of the direction reference.",
     )
     max_num_prongs = param.Integer(
         default=20, bounds=(1, 200), doc="Particles kept per event (most energetic)."

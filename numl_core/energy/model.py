@@ -15,6 +15,12 @@ Optionally the model learns corrections to detector-level references given as sc
 energy as E = max(E_ref, 50 MeV) exp(z) (E_ref e.g. the visible energy) and the momentum as
 p = E (u_ref + raw) with u_ref the unit vector of a reference momentum (e.g. the visible momentum sum).
 
+With a direction reference and the indices of the particles' momentum columns (``momentum_features``)
+the particles also get rotation-invariant features in the frame of u_ref: |p|, the component along
+u_ref and the one transverse to it [GeV/c], and the summary MLP gets |p_ref|. Energy does not depend
+on the orientation of an event, so these spare the network from learning rotation invariance from
+the data (a GBDT given the same per-particle frame quantities narrows the energy resolution too).
+
 >>> m = EnergyTransformer(n_vector=2, n_scalar=1, target_kinds=["log", "times_energy"], pdg_feature=0)
 >>> v = torch.tensor([[[2212.0, 0.5], [13.0, 1.0]]])
 >>> m(v, torch.ones(1, 1), torch.tensor([[False, True]])).shape
@@ -66,6 +72,7 @@ class EnergyTransformer(nn.Module):
         dropout: float = 0.0,
         energy_reference: int | None = None,
         direction_reference: tuple[int, int, int] | None = None,
+        momentum_features: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         unknown = [k for k in target_kinds if k not in TARGET_KINDS]
@@ -79,8 +86,15 @@ class EnergyTransformer(nn.Module):
         self.pdg_feature = -1 if pdg_feature is None else int(pdg_feature)
         cont = [i for i in range(n_vector) if i != self.pdg_feature]
         self.register_buffer("cont_index", torch.tensor(cont, dtype=torch.long))
-        n_cont = len(cont)
-        for name, size in (("vec", n_cont), ("sca", n_scalar)):
+        if momentum_features is not None and direction_reference is None:
+            raise ValueError("momentum_features need a direction_reference (the frame they are taken in)")
+        frame = [] if momentum_features is None else [int(i) for i in momentum_features]
+        if len(frame) not in (0, 3):
+            raise ValueError("momentum_features must name three vector columns (px, py, pz)")
+        self.register_buffer("momentum_index", torch.tensor(frame, dtype=torch.long))
+        n_frame = 3 if frame else 0
+        n_cont = len(cont) + n_frame
+        for name, size in (("vec", n_cont), ("sca", n_scalar + n_frame // 3)):
             self.register_buffer(f"{name}_scale", torch.ones(size))
             self.register_buffer(f"{name}_mean", torch.zeros(size))
             self.register_buffer(f"{name}_std", torch.ones(size))
@@ -104,7 +118,7 @@ class EnergyTransformer(nn.Module):
         self.particle_in = nn.Linear(max(n_cont, 1), d_model)
         self.pdg_embedding = nn.Embedding(N_EMBEDDINGS, d_model)
         self.summary_in = nn.Sequential(
-            nn.Linear(max(n_scalar, 1), d_model), nn.GELU(), nn.Linear(d_model, d_model)
+            nn.Linear(max(n_scalar + n_frame // 3, 1), d_model), nn.GELU(), nn.Linear(d_model, d_model)
         )
         layer = nn.TransformerEncoderLayer(
             d_model, nhead, dim_feedforward, dropout, activation="gelu", batch_first=True
@@ -123,8 +137,11 @@ class EnergyTransformer(nn.Module):
         self, vector: np.ndarray, mask: np.ndarray, scalar: np.ndarray, target: np.ndarray
     ) -> None:
         """Fit the input and target normalisation to training arrays (vector (N, P, F), mask True = pad)."""
-        particles = vector[~mask][:, self.cont_index.cpu().numpy()]
-        for name, values in (("vec", particles), ("sca", scalar)):
+        vec_t, sca_t = torch.as_tensor(vector), torch.as_tensor(scalar)
+        cont = self.continuous(vec_t.to(self.cont_index.device), sca_t.to(self.cont_index.device)).cpu()
+        particles = cont.numpy()[~mask]
+        scalars = self.scalars(sca_t.to(self.cont_index.device)).cpu().numpy()
+        for name, values in (("vec", particles), ("sca", scalars)):
             if values.shape[1]:
                 scale, mean, std = _asinh_stats(np.asarray(values, float))
                 getattr(self, f"{name}_scale").copy_(torch.as_tensor(scale))
@@ -149,12 +166,35 @@ class EnergyTransformer(nn.Module):
     def _normalise(x: Tensor, scale: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         return (torch.asinh(x / scale) - mean) / std
 
+    def _reference_unit(self, scalar: Tensor) -> Tensor:
+        ref = scalar.index_select(1, self.direction_reference)
+        return ref / torch.linalg.vector_norm(ref, dim=1, keepdim=True).clamp(min=1e-6)
+
+    def continuous(self, vector: Tensor, scalar: Tensor) -> Tensor:
+        """Raw continuous particle features (B, P, C): the non-PDG columns, then the frame features."""
+        cont = vector.index_select(2, self.cont_index) if self.cont_index.numel() else vector[..., :0]
+        if self.momentum_index.numel() == 3:
+            p = vector.index_select(2, self.momentum_index)
+            u = self._reference_unit(scalar).unsqueeze(1)
+            magnitude = torch.linalg.vector_norm(p, dim=2, keepdim=True)
+            along = (p * u).sum(dim=2, keepdim=True)
+            across = torch.sqrt((magnitude**2 - along**2).clamp(min=0.0))
+            cont = torch.cat([cont, magnitude, along, across], dim=2)
+        return cont
+
+    def scalars(self, scalar: Tensor) -> Tensor:
+        """Raw event features (B, S'): the scalar inputs, then |p_ref| with frame features."""
+        if self.momentum_index.numel() == 3:
+            ref = scalar.index_select(1, self.direction_reference)
+            return torch.cat([scalar, torch.linalg.vector_norm(ref, dim=1, keepdim=True)], dim=1)
+        return scalar
+
     def encode(self, vector: Tensor, scalar: Tensor, mask: Tensor) -> Tensor:
         """Raw (un-decoded) outputs (B, T) from raw inputs."""
         n_real = (~mask).sum(dim=1)
         length = int(torch.clamp(n_real.max(), min=1))
         vector, mask = vector[:, :length], mask[:, :length]
-        cont = vector.index_select(2, self.cont_index) if self.cont_index.numel() else vector[..., :0]
+        cont = self.continuous(vector, scalar)
         if cont.shape[-1]:
             tokens = self.particle_in(self._normalise(cont, self.vec_scale, self.vec_mean, self.vec_std))
         else:
@@ -168,9 +208,10 @@ class EnergyTransformer(nn.Module):
             slot = torch.where(found & ~mask, self.pdg_slot[pos], torch.zeros_like(pos))
             tokens = tokens + self.pdg_embedding(slot)
         tokens = tokens.masked_fill(mask.unsqueeze(-1), 0.0)
+        extended = self.scalars(scalar)
         sca = (
-            self._normalise(scalar, self.sca_scale, self.sca_mean, self.sca_std)
-            if self.n_scalar
+            self._normalise(extended, self.sca_scale, self.sca_mean, self.sca_std)
+            if extended.shape[1]
             else torch.zeros_like(vector[:, 0, :1])
         )
         summary = self.summary_in(sca).unsqueeze(1)
@@ -194,9 +235,7 @@ class EnergyTransformer(nn.Module):
             energy = out[:, self.energy_output : self.energy_output + 1]
             direction = raw
             if self.direction_reference.numel() == 3:
-                ref = scalar.index_select(1, self.direction_reference)
-                unit = ref / torch.linalg.vector_norm(ref, dim=1, keepdim=True).clamp(min=1e-6)
-                direction = raw.index_add(1, self.momentum_outputs, unit)
+                direction = raw.index_add(1, self.momentum_outputs, self._reference_unit(scalar))
             out = torch.where(kind == 2, direction * energy, out)
         return out
 

@@ -101,6 +101,10 @@ def build_model(
         raise ValueError(
             "direction_reference needs the targets nu_px_truth, nu_py_truth, nu_pz_truth after an energy"
         )
+    roles = baselines.particle_roles(config.vector)
+    frame = None
+    if config.frame_features and config.direction_reference and roles is not None:
+        frame = (roles["px"], roles["py"], roles["pz"])
     model = EnergyTransformer(
         len(config.vector),
         len(config.scalar),
@@ -117,6 +121,7 @@ def build_model(
             if config.direction_reference
             else None
         ),
+        momentum_features=frame,
     )
     model.set_normalisation(a.vector[train_idx], a.mask[train_idx], a.scalar[train_idx], a.target[train_idx])
     return model
@@ -171,6 +176,7 @@ def train_model(
         "target": list(config.target),
         "d_model": config.d_model,
         "num_layers": config.num_layers,
+        "frame_features": config.frame_features,
     }
     return fit(
         model,

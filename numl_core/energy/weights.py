@@ -1,5 +1,7 @@
 """Per-event training weights, by name: flat spectrum (transformer_EE's ``FlatSpectraWeights``), none,
-or a weight column of the table (e.g. ``weight_physical`` for the natural atmospheric spectrum).
+a weight column of the table (e.g. ``weight_physical`` for the natural atmospheric spectrum), or
+``oscillated``: the natural spectrum times three-flavour oscillation in matter
+(:func:`numl_core.data.generators.atmospheric_oscillation.oscillation_weights`).
 
 The flat-spectrum weight of an event is 1 / (count + 1) of its bin in a histogram of the first target,
 normalised to mean 1 over the bins, then clipped to [``minweight``, ``maxweight``]; the outer bin edges
@@ -15,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-WEIGHTERS = ("none", "FlatSpectralWeights", "FlatSpectraWeights", "column")
+WEIGHTERS = ("none", "FlatSpectralWeights", "FlatSpectraWeights", "column", "oscillated")
+OSCILLATION_COLUMNS = ("weight_physical", "nu_pdg", "enu_truth", "cos_zenith_truth", "is_cc")
 
 
 class FlatSpectralWeights:
@@ -74,6 +77,15 @@ def event_weights(
         w = events[column].to_numpy(float)
         if not np.isfinite(w).all() or (w < 0).any():
             raise ValueError(f"weight column {column!r} holds negative or non-finite values")
+    elif name == "oscillated":
+        from numl_core.data.generators.atmospheric_oscillation import oscillation_weights
+
+        missing = [c for c in OSCILLATION_COLUMNS if c not in events.columns]
+        if missing:
+            raise ValueError(
+                f"weight 'oscillated' needs the column(s) {missing}; the table has {list(events)}"
+            )
+        w = events["weight_physical"].to_numpy(float) * oscillation_weights(events)
     else:
         raise ValueError(f"unknown weighter {name!r}; expected one of {list(WEIGHTERS)}")
     mean = w[rows].mean()

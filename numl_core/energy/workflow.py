@@ -162,7 +162,8 @@ def run_energy(config: EnergyConfig, progress: Progress) -> dict[str, Any]:
     te = split["test"]
     progress.update(0.76, "predicting the test events")
     t_inf = time.perf_counter()
-    pred = predict(model, a.vector[te], a.scalar[te], a.mask[te], device="cpu")
+    device = next(model.parameters()).device
+    pred = predict(model, a.vector[te], a.scalar[te], a.mask[te], device=device)
     inference_rate = len(te) / max(time.perf_counter() - t_inf, 1e-9)
     e_true = a.target[te, 0].astype(float)
     physics = list(config.target[:4]) == list(PHYSICS_TARGETS)
@@ -195,7 +196,7 @@ def run_energy(config: EnergyConfig, progress: Progress) -> dict[str, Any]:
             name="energy-only",
             metric_prefix="ablation_",
         )
-        ablation_pred = predict(ablation_model, a.vector[te], a.scalar[te], a.mask[te])
+        ablation_pred = predict(ablation_model, a.vector[te], a.scalar[te], a.mask[te], device=device)
         energies["transformer (energy-only loss)"] = ablation_pred[:, 0].astype(float)
         directions["transformer (energy-only loss)"] = ablation_pred[:, 1:4].astype(float)
 
