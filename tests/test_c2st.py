@@ -36,6 +36,14 @@ def test_agrees_with_sbi(case, classifier):
     assert result.classifier == classifier and result.n == 800
 
 
+def test_forest_threads_do_not_change_the_accuracies():
+    x, shifted, _ = _sbi_samples()
+    one = c2st(x, shifted)
+    two = c2st(x, shifted, n_jobs=2)
+    np.testing.assert_array_equal(one.fold_accuracies, two.fold_accuracies)
+    assert two.accuracy == pytest.approx(SBI_C2ST["shifted", "rf"], abs=1e-9)
+
+
 def test_same_distribution_is_near_one_half_and_separated_is_near_one():
     rng = np.random.default_rng(0)
     same = c2st(rng.normal(size=(600, 4)), rng.normal(size=(600, 4)))

@@ -121,7 +121,10 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ConfigError, match="numbers separated by commas"):
         parse_observation("1, two")
     assert WORKFLOW.name == "uncertainty" and WORKFLOW.config_cls is UncertaintyConfig
+    cosine = UncertaintyConfig(**TINY, schedule="cosine")
+    assert UncertaintyConfig.from_json(cosine.to_json()).flow_settings().schedule == "cosine"
     defaults = UncertaintyConfig()
+    assert defaults.flow_settings().schedule == "plateau"
     assert defaults.dim == 50 and defaults.n_toys >= 20_000  # the full-size study is the default
 
 

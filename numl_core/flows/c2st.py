@@ -77,10 +77,15 @@ def _prepare(x: np.ndarray, y: np.ndarray, z_score: bool) -> tuple[np.ndarray, n
     return data, target
 
 
-def make_classifier(name: str, dim: int, seed: int) -> RandomForestClassifier | MLPClassifier:
-    """sbi's C2ST classifiers: ``"rf"`` random forest, ``"mlp"`` MLP (10 D, 10 D) with Adam."""
+def make_classifier(
+    name: str, dim: int, seed: int, n_jobs: int | None = None
+) -> RandomForestClassifier | MLPClassifier:
+    """sbi's C2ST classifiers: ``"rf"`` random forest, ``"mlp"`` MLP (10 D, 10 D) with Adam.
+
+    ``n_jobs`` threads grow the forest's trees (-1: all cores); each tree's seed is drawn from ``seed``
+    before the trees are grown, so the forest does not depend on it."""
     if name == "rf":
-        return RandomForestClassifier(random_state=seed)
+        return RandomForestClassifier(random_state=seed, n_jobs=n_jobs)
     if name == "mlp":
         return MLPClassifier(
             activation="relu",
@@ -95,12 +100,12 @@ def make_classifier(name: str, dim: int, seed: int) -> RandomForestClassifier | 
 
 
 def _fold_accuracies(
-    data: np.ndarray, target: np.ndarray, classifier: str, n_folds: int, seed: int
+    data: np.ndarray, target: np.ndarray, classifier: str, n_folds: int, seed: int, n_jobs: int | None
 ) -> np.ndarray:
     folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = []
     for train, test in folds.split(data):
-        clf = make_classifier(classifier, data.shape[1], seed).fit(data[train], target[train])
+        clf = make_classifier(classifier, data.shape[1], seed, n_jobs).fit(data[train], target[train])
         out.append(float(np.mean(clf.predict(data[test]) == target[test])))
     return np.array(out)
 
@@ -125,16 +130,18 @@ def c2st(
     z_score: bool = True,
     pvalue_method: str = "binomial",
     n_permutations: int = 20,
+    n_jobs: int | None = None,
 ) -> C2STResult:
     """C2ST between samples ``x`` (N, D) and ``y`` (M, D) with sbi-comparable defaults.
 
     ``pvalue_method="permutation"`` repeats the cross-validation ``n_permutations`` times with shuffled
-    labels; its p-value is (1 + #{null >= observed}) / (1 + n_permutations).
+    labels; its p-value is (1 + #{null >= observed}) / (1 + n_permutations). ``n_jobs``: threads of the
+    random forest (the accuracies do not depend on it).
     """
     if pvalue_method not in PVALUE_METHODS:
         raise ValueError(f"pvalue_method={pvalue_method!r} is not one of {PVALUE_METHODS}")
     data, target = _prepare(x, y, z_score)
-    folds = _fold_accuracies(data, target, classifier, n_folds, seed)
+    folds = _fold_accuracies(data, target, classifier, n_folds, seed, n_jobs)
     accuracy = float(folds.mean())
     if pvalue_method == "binomial":
         pvalue = binomial_pvalue(accuracy, len(target))
@@ -142,7 +149,7 @@ def c2st(
         rng = np.random.default_rng(seed)
         null = np.array(
             [
-                _fold_accuracies(data, rng.permutation(target), classifier, n_folds, seed).mean()
+                _fold_accuracies(data, rng.permutation(target), classifier, n_folds, seed, n_jobs).mean()
                 for _ in range(n_permutations)
             ]
         )

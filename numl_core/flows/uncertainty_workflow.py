@@ -49,6 +49,8 @@ MODELS = ("gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth")
 """Rows of the metrics table; ``gaussian`` uses the chi2 p-value, the others the density rank."""
 KEPT_SAMPLES = 2_000
 """Toys and model samples kept in the result for corner plots."""
+C2ST_JOBS = -1
+"""Threads of the C2ST random forests: all cores, like torch (the accuracies do not depend on it)."""
 
 
 class UncertaintyConfig(Config):
@@ -95,6 +97,11 @@ class UncertaintyConfig(Config):
     epochs = param.Integer(default=300, bounds=(1, 5_000), doc="Maximum training epochs.")
     batch_size = param.Integer(default=512, bounds=(16, 1_000_000), doc="Mini-batch size.")
     learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
+    schedule = param.Selector(
+        default="plateau",
+        objects=["constant", "cosine", "plateau"],
+        doc="Learning-rate schedule: constant, cosine to zero over the epochs, or halved on a plateau.",
+    )
     patience = param.Integer(
         default=20, bounds=(0, 1_000), doc="Early-stopping patience in epochs (0: never)."
     )
@@ -137,6 +144,7 @@ class UncertaintyConfig(Config):
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.learning_rate,
+            schedule=self.schedule,
             patience=self.patience,
             device=self.device,
             seed=self.seed,
@@ -186,7 +194,12 @@ def _model_row(
 ) -> dict[str, Any]:
     samples = model.sample(len(test), seed)
     result = c2st(
-        test, samples, seed=config.seed + 1, n_folds=config.c2st_folds, classifier=config.c2st_classifier
+        test,
+        samples,
+        seed=config.seed + 1,
+        n_folds=config.c2st_folds,
+        classifier=config.c2st_classifier,
+        n_jobs=C2ST_JOBS,
     )
     return {
         "model": name,
@@ -235,7 +248,9 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> dict[str, 
     progress.update(0.75, "evaluating the flow")
     rows["flow"] = _model_row("flow", flow, test, config, config.seed + 12)
     progress.metric("c2st", rows["flow"]["c2st"], step=0, model="flow")
-    latent = latent_c2st(flow.to_latent, test, seed=config.seed + 1, n_folds=config.c2st_folds)
+    latent = latent_c2st(
+        flow.to_latent, test, seed=config.seed + 1, n_folds=config.c2st_folds, n_jobs=C2ST_JOBS
+    )
     if truth is not None:
         rows["truth"] = _model_row("truth", truth, test, config, config.seed + 13)
 
