@@ -139,3 +139,18 @@ def test_accept_reject_reproduces_the_inclusive_muon_distribution():
     expected = np.array(expected) / np.sum(expected) * counts.sum()
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
     assert chi2 < 23.5, (counts, expected)
+
+
+@pytest.mark.parametrize("shells", ["1p3/2", "shell_model", "rfg"])
+def test_cross_section_vanishes_below_the_removal_threshold(shells):
+    # the flows start their omega box at omega_threshold: no event may lie below it
+    model = ex.carbon_model(shells)
+    low = ex.omega_threshold(model)
+    assert 0 <= low <= model.min_removal_energy
+    gen = torch.Generator().manual_seed(8)
+    enu = torch.full((20_000,), 0.6, dtype=torch.float64)
+    x = ex.uniform_proposal(enu, model, gen)
+    x[:, 1] = low * torch.rand(20_000, generator=gen, dtype=torch.float64)
+    assert float(ex.differential_cross_section(x, enu, model).abs().max()) == 0.0
+    x[:, 1] = low + 0.03 * torch.rand(20_000, generator=gen, dtype=torch.float64)
+    assert float(ex.differential_cross_section(x, enu, model).max()) > 0.0

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from numl_core.flows.generator import PRESETS, FlowSpec, GeneratorFlow, load_flow, save_flow, weighted_nll
+from numl_core.flows.generator import (
+    PRESETS,
+    FlowSpec,
+    GeneratorFlow,
+    load_flow,
+    q_direction,
+    save_flow,
+    weighted_nll,
+)
 
 COND = {"enu": (0.2, 1.0)}
 
@@ -27,17 +35,20 @@ def test_presets_have_reference_sizes_and_sample_in_domain(size):
     assert x.shape == (64, 4) and torch.isfinite(logq).all()
     assert (x[:, [0, 2]].abs() <= 1).all() and (x[:, 1] >= 0).all() and (x[:, 1] <= 0.7 - 0.1056584).all()
     assert (x[:, 3] >= -math.pi).all() and (x[:, 3] < math.pi).all()
+    # uniform in the box; in x the nucleon-angle map y2 = 2 sin(alpha/2) - 1 adds -log(2 sin(alpha/2))
     uniform = -math.log(2 * (0.7 - 0.1056584) * 4 * math.pi)
-    torch.testing.assert_close(logq, torch.full_like(logq, uniform), atol=1e-4, rtol=0)
+    y, _ = flow.to_box(x, enu)
+    expected = uniform - torch.log(y[:, 2] + 1)
+    torch.testing.assert_close(logq, expected, atol=1e-4, rtol=1e-5)
     # inverse consistency: log_prob of the samples equals the log q returned while sampling
     torch.testing.assert_close(flow.log_prob(x, enu), logq, atol=2e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("passes", [2, 4])
-def test_density_normalised_over_the_physical_domain(passes):
+@pytest.mark.parametrize(("passes", "frame"), [(2, "q"), (4, "q"), (2, "lab")])
+def test_density_normalised_over_the_physical_domain(passes, frame):
     # MC integral of q over the domain with uniform points: 1 within 4 standard errors
     torch.manual_seed(1)
-    flow = _tiny(passes=passes)
+    flow = _tiny(passes=passes, nucleon_frame=frame)
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))  # move away from the near-identity initialisation
@@ -49,6 +60,29 @@ def test_density_normalised_over_the_physical_domain(passes):
         q = torch.exp(flow.log_prob(x, torch.full((n,), enu)))
     vals = q * 8 * math.pi * top
     assert abs(float(vals.mean()) - 1) < 4 * float(vals.std()) / math.sqrt(n)
+
+
+@pytest.mark.parametrize("frame", ["q", "lab"])
+def test_box_map_round_trip_and_q_frame_axis(frame):
+    flow = _tiny(nucleon_frame=frame)
+    gen = torch.Generator().manual_seed(6)
+    enu = 0.3 + 0.7 * torch.rand(5000, generator=gen, dtype=torch.float64)
+    u = torch.rand(5000, 4, generator=gen, dtype=torch.float64)
+    x = torch.stack(
+        [2 * u[:, 0] - 1, u[:, 1] * (enu - 0.1056584), 2 * u[:, 2] - 1, (2 * u[:, 3] - 1) * math.pi], 1
+    )
+    y, ladj = flow.to_box(x, enu)
+    assert (y.abs() <= 1).all() and torch.isfinite(ladj).all()
+    back = flow.from_box(y, enu)
+    torch.testing.assert_close(back[:, :3], x[:, :3], atol=1e-9, rtol=0)
+    dphi = torch.remainder(back[:, 3] - x[:, 3] + math.pi, 2 * math.pi) - math.pi
+    assert float(dphi.abs().max()) < 1e-7
+    if frame == "q":
+        # a nucleon along q sits at the box edge y2 = -1 (alpha = 0); q points backwards in x (phi_N = pi)
+        ux, uz = q_direction(x[:, 0], x[:, 1], enu)
+        along = torch.stack([x[:, 0], x[:, 1], uz, torch.full_like(uz, math.pi - 1e-12)], 1)
+        assert float((flow.to_box(along, enu)[0][:, 2] + 1).abs().max()) < 1e-6
+        assert bool((ux <= 0).all())
 
 
 def test_phi_is_circular():
@@ -105,6 +139,8 @@ def test_bad_specs_raise():
         FlowSpec(2, 8, {"enu": (1.0, 0.5)})
     with pytest.raises(ValueError, match="preset"):
         FlowSpec.preset("XL", COND)
+    with pytest.raises(ValueError, match="nucleon_frame"):
+        FlowSpec(2, 8, COND, nucleon_frame="cm")
 
 
 def test_save_load_round_trip_and_mismatch_errors(tmp_path):
@@ -120,6 +156,12 @@ def test_save_load_round_trip_and_mismatch_errors(tmp_path):
         load_flow(path, domain="electron_inclusive")
     with pytest.raises(ValueError, match="conditioned on"):
         load_flow(path, conditions=("enu", "axial_mass"))
+    # a format-1 checkpoint (beam-frame nucleon angles only) loads as a "lab" flow
+    lab = _tiny(nucleon_frame="lab")
+    payload = {"format": 1, "spec": {k: v for k, v in lab.spec.to_dict().items() if k != "nucleon_frame"}}
+    torch.save(payload | {"state": lab.state_dict(), "meta": {}}, tmp_path / "old.pt")
+    old, _ = load_flow(tmp_path / "old.pt")
+    assert old.spec.nucleon_frame == "lab"
     torch.save({"format": 99}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a generator-flow checkpoint"):
         load_flow(tmp_path / "other.pt")

@@ -90,3 +90,38 @@ def test_emulator_mode_and_energy_range_checks():
         smp.flux_averaged_bound_check(flow, ex.carbon_model(), ex.Flux.flat(0.3, 2.0))
     with pytest.raises(ValueError, match="outside the flow's trained range"):
         smp.sample_flow(flow, 10, ex.Flux.flat(0.3, 2.0), seed=0)
+
+
+def test_marginals_1d_and_2d_ratios_of_same_distribution_have_unit_pulls():
+    # two independent samples of one distribution: pulls are standard normal, so their RMS over
+    # 3 pairs x 64 bins (~190 values) is 1 within ~4 * 1/sqrt(2 * 190) = 0.2
+    rng = np.random.default_rng(5)
+
+    def draw(n):
+        x = np.column_stack(
+            [
+                np.clip(rng.normal(0.5, 0.3, n), -1, 1),
+                rng.uniform(0, 0.4, n),
+                rng.uniform(-1, 1, n),
+                rng.uniform(-np.pi, np.pi, n),
+            ]
+        )
+        return x, np.full(n, 0.6), None
+
+    samples = {"reference": draw(40_000), "flow": draw(40_000)}
+    m2 = smp.marginal_histograms_2d(samples, 0.1, bins=8)
+    r2 = smp.marginal_ratios(m2)
+    assert set(r2["sample"]) == {"flow"} and {"x_variable", "y_low", "ratio", "pull"} <= set(r2.columns)
+    assert abs(float(np.sqrt(np.mean(r2["pull"] ** 2))) - 1) < 0.2
+    # each pair's density integrates to one
+    vol = (m2["x_high"] - m2["x_low"]) * (m2["y_high"] - m2["y_low"]) * m2["density"]
+    np.testing.assert_allclose(vol.groupby([m2["sample"], m2["x_variable"]]).sum(), 1.0)
+    r1 = smp.marginal_ratios(smp.marginal_histograms(samples, 0.1, bins=20))
+    assert len(r1) <= 80 and abs(float(np.sqrt(np.mean(r1["pull"] ** 2))) - 1) < 0.3
+    # a distorted sample is seen: a 30% tilt in cos_mu gives large pulls
+    x, e, _ = draw(40_000)
+    keep = rng.random(len(x)) < 0.7 + 0.3 * x[:, 0]
+    distorted = {**samples, "flow": (x[keep], e[keep], None)}
+    tilted = smp.marginal_ratios(smp.marginal_histograms_2d(distorted, 0.1, bins=8))
+    muon = tilted[tilted["x_variable"] == "cos_mu"]
+    assert float(np.sqrt(np.mean(muon["pull"] ** 2))) > 2.0

@@ -69,3 +69,19 @@ def test_live_metric_groups():
     assert page.metric_group({"name": "loss", "split": "train"}) == "loss"
     assert page.metric_group({"name": "proposal_ress"}) == "proposal_ress"
     assert page.metric_group({"name": "ress"}) is None
+
+
+def test_marginal_2d_plot_shows_reference_and_ratio(result):
+    m2 = result["marginals_2d"]
+    assert {"reference", "flow"} <= set(m2["sample"])
+    layout = page.marginal_2d_plot(m2, "cos_mu", "omega")
+    ref, ratio = layout[0], layout[1]
+    assert isinstance(ref, hv.QuadMesh) and isinstance(ratio, hv.QuadMesh)
+    # 12 x 12 bins; the ratio is positive wherever both samples fill a bin
+    values = ratio.dimension_values(2, flat=False)
+    assert values.shape == (12, 12)
+    filled = np.isfinite(values) & (values > 0)
+    assert filled.sum() > 20
+    view = page.result_view(result)
+    tabs = [t for t in view if isinstance(t, pn.Tabs)][0]
+    assert "2-D marginals" in tabs._names

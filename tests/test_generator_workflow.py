@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 
 from numl_core.config import ConfigError
+from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.io import read_table
 from numl_core.flows.generator_workflow import (
     FLOW_FILE,
     WORKFLOW,
     GeneratorConfig,
+    build_spec,
     run_generator,
     sample_events,
 )
@@ -131,3 +133,11 @@ def test_parameter_conditioned_run_compares_with_accept_reject_there():
     assert 0 < summary["accept_reject_acceptance"] < 1 and summary["accept_reject_overflow"] == 0
     assert np.isfinite(summary["mnll_accept_reject"])
     assert "accept_reject" in set(result["marginals"]["sample"])
+
+
+def test_spec_maps_the_domain_from_the_removal_threshold_in_the_q_frame():
+    config = GeneratorConfig(shells="1p3/2", preset="custom", transforms=2, hidden=8)
+    spec = build_spec(config)
+    assert spec.nucleon_frame == "q"
+    assert spec.omega_low == pytest.approx(ex.omega_threshold(ex.carbon_model("1p3/2")))
+    assert 0.005 < spec.omega_low < 0.0187  # below the 1p3/2 mean removal energy

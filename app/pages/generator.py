@@ -22,6 +22,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from app.components.job_panel import JobPanel
 from app.components.live_curve import plot_key, plot_pane, use_bokeh
+from numl_core.flows import sampling as smp
 from numl_core.flows.generator_workflow import FLOW_FILE, sample_events
 
 if TYPE_CHECKING:
@@ -167,6 +168,40 @@ def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
     return (top + bottom).cols(1).opts(shared_axes=False)
 
 
+def marginal_2d_plot(
+    marginals_2d: pd.DataFrame, x_variable: str, y_variable: str, sample: str = "flow"
+) -> Any:
+    """One pair of variables: the reference's 2-D density and ``sample`` over the reference, bin by bin."""
+    use_bokeh()
+    rows = marginals_2d[
+        (marginals_2d["x_variable"] == x_variable) & (marginals_2d["y_variable"] == y_variable)
+    ]
+    xl, yl = VARIABLE_LABELS.get(x_variable, x_variable), VARIABLE_LABELS.get(y_variable, y_variable)
+    x_edges = np.unique(np.r_[rows["x_low"].to_numpy(), rows["x_high"].to_numpy()])
+    y_edges = np.unique(np.r_[rows["y_low"].to_numpy(), rows["y_high"].to_numpy()])
+    shape = (len(x_edges) - 1, len(y_edges) - 1)
+
+    def grid(frame: pd.DataFrame, column: str) -> np.ndarray:
+        values = np.full(shape, np.nan)
+        i = np.searchsorted(x_edges, frame["x_low"].to_numpy())
+        j = np.searchsorted(y_edges, frame["y_low"].to_numpy())
+        values[i, j] = frame[column].to_numpy()
+        return values.T  # QuadMesh wants (y, x)
+
+    ref = grid(rows[rows["sample"] == "reference"], "density")
+    ratios = smp.marginal_ratios(rows)
+    ratio = grid(ratios[ratios["sample"] == sample], "ratio")
+    label = SAMPLE_STYLE.get(sample, {"label": sample})["label"]
+    opts = {"width": PLOT_WIDTH, "height": 300, "colorbar": True, "tools": ["hover"]}
+    left = hv.QuadMesh((x_edges, y_edges, ref), [xl, yl], "density").opts(
+        title=f"reference: {xl} vs {yl}", cmap="viridis", **opts
+    )
+    right = hv.QuadMesh((x_edges, y_edges, ratio), [xl, yl], "ratio").opts(
+        title=f"{label} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
+    )
+    return (left + right).opts(shared_axes=False)
+
+
 def weight_plot(weight_histogram: pd.DataFrame) -> hv.Histogram:
     """Distribution of log10(w / mean w) of the evaluation sample."""
     use_bokeh()
@@ -207,6 +242,11 @@ def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
     if isinstance(marginals, pd.DataFrame) and not marginals.empty:
         plots = [marginal_plot(marginals, v) for v in VARIABLE_LABELS if v in set(marginals["variable"])]
         tabs.append(("Marginals", pn.GridBox(*[plot_pane(p) for p in plots], ncols=2)))
+    marginals_2d = result.get("marginals_2d")
+    if isinstance(marginals_2d, pd.DataFrame) and not marginals_2d.empty:
+        pairs = marginals_2d[["x_variable", "y_variable"]].drop_duplicates().itertuples(index=False)
+        plots = [plot_pane(marginal_2d_plot(marginals_2d, vx, vy)) for vx, vy in pairs]
+        tabs.append(("2-D marginals", pn.Column(*plots, css_classes=["numl-generator-marginals-2d"])))
     weights = result.get("weight_histogram")
     if isinstance(weights, pd.DataFrame) and not weights.empty:
         tabs.append(("Weights", plot_pane(weight_plot(weights))))

@@ -1,15 +1,22 @@
 """Conditional normalizing flows on the exclusive 1p1h domain (cylinder x sphere), built from zuko.
 
-The four variables (cos theta_mu, omega, cos theta_N, phi_N) are mapped affinely onto the box
-[-1, 1]^4 (omega by its E_nu-dependent upper edge E_nu - m_mu, phi_N turned by half a turn so that the
-nucleon's peak along q sits mid-box), the base is uniform on that box, and
-each layer is a masked autoregressive rational-quadratic spline (Durkan et al., arXiv:1906.04032)
+The four variables (cos theta_mu, omega, cos theta_N, phi_N) are mapped onto the box [-1, 1]^4:
+cos theta_mu as it is, omega between the model's removal threshold ``omega_low`` (below which the
+cross section vanishes) and its E_nu-dependent upper edge E_nu - m_mu, and (default
+``nucleon_frame="q"``) the nucleon direction in the frame of the momentum transfer q fixed by the muon:
+its angle alpha to q as 2 sin(alpha/2) - 1 and its azimuth beta about q as beta / pi. Knocked-out
+nucleons follow q within an angle of order k_F / |q|, so in the beam frame they form a narrow cone whose
+axis moves with the muon; about q the cone sits still at one edge of the box, and sin(alpha/2), which is
+proportional to the missing momentum near the quasi-elastic peak, widens it to a fair share of the box.
+The rotation keeps solid angle; the Jacobian of the map is 2/omega_max / (2 sin(alpha/2)) / pi.
+``nucleon_frame="lab"`` keeps (cos theta_N, phi_N) with phi_N turned by half a turn. The base is
+uniform on the box, and each layer is a rational-quadratic spline (Durkan et al., arXiv:1906.04032)
 whose splines map [-1, 1] onto itself with learnable end slopes, so the flow's support is exactly the
-domain. phi_N is circular: its spline has equal end slopes and is preceded by a half-turn, the
-circular spline of Rezende et al. (arXiv:2002.02428). ``passes=2`` gives coupling layers (a random
-half of the variables conditions the other half, swapped in the next layer; one network call per
-layer in either direction, so sampling costs the same as density evaluation), ``passes=4`` a fully
-autoregressive flow (four sequential network calls per layer to sample).
+domain. The azimuth (phi_N or beta) is circular: its spline has equal end slopes and is preceded by
+a half-turn, the circular spline of Rezende et al. (arXiv:2002.02428). ``passes=2`` gives coupling
+layers (a random half of the variables conditions the other half, swapped in the next layer; one
+network call per layer in either direction, so sampling costs the same as density evaluation),
+``passes=4`` a masked autoregressive flow (four sequential network calls per layer to sample).
 
 The context is E_nu and optionally axial-form-factor parameters, each standardised into [-1, 1] by
 its trained range; values outside it raise ``ValueError`` unless ``extrapolate=True`` (then a warning).
@@ -47,9 +54,27 @@ log = logging.getLogger(__name__)
 
 PRESETS = {"S": (10, 256), "M": (10, 512), "L": (25, 512)}
 """Flow sizes (transforms, hidden units per layer) of the small, medium and large models."""
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+NUCLEON_FRAMES = ("q", "lab")
+"""Coordinates of the nucleon direction: about the momentum transfer q, or about the beam."""
 CIRCULAR = (False, False, False, True)
 """Which of the four box coordinates are periodic (phi_N)."""
+
+
+def q_direction(cos_mu: Tensor, omega: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
+    """Unit vector (u_x, u_z) (each (*,)) of the momentum transfer q = k - k_mu, beam along z, muon in the
+    x-z plane at positive x; cos_mu, omega [GeV], enu [GeV] (*,). |q| >= E_nu - |k_mu| > 0 always.
+
+    >>> ux, uz = q_direction(torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([1.0]))
+    >>> float(ux), float(uz)
+    (-0.0, 1.0)
+    """
+    e_mu = enu - omega
+    k_mu = torch.sqrt(torch.clamp(e_mu**2 - MUON_MASS**2, min=0.0))
+    s_mu = torch.sqrt(torch.clamp(1 - cos_mu**2, min=0.0))
+    qx, qz = -k_mu * s_mu, enu - k_mu * cos_mu
+    norm = torch.sqrt(qx**2 + qz**2)
+    return qx / norm, qz / norm
 
 
 class BoxSplineTransform(MonotonicRQSTransform):
@@ -127,7 +152,8 @@ class FlowSpec:
 
     ``conditions`` maps each context name ("enu" first, then axial parameters) to its trained range
     (low, high); ``domain`` names the cross-section model the flow was trained for; ``passes`` 2 =
-    coupling, 4 = autoregressive.
+    coupling, 4 = autoregressive; ``nucleon_frame`` see :data:`NUCLEON_FRAMES`; ``omega_low`` [GeV] is
+    the model's removal threshold (the cross section vanishes below it), where the omega box starts.
     """
 
     transforms: int
@@ -140,6 +166,8 @@ class FlowSpec:
     variables: tuple[str, ...] = VARIABLES
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    nucleon_frame: str = "q"
+    omega_low: float = 0.0
 
     def __post_init__(self) -> None:
         if "enu" not in self.conditions or next(iter(self.conditions)) != "enu":
@@ -149,6 +177,10 @@ class FlowSpec:
                 raise ValueError(f"FlowSpec.conditions[{name!r}] = ({lo}, {hi}) needs high > low")
         if self.conditions["enu"][0] <= MUON_MASS:
             raise ValueError(f"FlowSpec: energies must exceed the muon mass, got {self.conditions['enu']}")
+        if not 0.0 <= self.omega_low < self.conditions["enu"][0] - MUON_MASS:
+            raise ValueError(f"FlowSpec.omega_low={self.omega_low} must lie in [0, lowest E_nu - m_mu)")
+        if self.nucleon_frame not in NUCLEON_FRAMES:
+            raise ValueError(f"FlowSpec.nucleon_frame={self.nucleon_frame!r} is not one of {NUCLEON_FRAMES}")
         if self.passes not in (2, 4):
             raise ValueError(f"FlowSpec.passes={self.passes} must be 2 (coupling) or 4 (autoregressive)")
 
@@ -288,21 +320,52 @@ class GeneratorFlow(nn.Module):
         """zuko distribution over box coordinates y in [-1, 1]^4 given standardised context (*, C)."""
         return self.flow(context)
 
-    @staticmethod
-    def to_box(x: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
-        """Box coordinates (*, 4) of physical x and log|dy/dx| (*,)."""
+    def to_box(self, x: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
+        """Box coordinates y (*, 4) of physical x (*, 4) at energies ``enu`` (*,) and log|dy/dx| (*,)."""
         top = (enu - MUON_MASS).to(x.dtype)
-        # phi_N is turned by half a turn: the nucleon follows q, at phi_N = +-pi, which then sits mid-box
-        phi = torch.remainder(x[..., 3] / math.pi, 2.0) - 1.0
-        y = torch.stack([x[..., 0], 2 * x[..., 1] / top - 1, x[..., 2], phi], dim=-1)
-        return y, torch.log(2 / top) - math.log(math.pi)
+        cmu, omega, cn, phi = x.unbind(-1)
+        low = self.spec.omega_low
+        y1 = 2 * (omega - low) / (top - low) - 1
+        if self.spec.nucleon_frame == "lab":
+            # phi_N turned by half a turn: the nucleon follows q, at phi_N = +-pi, which then sits mid-box
+            y = torch.stack([cmu, y1, cn, torch.remainder(phi / math.pi, 2.0) - 1.0], dim=-1)
+            return y, self._box_ladj(y, top - low)
+        ux, uz = q_direction(cmu, omega, enu.to(x.dtype))
+        sn = torch.sqrt(torch.clamp(1 - cn**2, min=0.0))
+        nx, ny = sn * torch.cos(phi), sn * torch.sin(phi)
+        # half the chord |n - q_hat| = sin(alpha / 2): exact near alpha = 0, where the density sits
+        v = 0.5 * torch.sqrt((nx - ux) ** 2 + ny**2 + (cn - uz) ** 2)
+        beta = torch.atan2(ny, nx * uz - cn * ux)
+        y = torch.stack([cmu, y1, 2 * v.clamp(max=1.0) - 1, beta / math.pi], dim=-1)
+        return y, self._box_ladj(y, top - low)
 
-    @staticmethod
-    def from_box(y: Tensor, enu: Tensor) -> Tensor:
-        """Physical x (*, 4) from box coordinates y (*, 4)."""
+    def _box_ladj(self, y: Tensor, width: Tensor) -> Tensor:
+        """log|dy/dx| (*,) from box coordinates y (*, 4) and the omega range E_nu - m_mu - omega_low (*,)."""
+        ladj = torch.log(2 / width) - math.log(math.pi)
+        if self.spec.nucleon_frame == "lab":
+            return ladj
+        # (cos theta_N, phi_N) -> (cos alpha, beta) is a rotation (unit Jacobian); y2 = 2 sin(alpha/2) - 1
+        # has |dy2 / dcos alpha| = 1 / (2 sin(alpha/2))
+        v = ((y[..., 2] + 1) / 2).clamp(min=5e-7)
+        return ladj - torch.log(2 * v)
+
+    def from_box(self, y: Tensor, enu: Tensor) -> Tensor:
+        """Physical x (*, 4) from box coordinates y (*, 4) at energies ``enu`` (*,)."""
         top = (enu - MUON_MASS).to(y.dtype)
-        phi = (torch.remainder(y[..., 3], 2.0) - 1.0) * math.pi
-        return torch.stack([y[..., 0], (y[..., 1] + 1) * top / 2, y[..., 2], phi], dim=-1)
+        low = self.spec.omega_low
+        cmu, omega = y[..., 0], low + (y[..., 1] + 1) * (top - low) / 2
+        if self.spec.nucleon_frame == "lab":
+            phi = (torch.remainder(y[..., 3], 2.0) - 1.0) * math.pi
+            return torch.stack([cmu, omega, y[..., 2], phi], dim=-1)
+        ux, uz = q_direction(cmu, omega, enu.to(y.dtype))
+        v = ((y[..., 2] + 1) / 2).clamp(0.0, 1.0)
+        ca, sa = 1 - 2 * v**2, 2 * v * torch.sqrt(1 - v**2)
+        beta = math.pi * y[..., 3]
+        sb_perp, sb_out = sa * torch.cos(beta), sa * torch.sin(beta)
+        nx, nz = ca * ux + sb_perp * uz, ca * uz - sb_perp * ux
+        phi = torch.atan2(sb_out, nx)
+        phi = torch.where(phi >= math.pi, phi - 2 * math.pi, phi)
+        return torch.stack([cmu, omega, nz.clamp(-1.0, 1.0), phi], dim=-1)
 
     def log_prob(
         self,
@@ -314,7 +377,9 @@ class GeneratorFlow(nn.Module):
         """log q(x | E_nu, params) (*,) per unit (cos, GeV, cos, rad)."""
         ctx = self.context(enu, params, extrapolate)
         y, ladj = self.to_box(x.to(ctx.dtype), enu.to(ctx.dtype))
-        return self.flow(ctx).log_prob(y.clamp(-1 + 1e-6, 1 - 1e-6)) + ladj
+        logq = self.flow(ctx).log_prob(y.clamp(-1 + 1e-6, 1 - 1e-6)) + ladj
+        # below the removal threshold the flow has no support (nor has the cross section)
+        return torch.where(y[..., 1] < -1 - 1e-6, -math.inf, logq)
 
     def sample_and_log_prob(
         self,
@@ -328,7 +393,7 @@ class GeneratorFlow(nn.Module):
             y, logq = self.flow(ctx).rsample_and_log_prob()
         y = y.clamp(-1.0, 1.0 - 1e-7)
         enu = enu.to(ctx)
-        _, ladj = self.to_box(y, enu)
+        ladj = self._box_ladj(y, enu - MUON_MASS - self.spec.omega_low)
         return self.from_box(y, enu), logq + ladj
 
 
@@ -365,9 +430,12 @@ def load_flow(
     A checkpoint for another ``domain`` or other condition names raises ``ValueError``.
     """
     payload = torch.load(Path(path), map_location=map_location, weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
+    if payload.get("format") not in (1, CHECKPOINT_FORMAT):
         raise ValueError(f"{path}: not a generator-flow checkpoint (format {payload.get('format')!r})")
-    spec = FlowSpec.from_dict(payload["spec"])
+    spec_dict = dict(payload["spec"])
+    if payload["format"] == 1:  # format 1 flows knew only beam-frame nucleon angles
+        spec_dict["nucleon_frame"] = "lab"
+    spec = FlowSpec.from_dict(spec_dict)
     if domain is not None and spec.domain != domain:
         raise ValueError(f"{path}: flow trained for domain {spec.domain!r}, expected {domain!r}")
     if conditions is not None and tuple(spec.conditions) != tuple(conditions):

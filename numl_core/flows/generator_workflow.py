@@ -136,6 +136,7 @@ def build_spec(config: GeneratorConfig) -> FlowSpec:
         conditions[config.parameter] = (config.parameter_low, config.parameter_high)
     passes = 2 if config.coupling else 4
     extra = {"shells": config.shells, "axial": config.axial}
+    common = {"omega_low": ex.omega_threshold(build_model(config))}
     if config.preset == "custom":
         return FlowSpec(
             config.transforms,
@@ -145,9 +146,10 @@ def build_spec(config: GeneratorConfig) -> FlowSpec:
             passes=passes,
             seed=config.seed,
             extra=extra,
+            **common,
         )
     return FlowSpec.preset(
-        config.preset, conditions, bins=config.bins, passes=passes, seed=config.seed, extra=extra
+        config.preset, conditions, bins=config.bins, passes=passes, seed=config.seed, extra=extra, **common
     )
 
 
@@ -200,7 +202,7 @@ def _training_set(
     w = (f * torch.exp(-log_g)).numpy()
     ok = np.isfinite(w) & (w > 0)
     keep = torch.as_tensor(np.flatnonzero(ok))
-    y, _ = GeneratorFlow.to_box(x[keep].float(), enu[keep])
+    y, _ = flow.to_box(x[keep].float(), enu[keep])
     c = flow.context(
         enu[keep].to(flow.ctx_low.device), {k: v[keep].to(flow.ctx_low.device) for k, v in params.items()}
     )
@@ -223,7 +225,7 @@ def _accept_reject_training_set(
     flux = ex.Flux.flat(config.enu_low, config.enu_high)
     bound = ex.density_bound(model, flux, seed=config.seed)
     ar = ex.accept_reject(model, config.n_accept_reject_train, flux, bound, seed=config.seed)
-    y, _ = GeneratorFlow.to_box(ar.x.float(), ar.enu.float())
+    y, _ = flow.to_box(ar.x.float(), ar.enu.float())
     c = flow.context(ar.enu.float().to(flow.ctx_low.device)).cpu()
     return y.clamp(-1 + 1e-6, 1 - 1e-6), c, torch.ones(len(y))
 
@@ -294,6 +296,7 @@ def train_flow(
                 "best_val_loss": result.best_val_loss,
                 "epochs": result.epochs_run,
                 "seconds_data": seconds_data,
+                "seconds_train": sum(h["seconds"] for h in result.history),
                 "train_events_per_s": result.train_events_per_s,
             }
         )
@@ -369,6 +372,9 @@ def evaluate(
         samples["accept_reject"] = (ar.x.numpy(), ar.enu.numpy(), None)
     marginals = smp.marginal_histograms(samples, model.m_lep)
     progress.artefact("marginals", marginals)
+    marginals_2d = smp.marginal_histograms_2d(
+        {k: v for k, v in samples.items() if k in ("reference", "flow", "accept_reject")}, model.m_lep
+    )
     hist_w = np.log10(np.clip(sample.weights, 1e-300, None) / sample.weights.mean())
     counts, edges = np.histogram(hist_w[np.isfinite(hist_w)], bins=60)
     weight_hist = pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": counts})
@@ -376,6 +382,7 @@ def evaluate(
         "report": report.to_dict(),
         "quality": quality,
         "marginals": marginals,
+        "marginals_2d": marginals_2d,
         "weight_histogram": weight_hist,
     }
 
@@ -397,6 +404,7 @@ def run_generator(config: GeneratorConfig, progress: Progress) -> dict[str, Any]
         "summary": summary_frame,
         "rounds": pd.DataFrame(rounds),
         "marginals": out["marginals"],
+        "marginals_2d": out["marginals_2d"],
         "weight_histogram": out["weight_histogram"],
         "n_parameters": sum(p.numel() for p in flow.parameters()),
         "seconds": time.perf_counter() - t0,

@@ -352,6 +352,129 @@ def marginal_histograms(
     return pd.concat(rows, ignore_index=True)
 
 
+def weight_concentration(
+    w: np.ndarray, x: np.ndarray, enu: np.ndarray, m_lep: float, bins: int = 5
+) -> pd.DataFrame:
+    """Where the variance of importance weights sits: for E_nu and each box coordinate (see
+    :func:`box_coordinates`) in ``bins`` equal bins, the fraction of events and the share of sum w^2
+    (the denominator of RESS), with the bin's largest w / mean(w). Long format: variable, low, high,
+    event_fraction, w2_share, max_w.
+
+    >>> w = np.r_[np.ones(99), 10.0]
+    >>> x = np.zeros((100, 4)); x[-1, 0] = 0.95
+    >>> t = weight_concentration(w, x, np.full(100, 0.6), 0.1, bins=2)
+    >>> t[t.variable == "cos_mu"][["low", "w2_share"]].round(3).to_dict("list")
+    {'low': [-1.0, 0.0], 'w2_share': [0.0, 1.0]}
+    """
+    w = np.asarray(w, float)
+    y = box_coordinates(x, enu, m_lep)
+    enu = np.asarray(enu, float)
+    columns = {"enu": (enu, (enu.min(), enu.max()))}
+    for k, name in enumerate(VARIABLES):
+        columns[name] = (y[:, k], (0.0 if k == 1 else -1.0, 1.0))
+    w2, mean = w**2, w.mean()
+    rows = []
+    for name, (values, (lo, hi)) in columns.items():
+        edges = np.linspace(lo, hi, bins + 1)
+        idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+        count = np.bincount(idx, minlength=bins)
+        share = np.bincount(idx, weights=w2, minlength=bins) / w2.sum()
+        top = np.zeros(bins)
+        np.maximum.at(top, idx, w / mean)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "variable": name,
+                    "low": edges[:-1],
+                    "high": edges[1:],
+                    "event_fraction": count / len(w),
+                    "w2_share": share,
+                    "max_w": top,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+MARGINAL_PAIRS = (("cos_mu", "omega"), ("cos_n", "phi_n"), ("omega", "cos_n"))
+"""Variable pairs of the default 2-D marginals: the muon plane, the nucleon sphere, and their link."""
+
+
+def marginal_histograms_2d(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    m_lep: float,
+    pairs: tuple[tuple[str, str], ...] = MARGINAL_PAIRS,
+    bins: int = 12,
+) -> pd.DataFrame:
+    """2-D marginals of named samples ``{name: (x (N, 4), enu (N,), weights or None)}`` in box coordinates
+    (see :func:`box_coordinates`), normalised to unit volume; long format: sample, x_variable,
+    y_variable, x_low, x_high, y_low, y_high, density, error.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.column_stack([rng.uniform(-1, 1, 400), rng.uniform(0, 0.5, 400), rng.uniform(-1, 1, 400),
+    ...                      rng.uniform(-np.pi, np.pi, 400)])
+    >>> m = marginal_histograms_2d({"a": (x, np.full(400, 0.6), None)}, 0.1, bins=4)
+    >>> len(m), round(float((m.density * (m.x_high - m.x_low) * (m.y_high - m.y_low)).sum()), 6)
+    (48, 3.0)
+    """
+    index = {v: k for k, v in enumerate(VARIABLES)}
+    rows = []
+    for name, (x, enu, w) in samples.items():
+        y = box_coordinates(x, enu, m_lep)
+        w = np.ones(len(y)) if w is None else np.asarray(w, float)
+        for vx, vy in pairs:
+            ex_, ey = (np.linspace(0.0 if index[v] == 1 else -1.0, 1.0, bins + 1) for v in (vx, vy))
+            cols = (y[:, index[vx]], y[:, index[vy]])
+            h, _, _ = np.histogram2d(*cols, bins=(ex_, ey), weights=w)
+            h2, _, _ = np.histogram2d(*cols, bins=(ex_, ey), weights=w**2)
+            area = np.outer(np.diff(ex_), np.diff(ey))
+            norm = w.sum() * area
+            xi, yi = np.meshgrid(np.arange(bins), np.arange(bins), indexing="ij")
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "sample": name,
+                        "x_variable": vx,
+                        "y_variable": vy,
+                        "x_low": ex_[xi.ravel()],
+                        "x_high": ex_[xi.ravel() + 1],
+                        "y_low": ey[yi.ravel()],
+                        "y_high": ey[yi.ravel() + 1],
+                        "density": (h / norm).ravel(),
+                        "error": (np.sqrt(h2) / norm).ravel(),
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def marginal_ratios(marginals: pd.DataFrame, reference: str = "reference") -> pd.DataFrame:
+    """Each sample's marginal density over the reference's, bin by bin, for the 1-D frames of
+    :func:`marginal_histograms` or the 2-D frames of :func:`marginal_histograms_2d`: the input's bin
+    columns plus ``ratio``, ``error`` (relative errors added in quadrature) and ``pull`` (difference over
+    the combined error); bins where the reference is empty are left out.
+
+    >>> m = pd.DataFrame({"sample": ["reference", "flow"], "variable": ["omega"] * 2, "low": [0.0] * 2,
+    ...                   "high": [1.0] * 2, "density": [2.0, 2.2], "error": [0.0, 0.1]})
+    >>> marginal_ratios(m)[["sample", "ratio", "pull"]].round(3).to_dict("list")
+    {'sample': ['flow'], 'ratio': [1.1], 'pull': [2.0]}
+    """
+    keys = [c for c in marginals.columns if c not in ("sample", "density", "error")]
+    ref = marginals[marginals["sample"] == reference].drop(columns="sample")
+    others = marginals[marginals["sample"] != reference]
+    merged = others.merge(ref, on=keys, suffixes=("", "_ref"))
+    merged = merged[merged["density_ref"] > 0]
+    d, e, d_ref, e_ref = (merged[c].to_numpy() for c in ("density", "error", "density_ref", "error_ref"))
+    ratio = d / d_ref
+    rel = np.sqrt((e / np.where(d > 0, d, 1.0)) ** 2 + (e_ref / d_ref) ** 2)
+    combined = np.sqrt(e**2 + e_ref**2)
+    out = merged[["sample", *keys]].copy()
+    out["ratio"] = ratio
+    out["error"] = ratio * rel
+    out["pull"] = np.where(combined > 0, (d - d_ref) / np.where(combined > 0, combined, 1.0), 0.0)
+    return out.reset_index(drop=True)
+
+
 def flux_averaged_bound_check(flow: GeneratorFlow, target: ExclusiveModel, flux: Flux) -> None:
     """Raise ``ValueError`` when the flux reaches beyond the flow's trained energy range."""
     lo, hi = flow.spec.conditions["enu"]

@@ -171,6 +171,18 @@ def omega_max(enu: Tensor, model: ExclusiveModel) -> Tensor:
     return enu - model.m_lep
 
 
+def omega_threshold(model: ExclusiveModel) -> float:
+    """Lowest energy transfer [GeV] with a nonzero cross section: the smallest removal energy of the
+    quadrature (a shell's lowest Gauss-Hermite node, at least 0). Below it no nucleon is knocked out.
+
+    >>> round(omega_threshold(carbon_model("rfg")), 4)
+    0.025
+    """
+    return max(
+        0.0, min(float(_energy_nodes(s, model.energy_nodes, torch.float64)[0].min()) for s in model.shells)
+    )
+
+
 def in_domain(x: Tensor, enu: Tensor, model: ExclusiveModel) -> Tensor:
     """Boolean mask (*,) of points inside the sampling domain:
     |cos| <= 1, 0 <= omega <= E_nu - m_mu, -pi <= phi_n < pi."""
