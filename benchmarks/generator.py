@@ -162,7 +162,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
-def _train(sizes: dict[str, Any], model_name: str, seed: int, **extra: Any) -> tuple[Any, list, float]:
+def _train(
+    sizes: dict[str, Any], model_name: str, seed: int, device: str = "cpu", **extra: Any
+) -> tuple[Any, list, float]:
     config = GeneratorConfig(
         shells=model_name,
         enu_low=ENU[0],
@@ -170,7 +172,7 @@ def _train(sizes: dict[str, Any], model_name: str, seed: int, **extra: Any) -> t
         learning_rate=1e-3,
         temper=0.3,
         seed=seed,
-        device="cpu",
+        device=device,
         **({"batch_size": 256} | sizes | extra),
     )
     t0 = time.perf_counter()

@@ -37,7 +37,6 @@ import torch
 
 from benchmarks.run_all import RESULTS, git_commit, machine_info, print_table
 from numl_core.device import resolve_device
-from numl_core.jobs import Progress
 from numl_core.runs import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def _unfolding(device: str, quick: bool) -> dict[str, Any]:
 def _energy(device: str, quick: bool) -> dict[str, Any]:
     from benchmarks import energy as bench
 
-    n_infer, n_train, epochs = (5_000, 4_000, 2) if quick else (500_000, 400_000, 30)
+    n_infer, n_train, epochs = (5_000, 4_000, 2) if quick else (500_000, 400_000, 15)
     out: dict[str, Any] = {"inference_events_per_s": bench.inference_throughput(n_infer, device)}
     out.update(bench.resolution(n_train, epochs, device=device))
     return out
@@ -75,53 +74,33 @@ def _energy(device: str, quick: bool) -> dict[str, Any]:
 def _generator(device: str, quick: bool) -> dict[str, Any]:
     from benchmarks import generator as bench
     from numl_core.data.generators import exclusive_1p1h as ex
-    from numl_core.flows import sampling as smp
-    from numl_core.flows.generator_workflow import GeneratorConfig, train_flow
 
     sizes = bench._sizes(quick)
     out: dict[str, Any] = {"seconds_per_million": bench._seconds_per_million(sizes["n_timing"] * 10, device)}
     out["reference_seconds_per_million"] = bench.REFERENCE_SECONDS_PER_MILLION["gpu"]
-    model = ex.carbon_model("1p3/2")
-    flow_sizes = {**sizes["flow"], **({} if quick else {"events_per_round": 400_000, "epochs": 10})}
-    config = GeneratorConfig(
-        shells="1p3/2",
-        enu_low=bench.ENU[0],
-        enu_high=bench.ENU[1],
-        batch_size=256 if quick else 4096,
-        learning_rate=1e-3,
-        temper=0.3,
-        seed=0,
-        device=device,
-        **flow_sizes,
+    # a larger coupling flow trained on ten times the CPU benchmark's events
+    flow_sizes = sizes["flow"] | (
+        {} if quick else {"transforms": 8, "hidden": 256, "events_per_round": 500_000, "epochs": 15}
     )
-    t0 = time.perf_counter()
-    flow, rounds = train_flow(config, Progress(), model)
-    out["flow_training_seconds"] = time.perf_counter() - t0
-    out["flow_config"] = {k: config.to_dict()[k] for k in (*flow_sizes, "batch_size")}
-    sample = smp.sample_flow(
-        flow, sizes["n_eval"] * (1 if quick else 10), ex.Flux.flat(*bench.ENU), 11, target=model
-    )
-    report = smp.sampler_report(sample, 0.9999, 0)
-    out.update(
-        ress=report.ress,
-        unweighting_efficiency=report.unweighting_efficiency,
-        unweighted_per_s=report.unweighted_per_s,
-        n_eval=report.n,
-        flow_training_rounds=[{k: float(v) for k, v in r.items()} for r in rounds],
-    )
-    return out
+    flow_sizes["batch_size"] = flow_sizes.get("batch_size", 256) * (1 if quick else 8)
+    flow, rounds, seconds = bench._train(flow_sizes, "1p3/2", 0, device=device)
+    scores = bench._scores(flow, ex.carbon_model("1p3/2"), ex.Flux.flat(*bench.ENU), sizes, 0)
+    report = scores["report"]
+    return {
+        **out,
+        **bench._public(scores),
+        "unweighted_per_s": report.unweighted_per_s,
+        "flow_training_seconds": seconds,
+        "flow_config": flow_sizes,
+        "flow_training_rounds": bench._rounds_table(rounds),
+    }
 
 
 def _uncertainty(device: str, quick: bool) -> dict[str, Any]:
     from benchmarks import uncertainty as bench
 
-    changes = {} if quick else {"n_toys": 800_000, "epochs": 60, "patience": 8}
-    case = bench._case("mixture", quick, device=device, **changes)
-    return {
-        "mixture50d": case["models"],
-        "targets_met": bench._targets(case["models"]),
-        **{k: v for k, v in case.items() if k != "models"},
-    }
+    changes = {} if quick else {"n_toys": 2_000_000, "epochs": 15, "batch_size": 8192}
+    return bench.mixture_case(quick, device=device, **changes)
 
 
 def _xsec(device: str, quick: bool) -> dict[str, Any]:
