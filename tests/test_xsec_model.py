@@ -8,7 +8,16 @@ import torch
 from torch import nn
 
 from numl_core.data.electron_scattering import load_nucleus
-from numl_core.xsec.ensemble import EnsembleSettings, band, coverage, predict_log, train_model
+from numl_core.xsec.ensemble import (
+    EnsembleSettings,
+    band,
+    coverage,
+    fit_misfit,
+    normalised_band,
+    predict_log,
+    predictive_sigma,
+    train_model,
+)
 from numl_core.xsec.fit import Chi2Loss, NormalisedModel, chi2_per_point, profile_normalisations
 from numl_core.xsec.model import FEATURES, EnsembleBatchNorm, XsecNet, features
 
@@ -176,6 +185,44 @@ def test_coverage_of_a_calibrated_gaussian():
     # binomial standard errors at n = 20000: 0.0033 and 0.0015; 4 sigma tolerance
     assert cov["1sigma"] == pytest.approx(0.6827, abs=0.014)
     assert cov["2sigma"] == pytest.approx(0.9545, abs=0.006)
+
+
+def test_normalised_band_carries_each_members_lambda():
+    # two members with the same cross section but different lambda_k: the spread is that of lambda
+    log_samples = np.log(np.array([[2.0, 4.0, 8.0], [2.0, 4.0, 8.0]]))
+    lambdas = np.array([[0.9, 1.0], [1.1, 1.0]])
+    group = np.array([0, 0, 1])
+    mean, spread = normalised_band(log_samples, lambdas, group)
+    assert np.allclose(mean, [2.0, 4.0, 8.0])
+    assert np.allclose(spread, [2.0 * np.std([0.9, 1.1], ddof=1), 4.0 * np.std([0.9, 1.1], ddof=1), 0.0])
+    # dropout samples come member by member: sample s belongs to member s % M
+    mean, _ = normalised_band(np.zeros((4, 3)), lambdas, group)
+    assert np.allclose(mean, [1.0, 1.0, 1.0])
+
+
+def test_misfit_fitted_on_other_points_calibrates_coverage():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    mean = rng.uniform(1.0, 100.0, n)
+    spread, error = 0.01 * mean, 0.02 * mean
+    tau = 0.03
+    sigma = predictive_sigma(mean, spread, error, tau)
+    assert np.allclose(sigma, mean * np.sqrt(0.01**2 + 0.02**2 + 0.03**2))
+    fit_half, test_half = np.arange(n) < n // 2, np.arange(n) >= n // 2
+    data = rng.normal(mean, sigma)
+    fitted = fit_misfit(mean[fit_half], spread[fit_half], data[fit_half], error[fit_half])
+    # ML on 10000 points: the relative error of the fitted total width is ~1/sqrt(2n) = 0.7%, i.e.
+    # ~0.0003 on tau after propagation (sigma/tau factor ~1.25); allow 0.002
+    assert fitted == pytest.approx(tau, abs=0.002)
+    ones = np.ones(n // 2)
+    args = (mean[test_half], spread[test_half], ones, data[test_half], error[test_half])
+    cov = coverage(*args, misfit=fitted)
+    # binomial standard errors at n = 10000: 0.0047 and 0.0021; ~4 sigma tolerance
+    assert cov["1sigma"] == pytest.approx(0.6827, abs=0.02)
+    assert cov["2sigma"] == pytest.approx(0.9545, abs=0.009)
+    assert coverage(*args)["1sigma"] < 0.6  # without the misfit the band is too narrow
+    # a data set whose lambda was not fitted adds its prior width
+    assert coverage(*args, misfit=fitted, norm=0.5)["1sigma"] > 0.95
 
 
 def test_linear_residual_matches_the_reported_chi2(oxygen):

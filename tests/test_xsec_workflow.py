@@ -59,6 +59,9 @@ def test_result_tables_and_summaries(tiny_run):
             s
         )
         assert 0 <= s["coverage_1sigma"] <= s["coverage_2sigma"] <= 1
+        assert 0 <= s["coverage_1sigma_no_misfit"] <= s["coverage_1sigma"]  # the misfit only widens
+        assert s["misfit"] >= 0
+        assert (points[f"{method}_pred"] > 0).all() and (points[f"{method}_pred_std"] >= 0).all()
     curves = result["curves"]
     assert len(curves) == 6 * 12 and set(curves["setting"]) == set(points["setting"])
     assert (curves["omega_qe"] > 0).all()

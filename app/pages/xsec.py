@@ -232,8 +232,10 @@ class XsecResults(pn.viewable.Viewer):
             [
                 pn.pane.Markdown(
                     "χ² per point with the fitted λ_k (`chi2_test_profiled`: λ_k re-fitted on the held-out "
-                    "points); coverage: fraction of held-out points within 1 and 2 σ of the model, σ² = "
-                    "band² + data error²."
+                    "points); coverage: fraction of held-out points within 1 and 2 σ of the prediction "
+                    "λ_k σ_model for the measured point, σ² = spread of λ_k σ_model over members² + data "
+                    "error² + (misfit × prediction)², the relative misfit fitted on the validation points "
+                    "(`coverage_*_no_misfit` leave it out)."
                 ),
                 _table(metrics, css_classes=["numl-xsec-metrics"]),
             ]

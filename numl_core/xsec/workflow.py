@@ -24,7 +24,16 @@ from numl_core.config import Config, ConfigError
 from numl_core.data import electron_scattering as es
 from numl_core.jobs import Progress
 from numl_core.workflows import Workflow
-from numl_core.xsec.ensemble import EnsembleSettings, TrainedModel, band, coverage, predict_log, train_model
+from numl_core.xsec.ensemble import (
+    EnsembleSettings,
+    TrainedModel,
+    band,
+    coverage,
+    fit_misfit,
+    normalised_band,
+    predict_log,
+    train_model,
+)
 from numl_core.xsec.fit import chi2_per_point, normalisation_table
 from numl_core.xsec.model import XsecNet, features
 from numl_core.xsec.transfer import TransferSettings, transfer_nucleus
@@ -32,7 +41,7 @@ from numl_core.xsec.transfer import TransferSettings, transfer_nucleus
 NUCLEUS_CHOICES = [*es.NUCLEI, "file"]
 TRANSFER_TARGETS = list(es.NUCLEI)
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"members": 10, "depth": 4, "width": 64, "batch_norm": False, "epochs": 1000, "batch_size": 128},
+    "cpu": {"members": 10, "depth": 4, "width": 64, "batch_norm": False, "epochs": 3000, "batch_size": 128},
     "reference": {
         "members": 50,
         "depth": 10,
@@ -80,7 +89,7 @@ class XsecConfig(Config):
     depth = param.Integer(default=4, bounds=(1, 20), doc="Blocks (linear, norm, SiLU, dropout).")
     width = param.Integer(default=64, bounds=(4, 1024), doc="Units per block.")
     batch_norm = param.Boolean(default=False, doc="Batch normalisation in every block.")
-    epochs = param.Integer(default=1000, bounds=(1, 100_000), doc="Passes over the training points.")
+    epochs = param.Integer(default=3000, bounds=(1, 100_000), doc="Passes over the training points.")
     batch_size = param.Integer(default=128, bounds=(8, 65_536), doc="Points per step.")
     learning_rate = param.Number(default=3e-3, bounds=(1e-6, 1.0), doc="AdamW learning rate (cosine decay).")
     mc_dropout = param.Number(
@@ -224,18 +233,32 @@ def _summary(
     method: str,
     lam: np.ndarray,
 ) -> dict[str, float]:
-    """chi2 per point per split (fitted lambda, and profiled on the test points) and test coverage."""
+    """chi2 per point per split (fitted lambda, and profiled on the test points) and test coverage.
+
+    Coverage uses the predictive distribution of a measured point: mean and spread of lambda_k sigma
+    over members (``{method}_pred``, ``{method}_pred_std``), the point's error, the prior width of a
+    data set without training points, and a relative misfit width fitted on the validation points
+    (``misfit``; 0 without validation points). ``coverage_*_no_misfit`` leave the misfit out.
+    """
     out: dict[str, float] = {}
-    mean, spread = table[f"{method}_mean"].to_numpy(), table[f"{method}_std"].to_numpy()
+    mean = table[f"{method}_mean"].to_numpy()
+    spread = table[f"{method}_std"].to_numpy()
+    pred, pred_std = table[f"{method}_pred"].to_numpy(), table[f"{method}_pred_std"].to_numpy()
     xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
     for split in ("train", "val", "test"):
         m = labels == split
         if m.any():
             out[f"chi2_{split}"] = chi2_per_point(mean[m], xsec[m], err[m], group[m], prior, lam)[0]
-    test = labels == "test"
+    test, val = labels == "test", labels == "val"
     out["chi2_test_profiled"] = chi2_per_point(mean[test], xsec[test], err[test], group[test], prior)[0]
-    cov = coverage(mean[test], spread[test], lam[group[test]], xsec[test], err[test])
-    out.update({f"coverage_{k}": v for k, v in cov.items()})
+    fitted = np.bincount(group[labels == "train"], minlength=len(prior)) > 0
+    norm = np.where(fitted[group], 0.0, np.where(np.isfinite(prior), prior, 0.0)[group])
+    misfit = fit_misfit(pred[val], pred_std[val], xsec[val], err[val]) if val.any() else 0.0
+    ones = np.ones(int(test.sum()))
+    for tag, tau in (("", misfit), ("_no_misfit", 0.0)):
+        cov = coverage(pred[test], pred_std[test], ones, xsec[test], err[test], tau, norm[test])
+        out.update({f"coverage_{k}{tag}": v for k, v in cov.items()})
+    out["misfit"] = misfit
     out["median_rel_band"] = float(np.median(spread / mean))
     return out
 
@@ -294,8 +317,11 @@ def fit_nucleus(config: XsecConfig, progress: Progress) -> dict[str, Any]:
         samples = config.mc_samples if method == "mc" else 0
         lam_members = fitted.model.lambdas.detach().numpy()
         lambdas[method] = lam_members
-        mean, spread = band(predict_log(fitted.model.net, x, samples, config.seed))
-        points[f"{method}_mean"], points[f"{method}_std"] = mean, spread
+        log_samples = predict_log(fitted.model.net, x, samples, config.seed)
+        points[f"{method}_mean"], points[f"{method}_std"] = band(log_samples)
+        points[f"{method}_pred"], points[f"{method}_pred_std"] = normalised_band(
+            log_samples, lam_members, group
+        )
         gmean, gspread = band(predict_log(fitted.model.net, features(grid), samples, config.seed))
         grid[f"{method}_mean"], grid[f"{method}_std"] = gmean, gspread
         summary[method] = _summary(points, labels, group, prior, method, lam_members.mean(axis=0))
@@ -304,7 +330,8 @@ def fit_nucleus(config: XsecConfig, progress: Progress) -> dict[str, Any]:
         progress.log(
             f"{method}: chi2/point train {summary[method]['chi2_train']:.2f}, "
             f"test {summary[method]['chi2_test']:.2f}; test coverage 1 sigma "
-            f"{summary[method]['coverage_1sigma']:.2f}, 2 sigma {summary[method]['coverage_2sigma']:.2f}"
+            f"{summary[method]['coverage_1sigma']:.2f}, 2 sigma {summary[method]['coverage_2sigma']:.2f} "
+            f"(relative misfit width {summary[method]['misfit']:.3f} from the validation points)"
         )
     points["lambda"] = lambdas["boot"].mean(axis=0)[group]
     grid = grid.merge(
