@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import torch
-from pyunfold import iterative_unfold
 
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.jobs import Progress
@@ -586,6 +585,8 @@ def bench_ibu(sample: Sample, sizes: Sizes) -> dict[str, Any]:
     Both run a fixed number of iterations (``ts_stopping=0``) from the MC truth as prior, on the data
     minus the MC background (clipped at 0).
     """
+    from pyunfold import iterative_unfold  # the peer, a test extra: the other parts run without it
+
     nominal, observed, observed_err = sample_ibu_inputs(sample, sample.mc_w)
     prior = nominal.truth / nominal.truth.sum()
     kwargs = {

@@ -14,10 +14,10 @@ from numl_core.energy.weights import FlatSpectralWeights, event_weights
 KINDS = ["log", "times_energy", "times_energy", "times_energy"]
 
 
-def _model(**kw) -> EnergyTransformer:
+def _model(n_vector: int = 3, **kw) -> EnergyTransformer:
     torch.manual_seed(0)
     return EnergyTransformer(
-        3,
+        n_vector,
         4,
         KINDS,
         pdg_feature=0,
@@ -176,20 +176,7 @@ def test_flat_spectral_weights_flatten_a_falling_spectrum():
 
 def test_frame_features_are_rotation_invariant():
     # vector columns: pdg, energy, px, py, pz; scalar: energy reference and the reference momentum
-    torch.manual_seed(0)
-    model = EnergyTransformer(
-        5,
-        4,
-        KINDS,
-        pdg_feature=0,
-        d_model=16,
-        nhead=2,
-        num_layers=1,
-        dim_feedforward=32,
-        energy_reference=0,
-        direction_reference=(1, 2, 3),
-        momentum_features=(2, 3, 4),
-    ).eval()
+    model = _model(5, momentum_features=(2, 3, 4))
     g = torch.Generator().manual_seed(2)
     vector = torch.rand(6, 3, 5, generator=g)
     vector[..., 0] = 13.0
