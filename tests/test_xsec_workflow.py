@@ -60,6 +60,9 @@ def test_result_tables_and_summaries(tiny_run):
         )
         assert 0 <= s["coverage_1sigma"] <= s["coverage_2sigma"] <= 1
         assert 0 <= s["coverage_1sigma_no_misfit"] <= s["coverage_1sigma"]  # the misfit only widens
+        assert 0 <= s["coverage_1sigma_no_misfit"] <= s["coverage_1sigma_gaussian"]
+        assert 0 <= s["coverage_1sigma_gaussian"] <= s["coverage_2sigma_gaussian"] <= 1
+        assert 2.0 <= s["nu_student_t"] <= 100.0 and s["misfit_student_t"] >= 0
         assert s["misfit"] >= 0
         assert (points[f"{method}_pred"] > 0).all() and (points[f"{method}_pred_std"] >= 0).all()
     curves = result["curves"]

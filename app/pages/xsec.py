@@ -232,10 +232,14 @@ class XsecResults(pn.viewable.Viewer):
             [
                 pn.pane.Markdown(
                     "χ² per point with the fitted λ_k (`chi2_test_profiled`: λ_k re-fitted on the held-out "
-                    "points); coverage: fraction of held-out points within 1 and 2 σ of the prediction "
-                    "λ_k σ_model for the measured point, σ² = spread of λ_k σ_model over members² + data "
-                    "error² + (misfit × prediction)², the relative misfit fitted on the validation points "
-                    "(`coverage_*_no_misfit` leave it out)."
+                    "points); coverage: fraction of held-out points inside the central 68.27% (1 σ) and "
+                    "95.45% (2 σ) intervals of a Student-t predictive located at the prediction λ_k σ_model "
+                    "for the measured point, scale² = spread of λ_k σ_model over members² + data error² + "
+                    "(misfit × prediction)², the relative misfit (`misfit_student_t`) and the degrees of "
+                    "freedom (`nu_student_t`, in [2, 100]) fitted jointly by maximum likelihood on the "
+                    "validation points. `coverage_*_gaussian`: a Gaussian with the same terms and its own "
+                    "misfit (`misfit`) fitted on the validation points, within 1 and 2 σ; "
+                    "`coverage_*_no_misfit`: that Gaussian without the misfit term."
                 ),
                 _table(metrics, css_classes=["numl-xsec-metrics"]),
             ]
