@@ -12,7 +12,6 @@ from numl_core.xsec.ensemble import (
     EnsembleSettings,
     band,
     coverage,
-    coverage_student_t,
     fit_misfit,
     fit_student_t,
     normalised_band,
@@ -243,7 +242,7 @@ def test_student_t_fit_recovers_nu_and_scale_and_calibrates_coverage():
     assert tau_fit == pytest.approx(tau, abs=0.002)
     ones = np.ones(n // 2)
     args = (mean[test_half], spread[test_half], ones, data[test_half], error[test_half])
-    cov = coverage_student_t(*args, tau_fit, nu_fit)
+    cov = coverage(*args, tau_fit, nu=nu_fit)
     # binomial standard errors at n = 10000: 0.0047 and 0.0021; ~4 sigma tolerance
     assert cov["1sigma"] == pytest.approx(0.6827, abs=0.02)
     assert cov["2sigma"] == pytest.approx(0.9545, abs=0.009)
@@ -263,7 +262,7 @@ def test_student_t_fit_of_gaussian_points_goes_to_the_gaussian_limit():
     assert nu_fit > 30
     assert tau_fit == pytest.approx(0.05, rel=0.03)
     # with nu at its upper bound the intervals are those of the Gaussian within a percent
-    cov_t = coverage_student_t(mean, np.zeros(n), mean, data, np.full(n, 1e-4), tau_fit, 1e9)
+    cov_t = coverage(mean, np.zeros(n), mean, data, np.full(n, 1e-4), tau_fit, nu=1e9)
     assert cov_t == coverage(mean, np.zeros(n), mean, data, np.full(n, 1e-4), misfit=tau_fit)
 
 

@@ -281,30 +281,6 @@ def fit_misfit(mean: np.ndarray, spread: np.ndarray, data: np.ndarray, error: np
     )
 
 
-def coverage(
-    mean: np.ndarray,
-    spread: np.ndarray,
-    scale: np.ndarray,
-    data: np.ndarray,
-    error: np.ndarray,
-    misfit: float = 0.0,
-    norm: np.ndarray | float = 0.0,
-) -> dict[str, float]:
-    """Fraction of points within 1 and 2 sigma of ``scale * mean``, sigma from :func:`predictive_sigma`.
-
-    ``scale`` (N,) is each point's normalisation factor lambda_k applied to the prediction ``mean`` and
-    ``spread`` (ones when they already include it, see :func:`normalised_band`); ``misfit`` and ``norm``
-    as in :func:`predictive_sigma`. For a calibrated predictive distribution the fractions are 0.683
-    and 0.954.
-
-    >>> coverage(np.zeros(4), np.zeros(4), np.ones(4), np.array([0.5, -0.5, 1.5, 3.0]), np.ones(4))
-    {'1sigma': 0.5, '2sigma': 0.75}
-    """
-    sigma = predictive_sigma(scale * mean, scale * spread, error, misfit, norm)
-    z = np.abs(scale * mean - data) / sigma
-    return {"1sigma": float(np.mean(z < 1.0)), "2sigma": float(np.mean(z < 2.0))}
-
-
 GAUSS_COVERAGE = {
     "1sigma": float(stats.norm.cdf(1) - stats.norm.cdf(-1)),
     "2sigma": float(stats.norm.cdf(2) - stats.norm.cdf(-2)),
@@ -362,27 +338,30 @@ def fit_student_t(
     return float(best.x[0]), float(np.clip(np.exp(best.x[1]), *nu_bounds))
 
 
-def coverage_student_t(
+def coverage(
     mean: np.ndarray,
     spread: np.ndarray,
     scale: np.ndarray,
     data: np.ndarray,
     error: np.ndarray,
-    misfit: float,
-    nu: float,
+    misfit: float = 0.0,
     norm: np.ndarray | float = 0.0,
+    nu: float = np.inf,
 ) -> dict[str, float]:
-    """Fraction of points inside the central Student-t intervals with the Gaussian 1 and 2 sigma probability.
+    """Fraction of points inside the central 1 and 2 sigma intervals of the predictive of a measured point.
 
-    The predictive is ``scale * mean + s t_nu``, ``s`` from :func:`predictive_sigma` (arguments as in
-    :func:`coverage`; ``misfit`` and ``nu`` from :func:`fit_student_t`). "Within k sigma" means inside
-    the central interval holding probability 0.6827 (k = 1) or 0.9545 (k = 2) of that predictive, i.e.
-    ``|data - scale * mean| < s * t_nu.ppf((1 + p) / 2)``; for a calibrated predictive the fractions are
-    0.6827 and 0.9545. As nu -> infinity this is :func:`coverage`.
+    The predictive is ``scale * mean + s t_nu`` with ``s`` from :func:`predictive_sigma`: a Gaussian for
+    ``nu`` = inf (within 1 and 2 s), else a Student-t (``misfit`` and ``nu`` from :func:`fit_student_t`)
+    whose central intervals hold the Gaussian probabilities 0.6827 and 0.9545, i.e.
+    ``|data - scale * mean| < s * t_nu.ppf((1 + p) / 2)``. ``scale`` (N,) is each point's normalisation
+    factor lambda_k applied to the prediction ``mean`` and ``spread`` (ones when they already include it,
+    see :func:`normalised_band`); ``misfit`` and ``norm`` as in :func:`predictive_sigma`. For a calibrated
+    predictive the fractions are 0.6827 and 0.9545.
+
+    >>> coverage(np.zeros(4), np.zeros(4), np.ones(4), np.array([0.5, -0.5, 1.5, 3.0]), np.ones(4))
+    {'1sigma': 0.5, '2sigma': 0.75}
     """
     sigma = predictive_sigma(scale * mean, scale * spread, error, misfit, norm)
     z = np.abs(scale * mean - data) / sigma
-    out = {}
-    for key, p in GAUSS_COVERAGE.items():
-        out[key] = float(np.mean(z < stats.t.ppf(0.5 + p / 2, nu)))
-    return out
+    limits = (1.0, 2.0) if np.isinf(nu) else (stats.t.ppf(0.5 + p / 2, nu) for p in GAUSS_COVERAGE.values())
+    return {key: float(np.mean(z < limit)) for key, limit in zip(GAUSS_COVERAGE, limits, strict=True)}

@@ -29,7 +29,6 @@ from numl_core.xsec.ensemble import (
     TrainedModel,
     band,
     coverage,
-    coverage_student_t,
     fit_misfit,
     fit_student_t,
     normalised_band,
@@ -248,7 +247,7 @@ def _summary(
     without training points x prediction)^2; the relative misfit tau (``misfit_student_t``) and the
     degrees of freedom nu (``nu_student_t``, in [2, 100]) are fitted jointly by maximum likelihood on
     the validation points. ``coverage_1sigma`` / ``coverage_2sigma`` are the fractions of test points
-    inside its central intervals of probability 0.6827 / 0.9545 (:func:`coverage_student_t`).
+    inside its central intervals of probability 0.6827 / 0.9545 (:func:`coverage`).
     ``coverage_*_gaussian`` use a Gaussian with the same terms and tau fitted by Gaussian likelihood
     on the validation points (``misfit``; 0 without validation points); ``coverage_*_no_misfit`` a
     Gaussian without the misfit term.
@@ -273,7 +272,7 @@ def _summary(
         misfit_t, nu = misfit, float("inf")
     ones = np.ones(int(test.sum()))
     args = (pred[test], pred_std[test], ones, xsec[test], err[test])
-    cov = coverage_student_t(*args, misfit_t, nu, norm[test])
+    cov = coverage(*args, misfit_t, norm[test], nu=nu)
     out.update({f"coverage_{k}": v for k, v in cov.items()})
     for tag, tau in (("_gaussian", misfit), ("_no_misfit", 0.0)):
         cov = coverage(*args, tau, norm[test])
