@@ -84,6 +84,12 @@ class GeneratorConfig(Config):
     epochs = param.Integer(default=8, bounds=(1, 1000), doc="Epochs per round.")
     batch_size = param.Integer(default=512, bounds=(16, 1_000_000), doc="Mini-batch size.")
     learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
+    energy_sampling = param.Selector(
+        default="event_rate",
+        objects=["event_rate", "flux"],
+        doc="Draw E_nu from the event rate flux x sigma (tabulated once from the flow; weights stay "
+        "unbiased) or from the flux itself.",
+    )
     n_eval = param.Integer(default=100_000, bounds=(100, 50_000_000), doc="Flow events for the evaluation.")
     n_reference = param.Integer(
         default=1_000_000, bounds=(1000, 100_000_000), doc="Weighted events in the high-statistics reference."
@@ -304,12 +310,28 @@ def train_flow(
     return flow, table
 
 
-def reference_sample(
+def energy_proposal(
     config: GeneratorConfig, model: ex.ExclusiveModel, flux: ex.Flux, flow: GeneratorFlow
+) -> ex.Flux | None:
+    """The energies to draw from: the event rate (:func:`~numl_core.flows.sampling.event_rate`) or, for
+    ``energy_sampling="flux"``, None (the flux itself)."""
+    if config.energy_sampling == "flux":
+        return None
+    return smp.event_rate(flow, flux, model, eval_params(config), seed=config.seed + 13)
+
+
+def reference_sample(
+    config: GeneratorConfig,
+    model: ex.ExclusiveModel,
+    flux: ex.Flux,
+    flow: GeneratorFlow,
+    energies: ex.Flux | None = None,
 ) -> smp.WeightedSample:
     """High-statistics weighted reference: flow proposals with exact weights f / q (unbiased wherever the
     flow covers f), drawn with a seed independent of the evaluation sample."""
-    return smp.sample_flow(flow, config.n_reference, flux, config.seed + 7919, eval_params(config), model)
+    return smp.sample_flow(
+        flow, config.n_reference, flux, config.seed + 7919, eval_params(config), model, energies=energies
+    )
 
 
 def evaluate(
@@ -320,12 +342,13 @@ def evaluate(
     smp.flux_averaged_bound_check(flow, model, flux)
     params = eval_params(config)
     progress.update(0.72, "importance sampling")
-    sample = smp.sample_flow(flow, config.n_eval, flux, config.seed + 1, params, model)
+    energies = energy_proposal(config, model, flux, flow)
+    sample = smp.sample_flow(flow, config.n_eval, flux, config.seed + 1, params, model, energies=energies)
     report = smp.sampler_report(sample, config.cap_quantile, config.seed)
     for key in ("ress", "unweighting_efficiency", "cap_bias"):
         progress.metric(key, getattr(report, key), step=0)
     progress.update(0.8, "reference sample")
-    ref = reference_sample(config, model, flux, flow)
+    ref = reference_sample(config, model, flux, flow, energies)
     ref_w = smp.cap_weights(ref.weights, 1.0).weights
     y_ref = smp.box_coordinates(ref.x.numpy(), ref.enu.numpy(), model.m_lep)
     binning = smp.HistogramBinning.from_reference(y_ref, ref_w, config.bins_per_dim)
@@ -436,6 +459,7 @@ def sample_events(config: GeneratorConfig, progress: Progress) -> dict[str, Any]
         raise ConfigError(
             f"GeneratorConfig.parameter: the flow is conditioned on {list(flow.spec.conditions)}"
         )
+    energies = energy_proposal(config, model, flux, flow)
     frames, kept, drawn, w_max = [], 0, 0, None
     t0 = time.perf_counter()
     while kept < config.n_generate:
@@ -444,7 +468,7 @@ def sample_events(config: GeneratorConfig, progress: Progress) -> dict[str, Any]
         remaining = config.n_generate - kept
         # importance mode keeps a fraction of the draws; emulator mode keeps them all
         chunk = min(100_000, remaining if target is None else max(5_000, 5 * remaining))
-        s = smp.sample_flow(flow, chunk, flux, config.seed + len(frames), params, target)
+        s = smp.sample_flow(flow, chunk, flux, config.seed + len(frames), params, target, energies=energies)
         drawn += chunk
         if target is None:
             frame = smp.events_frame(s.x, s.enu)

@@ -6,6 +6,12 @@ variance; hit-or-miss unweighting then keeps an event with probability min(w / w
 estimated robustly as the median over bootstrap replicas of the maximum weight (Heimel et al.,
 MadNIS, SciPost Phys. 15, 141 (2023)); events above it keep the over-weight w / w_max.
 
+Energies: the flow learns x given E_nu, each energy normalised alike, while events occur in proportion
+to flux(E) sigma(E). Drawing E_nu from the flux leaves weights that follow sigma(E) (a factor of six
+across 0.2-1 GeV for carbon); :func:`event_rate` instead tabulates flux(E) sigma(E) once, with sigma(E)
+the flow's own importance-sampling estimate, and :func:`sample_flow` draws E_nu from it and multiplies
+the weights by flux / event rate, which keeps them unbiased whatever the table's accuracy.
+
 Quality of unweighted samples: the multinomial negative log-likelihood (MNLL) of a 4-D histogram
 against a high-statistics (weighted) reference, and the RMS of the bin pulls.
 
@@ -129,7 +135,8 @@ def unweight(w: np.ndarray, w_max: float, seed: int = 0) -> tuple[np.ndarray, np
 @dataclass
 class WeightedSample:
     """Flow events ``x`` (N, 4), energies ``enu`` (N,), log q (N,), target f (N,) [cm^2/GeV/rad],
-    weights w = f / q and the seconds spent sampling and evaluating f."""
+    the seconds spent sampling and evaluating f, and log(flux / energy proposal) (N,) at each energy
+    (zero when the energies follow the flux)."""
 
     x: Tensor
     enu: Tensor
@@ -137,11 +144,46 @@ class WeightedSample:
     f: Tensor
     seconds_sampling: float
     seconds_target: float
+    log_energy_weight: Tensor | None = None
 
     @property
     def weights(self) -> np.ndarray:
-        """w = f / q (N,), float64."""
-        return (self.f.double() * torch.exp(-self.log_q.double())).numpy()
+        """w = f / q x flux / energy proposal (N,), float64."""
+        log_w = -self.log_q.double()
+        if self.log_energy_weight is not None:
+            log_w = log_w + self.log_energy_weight.double()
+        return (self.f.double() * torch.exp(log_w)).numpy()
+
+
+def event_rate(
+    flow: GeneratorFlow,
+    flux: Flux,
+    target: ExclusiveModel,
+    params: Mapping[str, float] | None = None,
+    bins: int = 64,
+    n_per_bin: int = 2000,
+    seed: int = 0,
+    extrapolate: bool = False,
+) -> Flux:
+    """The event-rate spectrum flux(E) sigma(E) as a histogram: the energy proposal of :func:`sample_flow`.
+
+    Its edges are ``bins`` equal bins over the flux's range merged with the flux's own edges; sigma(E)
+    [cm^2] at each bin's centre is the flow's importance-sampling estimate mean(f / q) over ``n_per_bin``
+    events (relative error about 1 / sqrt(n_per_bin RESS)), floored at 1e-3 of its largest value so that
+    every energy of the flux stays reachable.
+    """
+    lo, hi = flux.range
+    edges = np.union1d(np.linspace(lo, hi, bins + 1), flux.edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    device = flow.ctx_low.device
+    enu = torch.as_tensor(np.repeat(centres, n_per_bin), dtype=torch.float32, device=device)
+    torch.manual_seed(seed)
+    x, logq = flow.sample_and_log_prob(enu, params, extrapolate)
+    f = differential_cross_section(x.cpu().double(), enu.cpu().double(), target, params)
+    w = (f * torch.exp(-logq.cpu().double())).numpy().reshape(len(centres), n_per_bin)
+    sigma = np.nan_to_num(w, nan=0.0, posinf=0.0).mean(axis=1)
+    sigma = np.maximum(sigma, 1e-3 * sigma.max()) if sigma.max() > 0 else np.ones_like(sigma)
+    return Flux(edges, flux.pdf(centres) * sigma, f"event rate ({flux.name})")
 
 
 def sample_flow(
@@ -153,8 +195,10 @@ def sample_flow(
     target: ExclusiveModel | None = None,
     batch: int = 100_000,
     extrapolate: bool = False,
+    energies: Flux | None = None,
 ) -> WeightedSample:
-    """Draw n events from the flow with E_nu ~ flux; with ``target`` also evaluate f and the weights.
+    """Draw n events from the flow with E_nu ~ ``energies`` (default: the flux itself; see
+    :func:`event_rate`); with ``target`` also evaluate f and the weights.
 
     Emulator mode is ``target=None`` (f is then NaN). Energies outside the flow's trained range raise.
     """
@@ -165,7 +209,7 @@ def sample_flow(
     device = flow.ctx_low.device
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        enu = torch.as_tensor(flux.sample(m, rng), dtype=torch.float32, device=device)
+        enu = torch.as_tensor((energies or flux).sample(m, rng), dtype=torch.float32, device=device)
         t0 = time.perf_counter()
         x, logq = flow.sample_and_log_prob(enu, params, extrapolate)
         if device.type == "cuda":
@@ -183,7 +227,12 @@ def sample_flow(
         es.append(enu)
         lqs.append(logq)
         fs.append(f)
-    return WeightedSample(torch.cat(xs), torch.cat(es), torch.cat(lqs), torch.cat(fs), t_sample, t_target)
+    enu = torch.cat(es)
+    log_ew = None
+    if energies is not None:
+        e64 = enu.double().numpy()
+        log_ew = torch.as_tensor(np.log(flux.pdf(e64)) - np.log(energies.pdf(e64)))
+    return WeightedSample(torch.cat(xs), enu, torch.cat(lqs), torch.cat(fs), t_sample, t_target, log_ew)
 
 
 def events_frame(x: Tensor, enu: Tensor, weights: np.ndarray | None = None) -> pd.DataFrame:

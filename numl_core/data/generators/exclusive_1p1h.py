@@ -389,6 +389,18 @@ class Flux:
         """(lowest, highest) energy [GeV]."""
         return float(self.edges[0]), float(self.edges[-1])
 
+    def pdf(self, enu: np.ndarray) -> np.ndarray:
+        """Normalised density [1/GeV] at energies ``enu`` [GeV] (0 outside the range).
+
+        >>> Flux.flat(0.2, 1.0).pdf(np.array([0.1, 0.5])).round(3)
+        array([0.  , 1.25])
+        """
+        enu = np.asarray(enu, float)
+        mass = self.density * np.diff(self.edges)
+        b = np.clip(np.searchsorted(self.edges, enu, side="right") - 1, 0, len(self.density) - 1)
+        inside = (enu >= self.edges[0]) & (enu <= self.edges[-1])
+        return np.where(inside, self.density[b] / mass.sum(), 0.0)
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n energies [GeV] drawn from the histogram (uniform within a bin)."""
         mass = self.density * np.diff(self.edges)
