@@ -8,9 +8,12 @@ averaged over a flat 0.2-1.0 GeV flux, in the four variables (cos theta_mu, omeg
    documentation recommends (a first ``integ(f, nitn, neval)`` call whose result is discarded), then
    ``random_batch`` points with weights wgt * f: RESS, robust unweighting efficiency, events/s;
 3. numl's flow (a 6-layer, 64-unit coupling flow with the nucleon direction taken about q, trained for
-   about a minute) as importance sampler: RESS, capped-weight bias, unweighting efficiency, unweighted
-   events/s including the cross-section evaluations and unweighted events per cross-section evaluation,
-   and where in the variables the weight variance sits;
+   about four minutes) as importance sampler, energies drawn from the event rate flux x sigma tabulated
+   from the flow (:func:`numl_core.flows.sampling.event_rate`; ``ress_flux_energies`` draws them from
+   the flux): RESS, capped-weight bias, unweighting efficiency, unweighted events/s including the
+   cross-section evaluations, unweighted events per cross-section evaluation, the cost per cross-section
+   evaluation above which the flow outpaces VEGAS (``xsec_seconds_break_even_vs_vegas``), and where in
+   the variables the weight variance sits;
 4. MNLL and RMS of bin pulls of 4-D histograms against a high-statistics weighted reference, for
    flow-emulated, flow-unweighted and accept-reject events of the same size, next to the expected
    value of a perfect sampler;
@@ -49,7 +52,7 @@ REFERENCE_SECONDS_PER_MILLION = {
 }
 """Per-million-sample times of the reference study's small/medium/large flows."""
 ENU = (0.2, 1.0)
-FLOW_ROUNDS, FLOW_EVENTS, FLOW_EPOCHS = 6, 50_000, 5
+FLOW_ROUNDS, FLOW_EVENTS, FLOW_EPOCHS = 12, 100_000, 5
 SCAN_RANGE = (0.9, 1.2)
 """Trained axial-mass range [GeV] of the parameter-conditioned flow; the scan samples inside it."""
 SCAN_POINTS = (0.95, 1.03, 1.15)
@@ -131,6 +134,24 @@ def _vegas_sampler(model: ex.ExclusiveModel, n_eval: int, nitn: int, seed: int) 
     }
 
 
+def break_even_xsec_seconds(
+    seconds_a: float, efficiency_a: float, seconds_b: float, efficiency_b: float
+) -> float:
+    """Cost of one cross-section evaluation [s] above which sampler a makes unweighted events faster than b.
+
+    Each sampler spends ``seconds_*`` per point besides the cross section and keeps a fraction
+    ``efficiency_*`` of its points after unweighting, so an unweighted event costs (s + t) / eff for a
+    cross section costing t. Returns 0 if a is ahead at any cost, inf if it never is.
+
+    >>> round(break_even_xsec_seconds(20e-6, 0.25, 1e-6, 0.05) * 1e6, 2)
+    3.75
+    """
+    if efficiency_a <= efficiency_b:
+        return 0.0 if seconds_a / efficiency_a <= seconds_b / efficiency_b else math.inf
+    t = (seconds_a / efficiency_a - seconds_b / efficiency_b) / (1 / efficiency_b - 1 / efficiency_a)
+    return max(0.0, t)
+
+
 def _seconds_per_million(n: int, device: str) -> dict[str, float]:
     """Sampling time (sample + log q) of untrained S/M/L flows, scaled to 1e6 events."""
     out = {}
@@ -190,9 +211,15 @@ def _scores(
 ) -> dict[str, float]:
     """Sampler figures and 4-D histogram quality (flow emulator, unweighted flow, accept-reject of the same
     size) against a weighted high-statistics reference, for one model, flux and parameter point."""
-    sample = smp.sample_flow(flow, sizes["n_eval"], flux, seed + 11, params, target=model)
+    t0 = time.perf_counter()
+    energies = smp.event_rate(flow, flux, model, params, seed=seed + 13)
+    seconds_event_rate = time.perf_counter() - t0
+    sample = smp.sample_flow(flow, sizes["n_eval"], flux, seed + 11, params, target=model, energies=energies)
     report = smp.sampler_report(sample, 0.9999, seed)
-    ref = smp.sample_flow(flow, sizes["n_reference"], flux, seed + 7919, params, target=model)
+    flux_energies = smp.sample_flow(flow, sizes["n_eval"], flux, seed + 12, params, target=model)
+    ref = smp.sample_flow(
+        flow, sizes["n_reference"], flux, seed + 7919, params, target=model, energies=energies
+    )
     y_ref = smp.box_coordinates(ref.x.numpy(), ref.enu.numpy(), model.m_lep)
     binning = smp.HistogramBinning.from_reference(y_ref, ref.weights, 4)
     href, href2 = binning.histogram(y_ref, ref.weights), binning.histogram(y_ref, ref.weights**2)
@@ -216,6 +243,8 @@ def _scores(
         "ress_capped": report.ress_capped,
         "cap_bias": report.cap_bias,
         "unweighting_efficiency": report.unweighting_efficiency,
+        "ress_flux_energies": smp.relative_ess(flux_energies.weights),
+        "seconds_event_rate_table": seconds_event_rate,
         "integral": report.integral,
         "integral_rel_error": report.integral_rel_error,
         "accept_reject_acceptance": ar.acceptance,
@@ -291,6 +320,8 @@ def _run(sizes: dict[str, Any], seed: int) -> dict[str, Any]:
         "ress": report.ress,
         "ress_capped": report.ress_capped,
         "cap_bias": report.cap_bias,
+        "ress_flux_energies": main["ress_flux_energies"],
+        "seconds_event_rate_table": main["seconds_event_rate_table"],
         "unweighting_efficiency_flow": report.unweighting_efficiency,
         "overweight_fraction_flow": report.overweight_fraction,
         "unweighting_efficiency_vegas": vg["unweighting_efficiency"],
@@ -308,6 +339,15 @@ def _run(sizes: dict[str, Any], seed: int) -> dict[str, Any]:
         "unweighted_per_xsec_eval_accept_reject": ar.acceptance,
         "seconds_flow_sampling_per_event": report.seconds_sampling / report.n,
         "seconds_xsec_per_event": report.seconds_target / report.n,
+        "seconds_vegas_per_point": vg["seconds_sampling"] / vg["n_points"],
+        # the flow's sampling and VEGAS's map cost per point without the cross section: above this cost
+        # per cross-section evaluation the flow makes unweighted events faster than VEGAS
+        "xsec_seconds_break_even_vs_vegas": break_even_xsec_seconds(
+            report.seconds_sampling / report.n,
+            report.unweighting_efficiency,
+            max(0.0, vg["seconds_sampling"] / vg["n_points"] - report.seconds_target / report.n),
+            vg["unweighting_efficiency"],
+        ),
         "integral_flow": report.integral,
         "integral_flow_rel_error": report.integral_rel_error,
         "integral_vegas": vg["integral_adapted"],

@@ -226,26 +226,32 @@ def test_misfit_fitted_on_other_points_calibrates_coverage():
     assert coverage(*args, misfit=fitted, norm=0.5)["1sigma"] > 0.95
 
 
-def test_student_t_fit_recovers_nu_and_scale_and_calibrates_coverage():
+def test_student_t_fit_recovers_nu_scale_and_spread_scale_and_calibrates_coverage():
+    # the model spread is twice too wide (kappa = 0.5) and varies independently of the misfit term
     rng = np.random.default_rng(3)
     n = 20_000
     mean = rng.uniform(1.0, 100.0, n)
-    spread, error = 0.01 * mean, 0.02 * mean
-    tau, nu = 0.03, 4.0
-    scale = predictive_sigma(mean, spread, error, tau)
+    spread, error = 0.01 * mean * rng.uniform(0.2, 8.0, n), 0.02 * mean
+    tau, nu, kappa = 0.03, 4.0, 0.5
+    scale = predictive_sigma(mean, kappa * spread, error, tau)
     data = mean + scale * rng.standard_t(nu, n)
     fit_half, test_half = np.arange(n) < n // 2, np.arange(n) >= n // 2
-    tau_fit, nu_fit = fit_student_t(mean[fit_half], spread[fit_half], data[fit_half], error[fit_half])
-    # ML on 10000 t_4 points: the standard error of nu is ~0.2 (Fisher information) and that of the
-    # total scale ~1%, ~0.0005 on tau; allow ~4 standard errors
+    tau_fit, nu_fit, kappa_fit = fit_student_t(
+        mean[fit_half], spread[fit_half], data[fit_half], error[fit_half]
+    )
+    # ML on 10000 t_4 points: the standard error of nu is ~0.2 (Fisher information), those of tau and
+    # kappa a few percent of their values; allow ~4 standard errors
     assert nu_fit == pytest.approx(nu, abs=0.8)
-    assert tau_fit == pytest.approx(tau, abs=0.002)
+    assert tau_fit == pytest.approx(tau, abs=0.004)
+    assert kappa_fit == pytest.approx(kappa, abs=0.06)
     ones = np.ones(n // 2)
     args = (mean[test_half], spread[test_half], ones, data[test_half], error[test_half])
-    cov = coverage(*args, tau_fit, nu=nu_fit)
+    cov = coverage(mean[test_half], kappa_fit * spread[test_half], *args[2:], tau_fit, nu=nu_fit)
     # binomial standard errors at n = 10000: 0.0047 and 0.0021; ~4 sigma tolerance
     assert cov["1sigma"] == pytest.approx(0.6827, abs=0.02)
     assert cov["2sigma"] == pytest.approx(0.9545, abs=0.009)
+    # the spread taken at face value widens the band
+    assert coverage(*args, tau_fit, nu=nu_fit)["1sigma"] > 0.74
     # the Gaussian fitted to the same heavy-tailed points is too wide at 1 sigma (t_4: ~0.77)
     gauss = coverage(
         *args, misfit=fit_misfit(mean[fit_half], spread[fit_half], data[fit_half], error[fit_half])
@@ -258,7 +264,7 @@ def test_student_t_fit_of_gaussian_points_goes_to_the_gaussian_limit():
     n = 10_000
     mean = np.ones(n)
     data = rng.normal(mean, 0.05)
-    tau_fit, nu_fit = fit_student_t(mean, np.zeros(n), data, np.full(n, 1e-4))
+    tau_fit, nu_fit, _ = fit_student_t(mean, np.zeros(n), data, np.full(n, 1e-4))
     assert nu_fit > 30
     assert tau_fit == pytest.approx(0.05, rel=0.03)
     # with nu at its upper bound the intervals are those of the Gaussian within a percent

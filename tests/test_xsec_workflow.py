@@ -139,6 +139,7 @@ def test_run_saves_model_that_transfer_reuses(tmp_path):
     assert out["finetune"] == "last 1 blocks" and out["base_nucleus"] == "A=16"
     points = out["transfer_points"]
     assert (points[["pred_finetuned", "pred_scratch", "pred_scaled_base"]] > 0).all().all()
+    assert points["group"].dtype.kind == "i" and points["group"].min() >= 0
 
 
 def test_transfer_from_a_users_file(tmp_path):

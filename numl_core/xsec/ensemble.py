@@ -292,6 +292,10 @@ NU_BOUNDS = (2.0, 100.0)
 """Bounds on the degrees of freedom of the Student-t predictive (nu > 2: finite variance)."""
 
 
+SPREAD_SCALE_BOUNDS = (0.05, 20.0)
+"""Bounds on the factor that recalibrates the model spread in :func:`fit_student_t`."""
+
+
 def fit_student_t(
     mean: np.ndarray,
     spread: np.ndarray,
@@ -299,43 +303,49 @@ def fit_student_t(
     error: np.ndarray,
     norm: np.ndarray | float = 0.0,
     nu_bounds: tuple[float, float] = NU_BOUNDS,
-) -> tuple[float, float]:
-    """Misfit width tau and degrees of freedom nu of a Student-t predictive, by maximum likelihood.
+) -> tuple[float, float, float]:
+    """Misfit width tau, degrees of freedom nu and spread scale kappa of a Student-t predictive, by
+    maximum likelihood.
 
-    Each point is modelled as ``mean + s t_nu`` with scale ``s`` = :func:`predictive_sigma` (``spread``,
-    ``error``, ``tau``, ``norm``): the same terms as the Gaussian predictive, with tails whose weight
-    nu sets (nu -> infinity is the Gaussian). tau in [0, 10] and nu in ``nu_bounds`` are fitted jointly.
-    Fit on points the members were not trained on (validation points), never on the test points.
-    Returns ``(tau, nu)``.
+    Each point is modelled as ``mean + s t_nu`` with scale ``s`` = :func:`predictive_sigma`
+    (``kappa * spread``, ``error``, ``tau``, ``norm``): the terms of the Gaussian predictive, with tails
+    whose weight nu sets (nu -> infinity is the Gaussian) and the model spread recalibrated by kappa
+    (an ensemble's or MC dropout's spread is a heuristic width: kappa < 1 where it is wider than the
+    residuals, > 1 where narrower). tau in [0, 10], nu in ``nu_bounds`` and kappa in
+    :data:`SPREAD_SCALE_BOUNDS` are fitted jointly. Fit on points the members were not trained on
+    (validation points), never on the test points. Returns ``(tau, nu, kappa)``.
 
     >>> rng = np.random.default_rng(1)
     >>> m = np.ones(20000); d = m + 0.05 * rng.standard_t(4, 20000)
-    >>> tau, nu = fit_student_t(m, np.zeros(20000), d, np.full(20000, 1e-4))
+    >>> tau, nu, kappa = fit_student_t(m, np.zeros(20000), d, np.full(20000, 1e-4))
     >>> round(tau, 2), 3 < nu < 5
     (0.05, True)
     """
     mean, spread, data, error = (np.asarray(a, float) for a in (mean, spread, data, error))
     resid = data - mean
-    fixed = spread**2 + error**2 + (np.asarray(norm) * mean) ** 2
+    fixed = error**2 + (np.asarray(norm) * mean) ** 2
     lo, hi = np.log(nu_bounds[0]), np.log(nu_bounds[1])
+    k_lo, k_hi = np.log(SPREAD_SCALE_BOUNDS[0]), np.log(SPREAD_SCALE_BOUNDS[1])
 
     def nll(params: np.ndarray) -> float:
-        tau, lognu = params
-        scale = np.sqrt(fixed + (tau * mean) ** 2)
+        tau, lognu, logkappa = params
+        scale = np.sqrt(fixed + (np.exp(logkappa) * spread) ** 2 + (tau * mean) ** 2)
         return -float(np.sum(stats.t.logpdf(resid, np.exp(lognu), scale=scale)))
 
     tau0 = fit_misfit(mean, spread, data, error) if np.ndim(norm) == 0 and norm == 0 else 0.0
     best = None
     for nu0 in (3.0, 10.0, 50.0):
-        res = optimize.minimize(
-            nll,
-            np.array([tau0, np.log(nu0)]),
-            method="L-BFGS-B",
-            bounds=[(0.0, 10.0), (lo, hi)],
-        )
-        if best is None or res.fun < best.fun:
-            best = res
-    return float(best.x[0]), float(np.clip(np.exp(best.x[1]), *nu_bounds))
+        for kappa0 in (0.5, 1.0):
+            res = optimize.minimize(
+                nll,
+                np.array([tau0, np.log(nu0), np.log(kappa0)]),
+                method="L-BFGS-B",
+                bounds=[(0.0, 10.0), (lo, hi), (k_lo, k_hi)],
+            )
+            if best is None or res.fun < best.fun:
+                best = res
+    tau, lognu, logkappa = best.x
+    return float(tau), float(np.clip(np.exp(lognu), *nu_bounds)), float(np.exp(logkappa))
 
 
 def coverage(
@@ -351,7 +361,8 @@ def coverage(
     """Fraction of points inside the central 1 and 2 sigma intervals of the predictive of a measured point.
 
     The predictive is ``scale * mean + s t_nu`` with ``s`` from :func:`predictive_sigma`: a Gaussian for
-    ``nu`` = inf (within 1 and 2 s), else a Student-t (``misfit`` and ``nu`` from :func:`fit_student_t`)
+    ``nu`` = inf (within 1 and 2 s), else a Student-t (``misfit`` and ``nu`` from :func:`fit_student_t`,
+    whose spread scale multiplies ``spread``)
     whose central intervals hold the Gaussian probabilities 0.6827 and 0.9545, i.e.
     ``|data - scale * mean| < s * t_nu.ppf((1 + p) / 2)``. ``scale`` (N,) is each point's normalisation
     factor lambda_k applied to the prediction ``mean`` and ``spread`` (ones when they already include it,

@@ -63,6 +63,23 @@ def split_fraction(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(perm[:k]), np.sort(perm[k:])
 
 
+def covered_settings(
+    target: pd.DataFrame, base: pd.DataFrame, dtheta_deg: float = 10.0, rel_energy: float = 0.2
+) -> np.ndarray:
+    """Mask (N,) of ``target`` rows whose (E, theta) has a ``base`` setting within ``dtheta_deg``
+    degrees and ``rel_energy`` of its energy: kinematics the base model was fitted near.
+
+    >>> base = pd.DataFrame({"energy": [0.5, 2.0], "theta_deg": [60.0, 15.0]})
+    >>> target = pd.DataFrame({"energy": [0.55, 0.5, 2.1], "theta_deg": [65.0, 140.0, 15.0]})
+    >>> covered_settings(target, base).tolist()
+    [True, False, True]
+    """
+    e, th = target["energy"].to_numpy()[:, None], target["theta_deg"].to_numpy()[:, None]
+    settings = base[["energy", "theta_deg"]].drop_duplicates().to_numpy()
+    near = (np.abs(th - settings[:, 1]) <= dtheta_deg) & (np.abs(e - settings[:, 0]) <= rel_energy * e)
+    return near.any(axis=1)
+
+
 def carried_over(base: XsecNet, a_base: int, a_target: int, blocks: int | None) -> XsecNet:
     """A copy of ``base`` predicting ``A_target / A_base`` times its cross section, ready to fine-tune."""
     net = copy.deepcopy(base)
@@ -87,7 +104,8 @@ def transfer_nucleus(
 
     ``group`` (N,) data-set index into ``prior`` (K,). Returns a summary row (chi2 per point of
     ``finetuned``, ``scratch`` and ``scaled_base`` on the held-out points, seconds, point counts) and
-    the held-out points with each method's predicted cross section [nb/sr/GeV].
+    the held-out points with their data-set index ``group`` and each method's predicted cross section
+    ``pred_{method}`` [nb/sr/GeV].
     """
     settings.validate()
     progress = progress if progress is not None else Progress()
@@ -141,5 +159,6 @@ def transfer_nucleus(
         heldout_points=float(len(held)),
     )
     points = table.iloc[held][["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]]
-    points = points.assign(**{f"pred_{k}": v for k, v in predictions.items()}).reset_index(drop=True)
+    points = points.assign(group=group[held], **{f"pred_{k}": v for k, v in predictions.items()})
+    points = points.reset_index(drop=True)
     return row, points

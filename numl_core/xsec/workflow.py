@@ -242,10 +242,11 @@ def _summary(
     """chi2 per point per split (fitted lambda, and profiled on the test points) and test coverage.
 
     Coverage uses the predictive distribution of a measured point, a Student-t located at the mean of
-    lambda_k sigma over members (``{method}_pred``) with scale^2 = spread of lambda_k sigma^2
+    lambda_k sigma over members (``{method}_pred``) with scale^2 = (kappa x spread of lambda_k sigma)^2
     (``{method}_pred_std``) + the point's error^2 + (tau prediction)^2 + (prior width of a data set
-    without training points x prediction)^2; the relative misfit tau (``misfit_student_t``) and the
-    degrees of freedom nu (``nu_student_t``, in [2, 100]) are fitted jointly by maximum likelihood on
+    without training points x prediction)^2; the relative misfit tau (``misfit_student_t``), the
+    degrees of freedom nu (``nu_student_t``, in [2, 100]) and the spread scale kappa
+    (``spread_scale_student_t``) are fitted jointly by maximum likelihood on
     the validation points. ``coverage_1sigma`` / ``coverage_2sigma`` are the fractions of test points
     inside its central intervals of probability 0.6827 / 0.9545 (:func:`coverage`).
     ``coverage_*_gaussian`` use a Gaussian with the same terms and tau fitted by Gaussian likelihood
@@ -267,12 +268,14 @@ def _summary(
     norm = np.where(fitted[group], 0.0, np.where(np.isfinite(prior), prior, 0.0)[group])
     misfit = fit_misfit(pred[val], pred_std[val], xsec[val], err[val]) if val.any() else 0.0
     if val.sum() >= 2:
-        misfit_t, nu = fit_student_t(pred[val], pred_std[val], xsec[val], err[val], norm[val])
+        misfit_t, nu, kappa = fit_student_t(pred[val], pred_std[val], xsec[val], err[val], norm[val])
     else:  # nothing to fit the tails on: the Gaussian limit
-        misfit_t, nu = misfit, float("inf")
+        misfit_t, nu, kappa = misfit, float("inf"), 1.0
     ones = np.ones(int(test.sum()))
     args = (pred[test], pred_std[test], ones, xsec[test], err[test])
-    cov = coverage(*args, misfit_t, norm[test], nu=nu)
+    cov = coverage(
+        pred[test], kappa * pred_std[test], ones, xsec[test], err[test], misfit_t, norm[test], nu=nu
+    )
     out.update({f"coverage_{k}": v for k, v in cov.items()})
     for tag, tau in (("_gaussian", misfit), ("_no_misfit", 0.0)):
         cov = coverage(*args, tau, norm[test])
@@ -280,6 +283,7 @@ def _summary(
     out["misfit"] = misfit
     out["misfit_student_t"] = misfit_t
     out["nu_student_t"] = nu
+    out["spread_scale_student_t"] = kappa
     out["median_rel_band"] = float(np.median(spread / mean))
     return out
 
@@ -353,7 +357,8 @@ def fit_nucleus(config: XsecConfig, progress: Progress) -> dict[str, Any]:
             f"test {summary[method]['chi2_test']:.2f}; test coverage 1 sigma "
             f"{summary[method]['coverage_1sigma']:.2f}, 2 sigma {summary[method]['coverage_2sigma']:.2f} "
             f"(Student-t predictive, relative misfit {summary[method]['misfit_student_t']:.3f}, "
-            f"nu {summary[method]['nu_student_t']:.1f} from the validation points; Gaussian "
+            f"nu {summary[method]['nu_student_t']:.1f}, spread x "
+            f"{summary[method]['spread_scale_student_t']:.2f} from the validation points; Gaussian "
             f"{summary[method]['coverage_1sigma_gaussian']:.2f} / "
             f"{summary[method]['coverage_2sigma_gaussian']:.2f})"
         )
