@@ -106,17 +106,21 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
         "coverage_definition": (
             "fraction of held-out points inside the central interval of probability 0.6827 (1 sigma) / "
             "0.9545 (2 sigma) of a Student-t predictive: location = prediction lambda_k sigma, scale^2 "
-            "= model spread of lambda_k sigma^2 + point error^2 + (misfit x prediction)^2, the relative"
-            " misfit and the degrees of freedom nu in [2, 100] fitted jointly by maximum likelihood on "
-            "the validation points (never the test points); *_gaussian: a Gaussian with the same terms,"
-            " misfit fitted by Gaussian likelihood on the validation points, within k sigma; "
-            "*_no_misfit: that Gaussian without the misfit term; each the mean over the random 10% "
-            "hold-outs of coverage_seeds (*_by_seed: per hold-out), misfit_* and nu_* of seed 0"
+            "= (kappa x model spread of lambda_k sigma)^2 + point error^2 + (misfit x prediction)^2, the "
+            "relative misfit, the degrees of freedom nu in [2, 100] and the spread scale kappa fitted "
+            "jointly by maximum likelihood on the validation points (never the test points); "
+            "*_gaussian: a Gaussian with the same terms but kappa = 1, misfit fitted by Gaussian "
+            "likelihood on the validation points, within k sigma; *_no_misfit: that Gaussian without "
+            "the misfit term; each the mean over the random 10% hold-outs of coverage_seeds (*_by_seed: "
+            "per hold-out), misfit_*, nu_* and spread_scale_* of seed 0"
         ),
         "misfit_relative_student_t": {
             METHOD_NAMES[m]: s["misfit_student_t"] for m, s in by_points["summary"].items()
         },
         "nu_student_t": {METHOD_NAMES[m]: s["nu_student_t"] for m, s in by_points["summary"].items()},
+        "spread_scale_student_t": {
+            METHOD_NAMES[m]: s["spread_scale_student_t"] for m, s in by_points["summary"].items()
+        },
         "misfit_relative": {METHOD_NAMES[m]: s["misfit"] for m, s in by_points["summary"].items()},
         "chi2_per_point_heldout_points_by_method": {
             METHOD_NAMES[m]: s["chi2_test"] for m, s in by_points["summary"].items()
