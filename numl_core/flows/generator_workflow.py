@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,12 @@ class GeneratorConfig(Config):
         default=0.3,
         bounds=(0.05, 1.0),
         doc="Round 0 learns f^temper; the exponent then rises to 1 over the first half of the rounds.",
+    )
+    round_decay = param.Number(
+        default=0.5,
+        bounds=(0.05, 1.0),
+        doc="Learning-rate factor per importance round once the target is f itself (1: every round "
+        "starts at learning_rate).",
     )
     events_per_round = param.Integer(
         default=300_000, bounds=(100, 50_000_000), doc="Weighted events per round."
@@ -173,6 +180,21 @@ def annealing_exponent(config: GeneratorConfig, round_: int) -> float:
     """
     ramp = max(1.0, (config.rounds - 1) / 2)
     return min(1.0, config.temper + (1.0 - config.temper) * round_ / ramp)
+
+
+def round_learning_rate(config: GeneratorConfig, round_: int) -> float:
+    """Starting learning rate of round ``round_``: ``learning_rate`` while annealing, then times
+    ``round_decay`` per round at the full target (the flow is by then a close proposal that later rounds
+    refine rather than move).
+
+    >>> config = GeneratorConfig(rounds=5, temper=0.4, learning_rate=1e-3, round_decay=0.5)
+    >>> [round(round_learning_rate(config, r) * 1e3, 3) for r in range(5)]
+    [1.0, 1.0, 0.5, 0.25, 0.125]
+    """
+    if config.training == "accept_reject":
+        return config.learning_rate
+    full = next(r for r in range(config.rounds + 1) if annealing_exponent(config, r) >= 1.0)
+    return config.learning_rate * config.round_decay ** max(0, round_ - max(full, 1) + 1)
 
 
 def _training_set(
@@ -288,7 +310,7 @@ def train_flow(
             weighted_nll,
             train,
             val,
-            settings,
+            replace(settings, lr=round_learning_rate(config, r)),
             sub,
             name=f"flow-round{r}",
             fingerprint={**fingerprint, "round": r},
@@ -298,6 +320,7 @@ def train_flow(
                 "round": r,
                 "proposal_ress": ress,
                 "beta": beta,
+                "lr": round_learning_rate(config, r),
                 "n_events": len(y),
                 "best_val_loss": result.best_val_loss,
                 "epochs": result.epochs_run,
