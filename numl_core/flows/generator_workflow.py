@@ -303,6 +303,7 @@ def train_flow(
         seconds_data = time.perf_counter() - t0
         progress.metric("proposal_ress", ress, step=r)
         beta = 1.0 if config.training == "accept_reject" else annealing_exponent(config, r)
+        lr = round_learning_rate(config, r)
         progress.log(f"round {r}: {len(y)} events, proposal RESS {ress:.4f} ({seconds_data:.1f} s)")
         train, val = _split((y, c, w), config.seed + r)
         result = fit(
@@ -310,7 +311,7 @@ def train_flow(
             weighted_nll,
             train,
             val,
-            replace(settings, lr=round_learning_rate(config, r)),
+            replace(settings, lr=lr),
             sub,
             name=f"flow-round{r}",
             fingerprint={**fingerprint, "round": r},
@@ -320,7 +321,7 @@ def train_flow(
                 "round": r,
                 "proposal_ress": ress,
                 "beta": beta,
-                "lr": round_learning_rate(config, r),
+                "lr": lr,
                 "n_events": len(y),
                 "best_val_loss": result.best_val_loss,
                 "epochs": result.epochs_run,
