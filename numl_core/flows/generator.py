@@ -57,6 +57,8 @@ PRESETS = {"S": (10, 256), "M": (10, 512), "L": (25, 512)}
 CHECKPOINT_FORMAT = 2
 NUCLEON_FRAMES = ("q", "lab")
 """Coordinates of the nucleon direction: about the momentum transfer q, or about the beam."""
+SAMPLING_CHUNK_CPU, SAMPLING_CHUNK_CUDA = 2**14, 2**18
+"""Events per network call when sampling on a CPU and on a GPU."""
 CIRCULAR = (False, False, False, True)
 """Which of the four box coordinates are periodic (phi_N)."""
 
@@ -100,6 +102,19 @@ class BoxSplineTransform(MonotonicRQSTransform):
         self.horizontal = 2 * torch.cumsum(widths, dim=-1) - 1
         self.vertical = 2 * torch.cumsum(heights, dim=-1) - 1
         self.derivatives = torch.exp(derivatives)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """x = f^-1(y) and log|dx/dy| in one bin search (zuko's inverse searches again for the Jacobian)."""
+        k = self.searchsorted(self.vertical, y) - 1
+        mask, x0, x1, y0, y1, d0, d1, s = self.bin(k)
+        y_ = mask * (y - y0)
+        a = (y1 - y0) * (s - d0) + y_ * (d0 + d1 - 2 * s)
+        b = (y1 - y0) * d0 - y_ * (d0 + d1 - 2 * s)
+        c = -s * y_
+        z = 2 * c / (-b - (b**2 - 4 * a * c).sqrt())
+        denominator = s + (d0 + d1 - 2 * s) * z * (1 - z)
+        jacobian = s**2 * (2 * s * z * (1 - z) + d0 * (1 - z) ** 2 + d1 * z**2) / denominator**2
+        return torch.where(mask, x0 + z * (x1 - x0), y), -(mask * jacobian.log())
 
 
 class HalfTurn(CircularShiftTransform):
@@ -381,6 +396,24 @@ class GeneratorFlow(nn.Module):
         # below the removal threshold the flow has no support (nor has the cross section)
         return torch.where(y[..., 1] < -1 - 1e-6, -math.inf, logq)
 
+    def _sample_box(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """Box points y (N, 4) and log q(y) (N,) for standardised contexts (N, C). Coupling flows are
+        inverted layer by layer with one network call each; zuko's generic inverse calls every coupling
+        network twice, once for the point and once more for the Jacobian."""
+        dist = self.flow(ctx)
+        if self.spec.passes != 2:
+            return dist.rsample_and_log_prob()
+        y = dist.base.rsample()
+        logq = dist.base.log_prob(y)
+        for layer in reversed(self.flow.transform.transforms):
+            y_a = y[..., layer.mask]
+            half_turn, spline = layer.meta(ctx, y_a).base.transforms
+            x_b, ladj = spline.inverse_and_ladj(y[..., ~layer.mask])
+            y = y.clone()
+            y[..., ~layer.mask] = half_turn.inv(x_b)
+            logq = logq - ladj.sum(-1)
+        return y, logq
+
     def sample_and_log_prob(
         self,
         enu: Tensor,
@@ -389,8 +422,11 @@ class GeneratorFlow(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """One event x (N, 4) per energy in ``enu`` (N,) and log q(x) (N,), without gradients."""
         ctx = self.context(enu, params, extrapolate)
+        # batches that stay in the CPU's cache sample ~1.4x faster than 100k events at once
+        chunk = SAMPLING_CHUNK_CUDA if ctx.device.type == "cuda" else SAMPLING_CHUNK_CPU
         with torch.no_grad():
-            y, logq = self.flow(ctx).rsample_and_log_prob()
+            parts = [self._sample_box(c) for c in ctx.split(chunk)]
+        y, logq = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         y = y.clamp(-1.0, 1.0 - 1e-7)
         enu = enu.to(ctx)
         ladj = self._box_ladj(y, enu - MUON_MASS - self.spec.omega_low)
