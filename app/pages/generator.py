@@ -35,8 +35,8 @@ APP_DEFAULTS = {
     "transforms": 4,
     "hidden": 64,
     "rounds": 3,
-    "events_per_round": 60_000,
-    "epochs": 4,
+    "events_per_round": 200_000,
+    "epochs": 1,
     "n_eval": 40_000,
     "n_reference": 200_000,
 }

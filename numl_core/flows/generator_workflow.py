@@ -67,7 +67,7 @@ class GeneratorConfig(Config):
         doc="Train on importance-weighted rounds (forward KL to the known density) or accept-reject events.",
     )
     rounds = param.Integer(
-        default=6, bounds=(1, 100), doc="Importance rounds (round 0 uses a uniform proposal)."
+        default=12, bounds=(1, 100), doc="Importance rounds (round 0 uses a uniform proposal)."
     )
     temper = param.Number(
         default=0.3,
@@ -81,14 +81,19 @@ class GeneratorConfig(Config):
         "starts at learning_rate).",
     )
     events_per_round = param.Integer(
-        default=300_000, bounds=(100, 50_000_000), doc="Weighted events per round."
+        default=1_000_000,
+        bounds=(100, 50_000_000),
+        doc="Weighted events per round (fresh events are cheap: a round's events cost less to draw and "
+        "weight than one training epoch over them).",
     )
     n_accept_reject_train = param.Integer(
         default=20_000,
         bounds=(100, 10_000_000),
         doc="Accept-reject training events (training 'accept_reject').",
     )
-    epochs = param.Integer(default=8, bounds=(1, 1000), doc="Epochs per round.")
+    epochs = param.Integer(
+        default=1, bounds=(1, 1000), doc="Epochs per round (more fresh events beat more epochs)."
+    )
     batch_size = param.Integer(default=512, bounds=(16, 1_000_000), doc="Mini-batch size.")
     learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
     energy_sampling = param.Selector(
