@@ -151,11 +151,12 @@ class CircularCouplingTransform(GeneralCouplingTransform):
         super().__init__(features, context, mask, univariate, shapes, **kwargs)
         self.register_buffer("circular_a", circular_a)
         n_a, n_circ = int(mask.sum()), int(circular_a.sum())
+        self.has_circular = n_circ > 0
         if n_circ:
             self.hyper = MLP(n_a + n_circ + context, (features - n_a) * self.total, **kwargs)
 
     def meta(self, c: Tensor | None, x: Tensor) -> zuko.transforms.Transform:
-        if bool(self.circular_a.any()):
+        if self.has_circular:
             angle = math.pi * x[..., self.circular_a]
             x = torch.cat([x[..., ~self.circular_a], torch.cos(angle), torch.sin(angle)], dim=-1)
         return super().meta(c, x)
