@@ -185,11 +185,13 @@ class AppContext:
             self._workflows = available()
         return self._workflows
 
-    def submit(self, workflow: Workflow, config: Config, label: str = "") -> Job:
-        """Create a run directory owned by this session and queue ``workflow.run`` on it."""
+    def submit(self, workflow: Workflow, config: Config, label: str = "", action: str = "run") -> Job:
+        """Create a run directory owned by this session and queue ``workflow.run`` (or the named
+        ``action`` of ``workflow.actions``) on it."""
+        fn = workflow.run if action == "run" else workflow.actions[action]
         run = self.store.create(workflow.name, config)
-        run.update_info({"owner": self.token, "label": label or workflow.name})
-        job = self.runner.submit(workflow.run, config, run, label or workflow.name)
+        run.update_info({"owner": self.token, "label": label or workflow.name, "action": action})
+        job = self.runner.submit(fn, config, run, label or workflow.name)
         self.shared.record(self.token, workflow.name, job)
         return job
 

@@ -21,6 +21,7 @@ import panel as pn
 
 import app.pages
 from app.components.job_panel import JobPanel, error_view
+from app.components.page import PageSpec, build_page
 from app.components.run_browser import RunBrowser
 from app.context import AppContext
 from numl_core.jobs import Job
@@ -34,19 +35,29 @@ RUNS_PAGE = "runs"
 
 
 def page_modules() -> dict[str, ModuleType]:
-    """Page modules by the workflow name they serve."""
+    """Page modules by the workflow name they serve (``PAGE.workflow``)."""
     found = {}
     for info in pkgutil.iter_modules(app.pages.__path__):
         module = importlib.import_module(f"app.pages.{info.name}")
-        if hasattr(module, "build_page"):
+        spec = getattr(module, "PAGE", None)
+        if isinstance(spec, PageSpec):
+            found[spec.workflow] = module
+        elif hasattr(module, "build_page"):
             found[getattr(module, "WORKFLOW_NAME", info.name)] = module
     return found
+
+
+def _build(ctx: AppContext, workflow: Workflow, module: ModuleType | None) -> pn.viewable.Viewable:
+    spec = getattr(module, "PAGE", None)
+    if isinstance(spec, PageSpec):
+        return build_page(spec, ctx)
+    return module.build_page(ctx) if module is not None else JobPanel(workflow, ctx)
 
 
 def build_tab(ctx: AppContext, workflow: Workflow, module: ModuleType | None) -> pn.viewable.Viewable:
     """A workflow's page; a page that fails to build shows its error instead of breaking the app."""
     try:
-        return module.build_page(ctx) if module is not None else JobPanel(workflow, ctx)
+        return _build(ctx, workflow, module)
     except Exception as exc:
         log.exception("page of workflow %r failed to build", workflow.name)
         return error_view(
@@ -99,7 +110,11 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
         unbuilt[len(tabs)] = workflow
         tabs.append((workflow.title, pn.Column(sizing_mode="stretch_width")))
         names.append(name)
-    result_views = {n: m.result_view for n, m in modules.items() if hasattr(m, "result_view")}
+    result_views = {
+        n: m.PAGE.result_view if isinstance(getattr(m, "PAGE", None), PageSpec) else m.result_view
+        for n, m in modules.items()
+        if hasattr(m, "PAGE") or hasattr(m, "result_view")
+    }
 
     def ensure_built(index: int) -> None:
         workflow = unbuilt.pop(index, None)

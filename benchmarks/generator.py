@@ -10,7 +10,7 @@ averaged over a flat 0.2-1.0 GeV flux, in the four variables (cos theta_mu, omeg
 3. numl's flow (a 6-layer, 64-unit coupling flow with the nucleon direction taken about q, trained for
    about ten minutes on 12 rounds of a million fresh weighted events, one epoch each) as importance
    sampler, energies drawn from the event rate flux x sigma tabulated from the flow
-   (:func:`numl_core.flows.sampling.event_rate`; ``ress_flux_energies`` draws them from the flux):
+   (:func:`numl_core.generator.sampling.event_rate`; ``ress_flux_energies`` draws them from the flux):
    RESS, capped-weight bias, unweighting efficiency, unweighted events/s including the cross-section
    evaluations, unweighted events per cross-section evaluation, the cost per cross-section evaluation
    above which the flow outpaces VEGAS (``xsec_seconds_break_even_vs_vegas``), and where in the
@@ -41,9 +41,9 @@ import torch
 import vegas
 
 from numl_core.data.generators import exclusive_1p1h as ex
-from numl_core.flows import sampling as smp
-from numl_core.flows.generator import PRESETS, FlowSpec, GeneratorFlow
-from numl_core.flows.generator_workflow import GeneratorConfig, train_flow
+from numl_core.generator import sampling as smp
+from numl_core.generator.model import PRESETS, FlowSpec, GeneratorFlow
+from numl_core.generator.workflow import GeneratorConfig, train_flow
 from numl_core.jobs import Progress
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from numl_core.flows.uncertainty import pvalue_metrics
-from numl_core.flows.uncertainty_workflow import UncertaintyConfig, run_near_far, run_uncertainty
 from numl_core.jobs import Progress
+from numl_core.uncertainty.model import pvalue_metrics
+from numl_core.uncertainty.workflow import UncertaintyConfig, run_near_far, run_uncertainty
 
 logger = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from numl_core.data.binning import BINNINGS, Binning
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.jobs import Progress
-from numl_core.unfold.binning import BINNINGS, Binning
 from numl_core.unfold.ensemble import ClassifierSettings, EnsembleMLP, derived_seed, train_classifiers
 from numl_core.unfold.ibu import ResponseInputs, ibu_throws, iterative_bayesian_unfold
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold

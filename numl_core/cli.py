@@ -175,6 +175,7 @@ def run_workflow(
         raise click.ClickException(str(exc)) from None
     if not resume:
         run = store.create(wf.name, cfg)
+        run.update_info({"action": action})
     runner = JobRunner(max_workers=1, torch_threads=None)
     fn = wf.run if action == "run" else wf.actions[action]
     bar = tqdm(

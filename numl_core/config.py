@@ -56,6 +56,9 @@ class Config(param.Parameterized):
     naming the field, the value and what is allowed.
     """
 
+    #: Old field names still read from JSON, mapped to their current names.
+    RENAMED: dict[str, str] = {}
+
     @classmethod
     def field_names(cls) -> list[str]:
         """Names of the user-facing fields, in declaration order."""
@@ -91,6 +94,7 @@ class Config(param.Parameterized):
         where = f"{source}: " if source else ""
         if not isinstance(values, dict):
             raise ConfigError(f"{where}{cls.__name__}: expected a JSON object, got {type(values).__name__}")
+        values = {cls.RENAMED.get(k, k): v for k, v in values.items()}
         names = cls.field_names()
         for key in values:
             if key not in names:

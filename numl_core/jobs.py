@@ -34,6 +34,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from numl_core.results import Result
+
 if TYPE_CHECKING:
     from numl_core.runs import RunDir
 
@@ -221,7 +223,10 @@ class Job:
         try:
             result = self.fn(self.config, self.progress)
             if self.run_dir is not None and result is not None:
-                self.run_dir.save_result(result)
+                if isinstance(result, Result):
+                    result.save(self.run_dir)
+                else:
+                    self.run_dir.save_result(result)
             self.result = result
             self.progress.update(1.0, "done")
             self._finish("done")

@@ -35,10 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import param
 import torch
 from torch import Tensor, nn
 
-from numl_core.device import resolve_device
+from numl_core.config import Config
+from numl_core.device import DEVICE_CHOICES, resolve_device
 from numl_core.jobs import Progress
 
 LossFn = Callable[[nn.Module, tuple[Tensor, ...]], dict[str, Tensor]]
@@ -85,6 +87,47 @@ class TrainSettings:
                 raise ValueError(f"training setting {key}={getattr(self, key)} must be >= 0")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"training setting schedule={self.schedule!r} must be one of {SCHEDULES}")
+
+
+class TrainingConfig(Config):
+    """Fields that every training workflow's config shares: ``seed``, ``device`` and the training loop's
+    ``epochs``, ``batch_size`` and ``learning_rate``.
+
+    A workflow's config derives from it and sets its own defaults by plain assignment
+    (``epochs = 3000``); :meth:`train_settings` gives the :class:`TrainSettings` of the loop, with the
+    fields ``weight_decay``, ``schedule``, ``patience`` and ``eval_batch_size`` taken from the config
+    where it declares them.
+
+    >>> class Fit(TrainingConfig):
+    ...     epochs = 7
+    >>> Fit().train_settings(patience=0).epochs, Fit().train_settings().lr
+    (7, 0.001)
+    """
+
+    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="Random seed of data, splits and training.")
+    device = param.Selector(
+        default="auto", objects=list(DEVICE_CHOICES), doc="Torch device; auto: CUDA, then MPS, then CPU."
+    )
+    epochs = param.Integer(
+        default=20, bounds=(1, 100_000), doc="Training epochs (passes over the data) at most."
+    )
+    batch_size = param.Integer(default=512, bounds=(8, 1_000_000), doc="Events per optimiser step.")
+    learning_rate = param.Number(default=1e-3, bounds=(1e-7, 1.0), doc="Adam(W) learning rate.")
+
+    OPTIONAL_TRAIN_FIELDS = ("weight_decay", "schedule", "patience", "eval_batch_size", "grad_clip")
+
+    def train_settings(self, **changes: Any) -> TrainSettings:
+        """The training loop's settings from this config's fields, then ``changes``."""
+        values: dict[str, Any] = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.learning_rate,
+            "device": self.device,
+            "seed": self.seed,
+        }
+        values.update({k: getattr(self, k) for k in self.OPTIONAL_TRAIN_FIELDS if k in self.param})
+        values.update(changes)
+        return TrainSettings(**values)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numl_core.unfold.binning import BINNINGS, Binning, bincount_weighted
+from numl_core.data.binning import BINNINGS, Binning, bincount_weighted
 
 # Edges from data/t2k_cc0pi_stv_2018/README.md (T2K, PRD 98, 032003).
 T2K_EDGES = {

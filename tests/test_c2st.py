@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from numl_core.flows.c2st import binomial_pvalue, c2st, c2st_torch, latent_c2st
+from numl_core.uncertainty.c2st import binomial_pvalue, c2st, c2st_torch, latent_c2st
 
 
 def _sbi_samples():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from numl_core.flows.generator import (
+from numl_core.generator.model import (
     PRESETS,
     FlowSpec,
     GeneratorFlow,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from numl_core.data.generators import exclusive_1p1h as ex
-from numl_core.flows import sampling as smp
-from numl_core.flows.generator import FlowSpec, GeneratorFlow
+from numl_core.generator import sampling as smp
+from numl_core.generator.model import FlowSpec, GeneratorFlow
 
 
 def test_ress_and_integral_error_known_values():

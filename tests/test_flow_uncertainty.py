@@ -6,8 +6,8 @@ import torch
 from scipy import stats
 
 from numl_core.data.schema import DataError
-from numl_core.flows import uncertainty as unc
-from numl_core.flows.uncertainty import (
+from numl_core.uncertainty import model as unc
+from numl_core.uncertainty.model import (
     FlowSettings,
     GaussianDensity,
     MarginalGaussianDensity,

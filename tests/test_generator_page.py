@@ -8,7 +8,7 @@ import panel as pn
 import pytest
 
 from app.pages import generator as page
-from numl_core.flows.generator_workflow import GeneratorConfig, run_generator
+from numl_core.generator.workflow import GeneratorConfig, run_generator
 from numl_core.jobs import Progress
 
 TINY = dict(

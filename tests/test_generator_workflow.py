@@ -7,7 +7,7 @@ import pytest
 from numl_core.config import ConfigError
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.io import read_table
-from numl_core.flows.generator_workflow import (
+from numl_core.generator.workflow import (
     FLOW_FILE,
     WORKFLOW,
     GeneratorConfig,

@@ -9,7 +9,7 @@ import pytest
 from pyunfold import iterative_unfold
 from pyunfold.mix import Mixer
 
-from numl_core.unfold.binning import BINNINGS
+from numl_core.data.binning import BINNINGS
 from numl_core.unfold.ibu import (
     IBUResult,
     ibu_throws,

@@ -69,7 +69,8 @@ def test_axial_mass_only_matters_away_from_q2_zero():
 
 
 def test_registry_and_schema(events):
-    assert SAMPLES["nd280_cc0pi"] is generate
+    small = SAMPLES["nd280_cc0pi"](200, 3)
+    pd.testing.assert_frame_equal(small, generate(200, 3))
     assert list(events.columns) == [*ND280_COLUMNS, *ND280_MODEL_COLUMNS]
     assert len(events) == N_EVENTS
     assert events["event_id"].dtype == np.int64 and events["event_id"].is_unique

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from numl_core.data.generators.toys import near_far_toy
-from numl_core.flows import ndfd
-from numl_core.flows.uncertainty import FlowSettings
+from numl_core.uncertainty import ndfd
+from numl_core.uncertainty.model import FlowSettings
 
 SETTINGS = ndfd.NearFarSettings(
     d_model=16,

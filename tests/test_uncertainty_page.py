@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from app.pages import uncertainty as page
-from numl_core.flows.uncertainty_workflow import UncertaintyConfig, run_uncertainty
 from numl_core.jobs import Progress
+from numl_core.uncertainty.workflow import UncertaintyConfig, run_uncertainty
 
 TINY = dict(
     dim=3,
@@ -84,7 +84,7 @@ def test_live_metric_routing_and_upload_parsing():
 
 def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     from app.context import AppContext, new_token
-    from numl_core.flows.uncertainty_workflow import WORKFLOW
+    from numl_core.uncertainty.workflow import WORKFLOW
 
     ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
     panel = page.build_page(ctx)

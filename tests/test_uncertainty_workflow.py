@@ -6,14 +6,14 @@ import pytest
 
 from numl_core.config import ConfigError
 from numl_core.data.schema import DataError
-from numl_core.flows.uncertainty_workflow import (
+from numl_core.jobs import Progress
+from numl_core.runs import RunDir
+from numl_core.uncertainty.workflow import (
     WORKFLOW,
     UncertaintyConfig,
     parse_observation,
     run_uncertainty,
 )
-from numl_core.jobs import Progress
-from numl_core.runs import RunDir
 
 TINY = dict(
     dim=6,

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from numl_core.unfold.binning import BINNINGS
+from numl_core.data.binning import BINNINGS
+from numl_core.stats import chi2_with_covariance, covariance_from_replicas
 from numl_core.unfold.metrics import (
     chi2_table,
-    chi2_with_covariance,
-    covariance_from_replicas,
     cross_section_covariance,
     cross_section_from_counts,
     normalise_with_covariance,

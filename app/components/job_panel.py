@@ -22,10 +22,11 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.components.live_curve import LiveCurves, plot_key
+from app.components.live_curve import LiveCurves
 from numl_core.config import Config
 from numl_core.jobs import Job
 from numl_core.paths import UnsafePathError, UploadTooLarge, safe_path, save_upload
+from numl_core.results import Result
 from numl_core.workflows import Workflow
 
 if TYPE_CHECKING:
@@ -84,7 +85,10 @@ def config_widgets(config_cls: type[Config]) -> dict[str, dict[str, Any]]:
 
 
 def result_summary(result: Any) -> pn.viewable.Viewable:
-    """A generic view of a result dict: scalars as JSON, tables, array shapes."""
+    """A generic view of a result (a :class:`~numl_core.results.Result` or a dict): scalars as JSON,
+    tables, array shapes."""
+    if isinstance(result, Result):
+        result = result.to_dict()
     if not isinstance(result, dict):
         return pn.pane.Str(repr(result))
     scalars, parts = {}, []
@@ -193,7 +197,7 @@ class JobPanel(pn.viewable.Viewer):
         on_result: Callable[[dict[str, Any]], pn.viewable.Viewable | None] | None = None,
         on_artefact: Callable[[dict[str, Any]], None] | None = None,
         extra_controls: Sequence[pn.viewable.Viewable] = (),
-        metric_group: Callable[[dict[str, Any]], str | None] = plot_key,
+        metric_group: Callable[[dict[str, Any]], str | None] | None = None,
         expected_series: Callable[[Config], Mapping[str, Sequence[str]]] | None = None,
         period_ms: int = 500,
         restore: bool = True,
@@ -205,7 +209,9 @@ class JobPanel(pn.viewable.Viewer):
         self.on_result = on_result
         self.on_artefact = on_artefact
         self.period_ms = period_ms
-        self.expected_series = expected_series
+        plots = workflow.live_plots
+        self.expected_series = expected_series if expected_series is not None else plots.expected
+        metric_group = metric_group if metric_group is not None else plots.group
         self.job: Job | None = None
         self._poll_lock = threading.Lock()
         self._reset_cursors()
@@ -229,7 +235,7 @@ class JobPanel(pn.viewable.Viewer):
         )
         self.status = pn.pane.Markdown("No job started in this session.", css_classes=["numl-job-status"])
         self.error_area = pn.Column(sizing_mode="stretch_width")
-        self.curves = LiveCurves(group=metric_group)
+        self.curves = LiveCurves(group=metric_group, specs=plots)
         if expected_series is not None:
             self.curves.prepare(expected_series(self.config))
         self.log_view = pn.pane.Str(
@@ -288,8 +294,9 @@ class JobPanel(pn.viewable.Viewer):
         if own:
             self.attach(own[0], restore_config=True)
 
-    def start(self) -> Job | None:
-        """Validate the config, confine its paths to the data folder and submit the job.
+    def start(self, action: str = "run", config: Config | None = None, label: str = "") -> Job | None:
+        """Validate the config (the form's, or ``config``), confine its paths to the data folder and
+        submit the workflow's ``action`` (``run`` or one of ``workflow.actions``).
 
         Returns the job, or None (with the reason shown) if the config is refused or a
         job of this panel is still running.
@@ -297,11 +304,11 @@ class JobPanel(pn.viewable.Viewer):
         if self.job is not None and not self.job.done:
             return None
         try:
-            config = confine_paths(self.config, self.ctx.data_root)
+            config = confine_paths(config if config is not None else self.config, self.ctx.data_root)
         except (ValueError, OSError) as exc:
             self.error_area[:] = [error_view(f"**Invalid configuration:** {exc}")]
             return None
-        job = self.ctx.submit(self.workflow, config, self.label_input.value.strip())
+        job = self.ctx.submit(self.workflow, config, label or self.label_input.value.strip(), action)
         self.attach(job)
         return job
 

@@ -12,7 +12,6 @@ sends only that point to the browser.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache, partial, reduce
 from typing import Any
@@ -21,10 +20,7 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
-#: Record keys that are not series labels: the value itself, its step, and counters.
-COUNTER_KEYS = frozenset({"name", "value", "step", "t", "iteration", "epoch", "trial", "throw", "batch"})
-Record = dict[str, Any]
-_STEP_PREFIX = re.compile(r"^step\d+_")
+from numl_core.live import COUNTER_KEYS, LivePlots, PlotSpec, Record, plot_key, series_key  # noqa: F401
 
 
 @cache
@@ -33,28 +29,6 @@ def use_bokeh() -> None:
     import holoviews.plotting.bokeh  # noqa: F401
 
     hv.Store.set_current_backend("bokeh")
-
-
-def plot_key(record: Record) -> str:
-    """The plot a record belongs to: ``"loss"`` for every ``*_loss``; ``stepN_X`` shares plot ``X``.
-
-    >>> plot_key({"name": "step2_loss"}), plot_key({"name": "step1_ess"}), plot_key({"name": "chi2"})
-    ('loss', 'ess', 'chi2')
-    """
-    name = str(record["name"])
-    if name == "loss" or name.endswith("_loss"):
-        return "loss"
-    return _STEP_PREFIX.sub("", name) or name
-
-
-def series_key(record: Record) -> str:
-    """The series label: the name plus any non-counter tags.
-
-    >>> series_key({"name": "step1_loss", "value": 0.6, "step": 3, "iteration": 1, "split": "val"})
-    'step1_loss (val)'
-    """
-    tags = [f"{record[k]}" for k in sorted(record) if k not in COUNTER_KEYS]
-    return f"{record['name']} ({', '.join(tags)})" if tags else str(record["name"])
 
 
 def group_records(
@@ -107,9 +81,18 @@ def _curve(data: pd.DataFrame, label: str) -> hv.Curve:
     return hv.Curve(data, "step", "value", label=label).opts(line_dash=_dash(label))
 
 
-def _style(obj: hv.Overlay | hv.DynamicMap, title: str, height: int) -> Any:
+def _style(obj: hv.Overlay | hv.DynamicMap, title: str | PlotSpec, height: int) -> Any:
     use_bokeh()
-    frame = dict(title=title, responsive=True, height=height, show_grid=True, xlabel="step", ylabel=title)
+    spec = title if isinstance(title, PlotSpec) else PlotSpec(title, title, ylabel=title)
+    frame = dict(
+        title=spec.title or spec.key,
+        responsive=True,
+        height=height,
+        show_grid=True,
+        xlabel=spec.xlabel,
+        ylabel=spec.ylabel,
+        logy=spec.logy,
+    )
     return obj.opts(
         hv.opts.Curve(tools=["hover"], line_width=2, framewise=True, **frame),
         hv.opts.Overlay(legend_position="right", **frame),
@@ -148,10 +131,15 @@ class LiveCurves(pn.viewable.Viewer):
     """
 
     def __init__(
-        self, group: Callable[[Record], str | None] = plot_key, length: int = 100_000, height: int = 260
+        self,
+        group: Callable[[Record], str | None] = plot_key,
+        length: int = 100_000,
+        height: int = 260,
+        specs: LivePlots | None = None,
     ) -> None:
         super().__init__()
         self.group = group
+        self.specs = specs if specs is not None else LivePlots(group=group)
         self.length = length
         self.height = height
         self._buffers: dict[str, dict[str, hv.streams.Buffer]] = {}
@@ -208,7 +196,7 @@ class LiveCurves(pn.viewable.Viewer):
             dmaps = [
                 hv.DynamicMap(partial(_curve, label=s), streams=[b]) for s, b in self._buffers[plot].items()
             ]
-            overlay = _style(reduce(operator.mul, dmaps), plot, self.height)
+            overlay = _style(reduce(operator.mul, dmaps), self.specs.spec(plot), self.height)
             if plot in self._panes:
                 self._panes[plot].object = overlay
             else:

@@ -209,7 +209,8 @@ class RunBrowser(pn.viewable.Viewer):
     def result_view(self, run: RunDir, workflow: str) -> pn.viewable.Viewable:
         """The stored result, drawn by the workflow's own view when it has one."""
         try:
-            result = run.load_result()
+            wf = self.ctx.workflows().get(workflow)
+            result = wf.load_result(run) if wf is not None else run.load_result()
             view = self.result_views.get(workflow, result_summary)
             return view(result)
         except Exception as exc:  # a broken stored result must not break the browser

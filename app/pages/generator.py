@@ -22,8 +22,8 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from app.components.job_panel import JobPanel
 from app.components.live_curve import plot_key, plot_pane, use_bokeh
-from numl_core.flows import sampling as smp
-from numl_core.flows.generator_workflow import FLOW_FILE, sample_events
+from numl_core.generator import sampling as smp
+from numl_core.generator.workflow import FLOW_FILE, sample_events
 
 if TYPE_CHECKING:
     from app.context import AppContext

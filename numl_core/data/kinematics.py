@@ -21,6 +21,12 @@ CHARGED_PION_MASS = 0.13957
 """Charged pion mass [GeV]."""
 NEUTRAL_PION_MASS = 0.1349768
 """Neutral pion mass [GeV]."""
+EARTH_RADIUS_KM = 6371.0
+"""Mean Earth radius [km]."""
+PRODUCTION_HEIGHT_KM = 15.0
+"""Typical production height of atmospheric neutrinos above the surface [km]."""
+HOMESTAKE_DEPTH_KM = 1.48
+"""Depth of the Homestake (SURF 4850 ft) caverns [km]."""
 
 
 def momentum_components(
@@ -170,3 +176,19 @@ def two_body_momentum(mass: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> np.nd
     arg = (mass**2 - (m1 + m2) ** 2) * (mass**2 - (m1 - m2) ** 2)
     with np.errstate(invalid="ignore"):
         return np.where(arg >= 0, np.sqrt(np.abs(arg)), np.nan) / (2.0 * mass)
+
+
+def baseline_km(
+    cos_zenith: np.ndarray,
+    depth_km: float = HOMESTAKE_DEPTH_KM,
+    height_km: float = PRODUCTION_HEIGHT_KM,
+    radius_km: float = EARTH_RADIUS_KM,
+) -> np.ndarray:
+    """Flight distance [km] from production height to a detector at depth, for cos(zenith) in [-1, 1].
+
+    L = -(R - d) cos z + sqrt((R - d)^2 cos^2 z + (R + h)^2 - (R - d)^2): straight line from a sphere of
+    radius R + h to a point at radius R - d (cos z = 1: downward-going, L = h + d).
+    """
+    c = np.asarray(cos_zenith, float)
+    r_det = radius_km - depth_km
+    return -r_det * c + np.sqrt(r_det**2 * c**2 + (radius_km + height_km) ** 2 - r_det**2)

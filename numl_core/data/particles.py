@@ -82,6 +82,12 @@ _BY_CODE = {p.pdg: p for p in PARTICLES}
 _ORDER = {p.pdg: i + 1 for i, p in enumerate(PARTICLES)}
 N_EMBEDDINGS = len(PARTICLES) + 1
 """Size of an embedding table over :data:`PARTICLES` plus the padding index 0."""
+VECTOR_COLUMNS = ("part_pdg", "part_mass", "part_energy", "part_px", "part_py", "part_pz")
+"""Per-particle list columns of an event table (PDG code, mass [GeV], energy [GeV], momentum [GeV/c])."""
+SCALAR_COLUMNS = ("vis_energy", "n_particles", "vis_px", "vis_py", "vis_pz")
+"""Per-event columns: visible energy [GeV], particle count and visible momentum [GeV/c]."""
+TARGET_COLUMNS = ("enu_truth", "nu_px_truth", "nu_py_truth", "nu_pz_truth")
+"""True neutrino energy [GeV] and momentum [GeV/c]: the energy workflow's physics targets."""
 
 
 def is_nucleus(pdg: np.ndarray) -> np.ndarray:

@@ -20,14 +20,8 @@ from typing import Any
 import param
 
 from numl_core.config import Config, ConfigError
-from numl_core.data.generators.atmospheric_events import (
-    ENERGY_RANGES,
-    SCALAR_COLUMNS,
-    TARGET_COLUMNS,
-    TOPOLOGIES,
-    VECTOR_COLUMNS,
-)
-from numl_core.data.particles import DEFAULT_THRESHOLDS_MEV
+from numl_core.data.generators.atmospheric_events import ENERGY_RANGES, TOPOLOGIES
+from numl_core.data.particles import DEFAULT_THRESHOLDS_MEV, SCALAR_COLUMNS, TARGET_COLUMNS, VECTOR_COLUMNS
 from numl_core.energy.losses import PHYSICS_TARGETS, LossTerm
 from numl_core.energy.weights import WEIGHTERS
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from numl_core.data.generators.atmospheric_flux import (
+from numl_core.data.kinematics import (
     EARTH_RADIUS_KM,
     HOMESTAKE_DEPTH_KM,
     PRODUCTION_HEIGHT_KM,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from numl_core.data.generators.atmospheric_flux import baseline_km
+from numl_core.data.kinematics import baseline_km
 
 ANGLE_REFERENCES_DEG = (15.0, 7.0)
 ENERGY_BIN_EDGES = np.array([0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from numl_core.unfold.binning import bincount_weighted
+from numl_core.data.binning import bincount_weighted
 
 logger = logging.getLogger(__name__)
 

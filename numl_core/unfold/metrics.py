@@ -5,39 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from numl_core.unfold.binning import Binning
-
-
-def chi2_with_covariance(data: np.ndarray, model: np.ndarray, cov: np.ndarray) -> float:
-    """chi2 = (d - m)^T C^-1 (d - m), solved without forming the inverse.
-
-    >>> chi2_with_covariance(np.array([1.0, 2.0]), np.array([0.0, 0.0]), np.eye(2))
-    5.0
-    """
-    r = np.asarray(data, float) - np.asarray(model, float)
-    return float(r @ np.linalg.solve(np.asarray(cov, float), r))
-
-
-def covariance_from_replicas(hists: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
-    """Covariance (B, B) of R replica histograms (R, B).
-
-    ``center`` None: sample covariance about the replicas' mean (divides by R - 1, as ``np.cov``).
-    ``center`` (B,), e.g. the nominal result: mean of (h - center)(h - center)^T (divides by R), the
-    usual spread of systematic throws about the nominal.
-
-    >>> covariance_from_replicas(np.array([[1.0, 2.0], [3.0, 2.0]])).tolist()
-    [[2.0, 0.0], [0.0, 0.0]]
-    """
-    h = np.asarray(hists, dtype=np.float64)
-    if h.ndim != 2:
-        raise ValueError(f"replicas must have shape (R, B), got {h.shape}")
-    if center is None:
-        if len(h) < 2:
-            raise ValueError("a sample covariance needs at least 2 replicas")
-        r = h - h.mean(axis=0)
-        return r.T @ r / (len(h) - 1)
-    r = h - np.asarray(center, dtype=np.float64)
-    return r.T @ r / len(h)
+from numl_core.data.binning import Binning
+from numl_core.stats import chi2_with_covariance, covariance_from_replicas
 
 
 def normalise_with_covariance(hist: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +108,7 @@ def cross_section_from_counts(hist: np.ndarray, binning: Binning, norm: float) -
     times integrated flux [cm^-2], so the result is in cm^2 / nucleon / (x unit), with the bin area
     (e.g. GeV/c for (p, cos theta)) for 2-D binnings.
 
-    >>> from numl_core.unfold.binning import BINNINGS
+    >>> from numl_core.data.binning import BINNINGS
     >>> xsec = cross_section_from_counts(np.full(8, 10.0), BINNINGS["dpt_t2k"], 1e40)  # bin 1: 0.04 GeV/c
     >>> bool(np.isclose(xsec[1], 10.0 / (1e40 * 0.04), rtol=1e-12, atol=0.0))
     True

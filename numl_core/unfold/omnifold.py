@@ -38,6 +38,7 @@ from torch import Tensor
 
 from numl_core.device import resolve_device
 from numl_core.jobs import Progress
+from numl_core.stats import kish_ess
 from numl_core.unfold.ensemble import ClassifierSettings, EnsembleMLP, derived_seed, train_classifiers
 
 CHECKPOINT = "omnifold"
@@ -168,7 +169,7 @@ def weight_diagnostics(w: Tensor, prior: Tensor) -> dict[str, np.ndarray]:
     return {
         "finite": torch.isfinite(w64).all(dim=1).cpu().numpy(),
         "n_extreme": (w64.abs() > EXTREME_FACTOR * med[:, None]).sum(dim=1).cpu().numpy(),
-        "ess": (total**2 / (w64**2).sum(dim=1)).cpu().numpy(),
+        "ess": kish_ess(w64).cpu().numpy(),
         "normalisation": (total / prior.double().sum(dim=1)).cpu().numpy(),
     }
 

@@ -18,14 +18,15 @@ import pandas as pd
 import param
 
 from numl_core.config import Config, ConfigError
+from numl_core.data.binning import BINNINGS, Binning, bincount_weighted
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.data.io import read_table
 from numl_core.data.reference import STV_VARIABLES, load_t2k_stv
 from numl_core.data.schema import DataError, Schema
 from numl_core.jobs import Progress
+from numl_core.stats import chi2_with_covariance, covariance_from_replicas
 from numl_core.unfold import ibu
-from numl_core.unfold.binning import BINNINGS, Binning, bincount_weighted
-from numl_core.unfold.metrics import chi2_with_covariance, covariance_from_replicas, uncertainty_budget
+from numl_core.unfold.metrics import uncertainty_budget
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
 from numl_core.unfold.omnifold_distributed import unfold_omnifold_distributed
 from numl_core.workflows import Workflow

@@ -46,13 +46,16 @@ from numl_core.data.generators.atmospheric_interactions import (
     hard_scatter,
     mode_cross_sections,
 )
-from numl_core.data.particles import mass_of, thresholds_gev
+from numl_core.data.particles import (  # noqa: F401 - the column schema, re-exported
+    SCALAR_COLUMNS,
+    TARGET_COLUMNS,
+    VECTOR_COLUMNS,
+    mass_of,
+    thresholds_gev,
+)
 
 log = logging.getLogger(__name__)
 
-VECTOR_COLUMNS = ("part_pdg", "part_mass", "part_energy", "part_px", "part_py", "part_pz")
-SCALAR_COLUMNS = ("vis_energy", "n_particles", "vis_px", "vis_py", "vis_pz")
-TARGET_COLUMNS = ("enu_truth", "nu_px_truth", "nu_py_truth", "nu_pz_truth")
 TOPOLOGIES = ("CC1p0pi", "CCNp0pi", "CCX", "NC1p0pi", "NCNp0pi", "NCX")
 ENERGY_RANGES = {"0.1-1": (0.1, 1.0), "0.1-5": (0.1, 5.0), "0.1-10": (0.1, 10.0), "0.1-100": (0.1, 100.0)}
 """Named true-energy ranges [GeV] used to select training and evaluation samples."""

@@ -21,13 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from numl_core.data.kinematics import (  # noqa: F401 - re-exported for the sample modules
+    EARTH_RADIUS_KM,
+    HOMESTAKE_DEPTH_KM,
+    PRODUCTION_HEIGHT_KM,
+    baseline_km,
+)
+
 FLUX_DIR = Path(__file__).resolve().parent.parent / "files" / "honda_atm_flux_2015"
 SITES = {"frj": "frj-nu-20-01-000.d", "kam": "kam-nu-20-12-000.d"}
 FLAVOURS = {14: 0, -14: 1, 12: 2, -12: 3}
 """PDG code of the neutrino -> column of the Honda table."""
-EARTH_RADIUS_KM = 6371.0
-PRODUCTION_HEIGHT_KM = 15.0
-HOMESTAKE_DEPTH_KM = 1.48
 """Depth of the Sanford Underground Research Facility's 4850 ft level [km]."""
 
 
@@ -95,19 +99,3 @@ def load_honda_table(site: str = "frj") -> HondaTable:
     table = table[order]
     edges = np.append(np.sort(np.unique(cos_lo)), max(b[1] for b in blocks))
     return HondaTable(edges, table[0, 0, :, 0], table[..., 1:])
-
-
-def baseline_km(
-    cos_zenith: np.ndarray,
-    depth_km: float = HOMESTAKE_DEPTH_KM,
-    height_km: float = PRODUCTION_HEIGHT_KM,
-    radius_km: float = EARTH_RADIUS_KM,
-) -> np.ndarray:
-    """Flight distance [km] from production height to a detector at depth, for cos(zenith) in [-1, 1].
-
-    L = -(R - d) cos z + sqrt((R - d)^2 cos^2 z + (R + h)^2 - (R - d)^2): straight line from a sphere of
-    radius R + h to a point at radius R - d (cos z = 1: downward-going, L = h + d).
-    """
-    c = np.asarray(cos_zenith, float)
-    r_det = radius_km - depth_km
-    return -r_det * c + np.sqrt(r_det**2 * c**2 + (radius_km + height_km) ** 2 - r_det**2)

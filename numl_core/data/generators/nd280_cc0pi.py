@@ -49,7 +49,7 @@ from numl_core.data.generators.nd280_systematics import (
 )
 from numl_core.data.kinematics import spherical_components, transverse_imbalance
 from numl_core.data.reference import STV_VARIABLES, load_t2k_stv
-from numl_core.unfold.metrics import chi2_with_covariance
+from numl_core.stats import chi2_with_covariance
 
 __all__ = [
     "CH_PER_CARBON_NUCLEON",

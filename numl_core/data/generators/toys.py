@@ -246,8 +246,8 @@ def nd280_universes(
     independent Poisson(1) bootstrap weights (the MC statistical error, which keeps the covariance full
     rank); bins are ``BINNINGS[binning]`` of the reco variables; contents in 1e-39 cm^2 per nucleon.
     """
+    from numl_core.data.binning import BINNINGS
     from numl_core.data.generators import nd280_cc0pi as nd280
-    from numl_core.unfold.binning import BINNINGS
 
     if kind not in UNIVERSE_KINDS:
         raise ValueError(f"kind={kind!r} is not one of {UNIVERSE_KINDS}")

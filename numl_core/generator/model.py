@@ -48,7 +48,8 @@ from zuko.lazy import UnconditionalDistribution
 from zuko.nn import MLP
 from zuko.transforms import CircularShiftTransform, ComposedTransform, MonotonicRQSTransform
 
-from numl_core.data.generators.exclusive_1p1h import MUON_MASS, VARIABLES
+from numl_core.data.generators.exclusive_1p1h import VARIABLES
+from numl_core.data.kinematics import MUON_MASS
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ One run follows three steps on one toy set (built in, or a user's matrix with on
    where the toy's density is known (Pearson r, MSE, R2).
 
 Optionally a near-to-far study trains the autoregressive transformer and a conditional flow on the
-near/far toy (:mod:`numl_core.flows.ndfd`).
+near/far toy (:mod:`numl_core.uncertainty.ndfd`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import param
 from numl_core.config import Config, ConfigError
 from numl_core.data.generators import toys as toy_sets
 from numl_core.data.schema import DataError
-from numl_core.flows import ndfd
-from numl_core.flows.c2st import CLASSIFIERS, c2st, latent_c2st
-from numl_core.flows.uncertainty import (
+from numl_core.jobs import Progress
+from numl_core.uncertainty import ndfd
+from numl_core.uncertainty.c2st import CLASSIFIERS, c2st, latent_c2st
+from numl_core.uncertainty.model import (
     FLOW_MODELS,
     STANDARDISATIONS,
     FlowSettings,
@@ -41,7 +42,6 @@ from numl_core.flows.uncertainty import (
     heldout_nll,
     pvalue_metrics,
 )
-from numl_core.jobs import Progress
 from numl_core.workflows import Workflow
 
 TOY_SETS = [*toy_sets.TOY_KINDS, *(f"nd280_{k}" for k in toy_sets.UNIVERSE_KINDS), "file"]

@@ -27,8 +27,8 @@ from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.generators.exclusive_1p1h_current import AXIAL_PARAMETERS
 from numl_core.data.io import write_table
 from numl_core.device import resolve_device, seed_everything
-from numl_core.flows import sampling as smp
-from numl_core.flows.generator import PRESETS, FlowSpec, GeneratorFlow, load_flow, save_flow, weighted_nll
+from numl_core.generator import sampling as smp
+from numl_core.generator.model import PRESETS, FlowSpec, GeneratorFlow, load_flow, save_flow, weighted_nll
 from numl_core.jobs import Progress
 from numl_core.training import TrainSettings, fit
 from numl_core.workflows import Workflow
@@ -342,7 +342,7 @@ def train_flow(
 def energy_proposal(
     config: GeneratorConfig, model: ex.ExclusiveModel, flux: ex.Flux, flow: GeneratorFlow
 ) -> ex.Flux | None:
-    """The energies to draw from: the event rate (:func:`~numl_core.flows.sampling.event_rate`) or, for
+    """The energies to draw from: the event rate (:func:`~numl_core.generator.sampling.event_rate`) or, for
     ``energy_sampling="flux"``, None (the flux itself)."""
     if config.energy_sampling == "flux":
         return None

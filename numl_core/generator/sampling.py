@@ -38,49 +38,14 @@ from numl_core.data.generators.exclusive_1p1h import (
     Flux,
     differential_cross_section,
 )
-from numl_core.flows.generator import GeneratorFlow
-
-
-def relative_ess(w: np.ndarray) -> float:
-    """RESS = (sum w)^2 / (N sum w^2) in (0, 1]; 1 for constant weights.
-
-    >>> round(relative_ess(np.array([1.0, 3.0])), 3)
-    0.8
-    """
-    w = np.asarray(w, float)
-    return float(w.sum() ** 2 / (len(w) * np.sum(w**2)))
+from numl_core.generator.model import GeneratorFlow
+from numl_core.stats import cap_weights, relative_ess
 
 
 def relative_integral_error(w: np.ndarray) -> float:
     """Relative standard deviation of the integral estimate mean(w): std(w) / (mean(w) sqrt(N))."""
     w = np.asarray(w, float)
     return float(w.std(ddof=1) / (w.mean() * math.sqrt(len(w))))
-
-
-@dataclass(frozen=True)
-class CappedWeights:
-    """Weights capped at ``cap`` (the ``quantile`` of the raw weights) and the relative bias of the
-    integral that capping causes, (sum w - sum w_capped) / sum w."""
-
-    weights: np.ndarray
-    cap: float
-    quantile: float
-    bias: float
-
-
-def cap_weights(w: np.ndarray, quantile: float = 0.9999) -> CappedWeights:
-    """Cap weights at their ``quantile`` (1.0: no cap).
-
-    >>> c = cap_weights(np.array([1.0, 1.0, 1.0, 5.0]), quantile=0.5)
-    >>> c.cap, c.bias
-    (1.0, 0.5)
-    """
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"weight cap quantile {quantile} must lie in (0, 1]")
-    w = np.asarray(w, float)
-    cap = float(np.quantile(w, quantile)) if quantile < 1.0 else float(w.max())
-    capped = np.minimum(w, cap)
-    return CappedWeights(capped, cap, quantile, float((w.sum() - capped.sum()) / w.sum()))
 
 
 @dataclass(frozen=True)

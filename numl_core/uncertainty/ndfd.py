@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from numl_core.data.generators.toys import NearFarToy
-from numl_core.flows.uncertainty import FlowSettings, build_flow
 from numl_core.jobs import Progress
+from numl_core.uncertainty.model import FlowSettings, build_flow
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,41 @@
+"""Plot pieces shared by every page: histogram steps, bands with a mean, ratio panels.
+
+Pure functions of arrays that return HoloViews elements; the pages compose them.
+
+>>> x, y = steps(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+>>> x.tolist(), y.tolist()
+([0.0, 1.0, 1.0, 2.0], [3.0, 3.0, 4.0, 4.0])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+
+from app.components.live_curve import plot_pane, use_bokeh  # noqa: F401 - re-exported for the pages
+
+
+def steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y of a histogram drawn as steps: each bin [low, high) at height y."""
+    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
+
+
+def band(x: np.ndarray, mean: np.ndarray, spread: np.ndarray, color: str, label: str) -> list[Any]:
+    """A mean curve with a +-1 spread band around it."""
+    use_bokeh()
+    return [
+        hv.Area((x, mean - spread, mean + spread), "x", ["y", "y2"]).opts(
+            color=color, alpha=0.25, line_alpha=0, show_legend=False
+        ),
+        hv.Curve((x, mean), "x", "y", label=label).opts(color=color, line_width=2),
+    ]
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is not positive."""
+    num, den = np.asarray(numerator, float), np.asarray(denominator, float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
