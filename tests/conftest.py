@@ -1,4 +1,5 @@
-"""Fixtures shared by the dashboard tests."""
+"""Fixtures shared by the tests: the dashboard's server state here, each workflow's tiny trained result in
+``tests/fixtures/<workflow>.py`` (session-scoped: trained once per test run)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from app.context import Settings, Shared
+
+pytest_plugins = [
+    f"tests.fixtures.{name}" for name in ("unfold", "energy", "generator", "uncertainty", "xsec")
+]
 
 
 @pytest.fixture
