@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 5006
 
-.PHONY: app test lint bench bench-gpu bench-quick screenshot
+.PHONY: app test test-fast lint bench bench-gpu bench-quick screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check numl_core app tests benchmarks
 	$(VENV)/bin/ruff check numl_core app tests benchmarks
 	$(PY) -m pytest --nbmake tests numl_core notebooks
+
+## The fast subset for development (no browser, notebooks or slow tests; under 3 minutes on 2 cores)
+test-fast: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check numl_core app tests benchmarks
+	$(PY) -m pytest -q -m "not slow and not browser and not notebook" tests numl_core
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format numl_core app tests benchmarks

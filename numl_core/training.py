@@ -248,6 +248,90 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _resume(
+    run_dir: Any, name: str, stamp: dict, model: nn.Module, opt: Any, sched: Any, gen: torch.Generator
+) -> _State | None:
+    """Load ``{name}-last`` into the model, optimiser, scheduler and generator; None if there is none.
+
+    A checkpoint made with other settings or inputs (``stamp``) is refused.
+    """
+    ckpt = run_dir.load_checkpoint(f"{name}-last")
+    if ckpt is None:
+        return None
+    if ckpt["fingerprint"] != stamp:
+        raise ValueError(
+            f"checkpoint {name}-last in {run_dir.path} was made with other settings or inputs; "
+            "start a new run or pass resume=False"
+        )
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ckpt["scheduler"])
+    gen.set_state(ckpt["generator"])
+    keys = ("epoch", "history", "best_val", "best_epoch", "best_state", "since_best")
+    return _State(*(ckpt[k] for k in keys))
+
+
+@dataclass
+class _Loop:
+    """What one fit holds while it runs: the model and its data, the optimiser and the shuffling."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    train: Sequence[Tensor]
+    val: Sequence[Tensor] | None
+    settings: TrainSettings
+    device: torch.device
+    opt: Any
+    sched: Any
+    gen: torch.Generator
+    progress: Progress
+    name: str
+
+
+def _train_epoch(loop: _Loop, epoch: int) -> tuple[dict[str, float], int]:
+    """One pass over the shuffled training data: event-weighted sums of the loss terms, and the events."""
+    s, model, n_train = loop.settings, loop.model, int(loop.train[0].shape[0])
+    model.train()
+    perm = torch.randperm(n_train, generator=loop.gen)
+    sums: dict[str, float] = {}
+    for start in range(0, n_train, s.batch_size):
+        loop.progress.check_cancelled()
+        idx = perm[start : start + s.batch_size]
+        with _autocast(loop.device, s.mixed_precision):
+            terms = loop.loss_fn(model, _batch(loop.train, idx, loop.device))
+        loop.opt.zero_grad(set_to_none=True)
+        _require_loss(terms).backward()
+        if s.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        loop.opt.step()
+        for key, v in _scalars(terms, f"{loop.name} epoch {epoch}").items():
+            sums[key] = sums.get(key, 0.0) + v * len(idx)
+    return sums, n_train
+
+
+def _epoch_row(loop: _Loop, epoch: int, sums: dict[str, float], n_train: int) -> dict[str, float]:
+    """The history row of an epoch: learning rate, mean training terms and the validation terms."""
+    row: dict[str, float] = {"epoch": float(epoch), "lr": float(loop.opt.param_groups[0]["lr"])}
+    row.update({f"train_{k}": v / n_train for k, v in sums.items()})
+    if loop.val is not None:
+        with _autocast(loop.device, loop.settings.mixed_precision):
+            terms = evaluate(loop.model, loop.loss_fn, loop.val, loop.settings.eval_batch_size, loop.device)
+        row.update({f"val_{k}": v for k, v in terms.items()})
+    return row
+
+
+def _track_best(loop: _Loop, state: _State, epoch: int, monitored: float) -> None:
+    """Step the schedule on the monitored loss and keep the best parameters."""
+    if loop.sched is not None:
+        loop.sched.step(monitored) if loop.settings.schedule == "plateau" else loop.sched.step()
+    if monitored < state.best_val:
+        state.best_val, state.best_epoch, state.since_best = monitored, epoch, 0
+        state.best_state = _cpu_state(loop.model)
+    else:
+        state.since_best += 1
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -264,7 +348,7 @@ def fit(
     """Train ``model`` by minimising ``loss_fn(model, batch)["loss"]``; see the module docstring."""
     settings.validate()
     progress = progress if progress is not None else Progress()
-    n_train = _check_tensors(train, "training")
+    _check_tensors(train, "training")
     if val is not None:
         _check_tensors(val, "validation")
     device = resolve_device(settings.device)
@@ -274,70 +358,21 @@ def fit(
     gen = torch.Generator().manual_seed(settings.seed)
     stamp = {"format": CHECKPOINT_FORMAT, "settings": asdict(settings), "user": fingerprint or {}}
     stamp["settings"].pop("device")
-    state = _State()
     run_dir = progress.run_dir
-    if resume and run_dir is not None:
-        ckpt = run_dir.load_checkpoint(f"{name}-last")
-        if ckpt is not None:
-            if ckpt["fingerprint"] != stamp:
-                raise ValueError(
-                    f"checkpoint {name}-last in {run_dir.path} was made with other settings or inputs; "
-                    "start a new run or pass resume=False"
-                )
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(ckpt["scheduler"])
-            gen.set_state(ckpt["generator"])
-            state = _State(
-                ckpt["epoch"],
-                ckpt["history"],
-                ckpt["best_val"],
-                ckpt["best_epoch"],
-                ckpt["best_state"],
-                ckpt["since_best"],
-            )
-            progress.log(f"{name}: resumed after epoch {state.epoch} of {settings.epochs}")
-
-    result = FitResult(history=state.history)
-    t_start, events = time.perf_counter(), 0
-    stop = False
+    state = (
+        _resume(run_dir, name, stamp, model, opt, sched, gen) if resume and run_dir else None
+    ) or _State()
+    if state.epoch:
+        progress.log(f"{name}: resumed after epoch {state.epoch} of {settings.epochs}")
+    loop = _Loop(model, loss_fn, train, val, settings, device, opt, sched, gen, progress, name)
+    t_start, events, stop = time.perf_counter(), 0, False
     while state.epoch < settings.epochs and not stop:
         epoch, t0 = state.epoch, time.perf_counter()
-        model.train()
-        perm = torch.randperm(n_train, generator=gen)
-        sums: dict[str, float] = {}
-        for start in range(0, n_train, settings.batch_size):
-            progress.check_cancelled()
-            idx = perm[start : start + settings.batch_size]
-            with _autocast(device, settings.mixed_precision):
-                terms = loss_fn(model, _batch(train, idx, device))
-            opt.zero_grad(set_to_none=True)
-            _require_loss(terms).backward()
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            opt.step()
-            for key, v in _scalars(terms, f"{name} epoch {epoch}").items():
-                sums[key] = sums.get(key, 0.0) + v * len(idx)
-            events += len(idx)
-        row: dict[str, float] = {"epoch": float(epoch), "lr": float(opt.param_groups[0]["lr"])}
-        row.update({f"train_{k}": v / n_train for k, v in sums.items()})
-        if val is not None:
-            with _autocast(device, settings.mixed_precision):
-                row.update(
-                    {
-                        f"val_{k}": v
-                        for k, v in evaluate(model, loss_fn, val, settings.eval_batch_size, device).items()
-                    }
-                )
+        sums, n_train = _train_epoch(loop, epoch)
+        events += n_train
+        row = _epoch_row(loop, epoch, sums, n_train)
         monitored = row.get("val_loss", row["train_loss"])
-        if sched is not None:
-            sched.step(monitored) if settings.schedule == "plateau" else sched.step()
-        if monitored < state.best_val:
-            state.best_val, state.best_epoch, state.since_best = monitored, epoch, 0
-            state.best_state = _cpu_state(model)
-        else:
-            state.since_best += 1
+        _track_best(loop, state, epoch, monitored)
         row["seconds"] = time.perf_counter() - t0
         state.history.append(row)
         state.epoch += 1
@@ -349,18 +384,18 @@ def fit(
         )
         if run_dir is not None:
             _save(run_dir, name, model, opt, sched, gen, state, stamp)
-    result.stopped_early = stop
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     model.eval()
     elapsed = time.perf_counter() - t_start
-    result.best_epoch, result.best_val_loss = (
-        state.best_epoch,
-        state.best_val if val is not None else math.inf,
+    return FitResult(
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_val_loss=state.best_val if val is not None else math.inf,
+        stopped_early=stop,
+        epochs_run=state.epoch,
+        train_events_per_s=events / elapsed if elapsed > 0 and events else 0.0,
     )
-    result.epochs_run = state.epoch
-    result.train_events_per_s = events / elapsed if elapsed > 0 and events else 0.0
-    return result
 
 
 def _report(progress: Progress, row: dict[str, float], prefix: str, epoch: int) -> None:

@@ -29,3 +29,10 @@ def shared(tmp_path: Path) -> Iterator[Shared]:
     )
     yield s
     s.runner.shutdown(cancel=True, wait=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark executed notebooks ``notebook`` so that ``-m "not notebook"`` leaves them out."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)

@@ -217,63 +217,11 @@ class JobPanel(pn.viewable.Viewer):
         self._reset_cursors()
         self._callback: Any = None
 
-        self.param_pane = pn.Param(
-            self.config, widgets=config_widgets(type(self.config)), show_name=False, sort=False, width=300
-        )
-        self.label_input = pn.widgets.TextInput(label="Run label", placeholder=workflow.name, width=280)
-        self.start_button = pn.widgets.Button(
-            label="Start", color="primary", width=130, css_classes=["numl-start"]
-        )
-        self.cancel_button = pn.widgets.Button(
-            label="Cancel", color="danger", width=130, disabled=True, css_classes=["numl-cancel"]
-        )
-        self.start_button.on_click(lambda _event: self.start())
-        self.cancel_button.on_click(lambda _event: self.cancel())
-        self.state_view = pn.pane.Markdown("state: idle", css_classes=["numl-job-state"], width=170)
-        self.progress_bar = pn.indicators.Progress(
-            value=0, max=1000, sizing_mode="stretch_width", margin=(18, 10)
-        )
-        self.status = pn.pane.Markdown("No job started in this session.", css_classes=["numl-job-status"])
-        self.error_area = pn.Column(sizing_mode="stretch_width")
         self.curves = LiveCurves(group=metric_group, specs=plots)
-        if expected_series is not None:
-            self.curves.prepare(expected_series(self.config))
-        self.log_view = pn.pane.Str(
-            "", css_classes=["numl-job-log"], sizing_mode="stretch_width", styles={"font-size": "12px"}
-        )
-        self.result_area = pn.Column(
-            pn.pane.Markdown("*Results appear here when a job finishes.*"),
-            sizing_mode="stretch_width",
-            css_classes=["numl-result"],
-        )
-        uploads = path_fields(type(self.config))
-        settings: list[Any] = [self.param_pane]
-        if uploads:
-            settings.append(UploadBox(self.config, uploads, ctx.data_root, ctx.settings.max_upload_bytes))
-        settings.extend(extra_controls)
-        controls = [
-            pn.Row(self.start_button, self.cancel_button),
-            self.label_input,
-            pn.Column(*settings, scroll=True, height=620, width=320, css_classes=["numl-config"]),
-        ]
-        monitor = pn.Column(
-            pn.Row(self.state_view, self.progress_bar, sizing_mode="stretch_width"),
-            self.status,
-            self.error_area,
-            self.curves,
-            pn.Card(
-                self.log_view,
-                title="Log (newest first)",
-                collapsed=True,
-                sizing_mode="stretch_width",
-                max_height=260,
-                scroll=True,
-            ),
-            sizing_mode="stretch_width",
-        )
+        self.curves.prepare(self.expected_series(self.config))
         self._layout = pn.Column(
             pn.pane.Markdown(f"## {workflow.title}\n{workflow.description}", sizing_mode="stretch_width"),
-            pn.Row(pn.Column(*controls, width=320), monitor, sizing_mode="stretch_width"),
+            pn.Row(self._controls(extra_controls), self._monitor(), sizing_mode="stretch_width"),
             self.result_area,
             sizing_mode="stretch_width",
         )
@@ -286,6 +234,66 @@ class JobPanel(pn.viewable.Viewer):
         ctx.on_close(self.stop_polling)
         if restore:
             self.restore()
+
+    def _controls(self, extra_controls: Sequence[pn.viewable.Viewable]) -> pn.Column:
+        """Start/Cancel, the run label, the config form, an upload box for path fields, extra controls."""
+        self.param_pane = pn.Param(
+            self.config, widgets=config_widgets(type(self.config)), show_name=False, sort=False, width=300
+        )
+        self.label_input = pn.widgets.TextInput(label="Run label", placeholder=self.workflow.name, width=280)
+        self.start_button = pn.widgets.Button(
+            label="Start", color="primary", width=130, css_classes=["numl-start"]
+        )
+        self.cancel_button = pn.widgets.Button(
+            label="Cancel", color="danger", width=130, disabled=True, css_classes=["numl-cancel"]
+        )
+        self.start_button.on_click(lambda _event: self.start())
+        self.cancel_button.on_click(lambda _event: self.cancel())
+        settings: list[Any] = [self.param_pane]
+        uploads = path_fields(type(self.config))
+        if uploads:
+            limit = self.ctx.settings.max_upload_bytes
+            settings.append(UploadBox(self.config, uploads, self.ctx.data_root, limit))
+        settings.extend(extra_controls)
+        return pn.Column(
+            pn.Row(self.start_button, self.cancel_button),
+            self.label_input,
+            pn.Column(*settings, scroll=True, height=620, width=320, css_classes=["numl-config"]),
+            width=320,
+        )
+
+    def _monitor(self) -> pn.Column:
+        """State, progress bar, status, errors, live curves and the log of the shown job."""
+        self.state_view = pn.pane.Markdown("state: idle", css_classes=["numl-job-state"], width=170)
+        self.progress_bar = pn.indicators.Progress(
+            value=0, max=1000, sizing_mode="stretch_width", margin=(18, 10)
+        )
+        self.status = pn.pane.Markdown("No job started in this session.", css_classes=["numl-job-status"])
+        self.error_area = pn.Column(sizing_mode="stretch_width")
+        self.log_view = pn.pane.Str(
+            "", css_classes=["numl-job-log"], sizing_mode="stretch_width", styles={"font-size": "12px"}
+        )
+        self.result_area = pn.Column(
+            pn.pane.Markdown("*Results appear here when a job finishes.*"),
+            sizing_mode="stretch_width",
+            css_classes=["numl-result"],
+        )
+        log_card = pn.Card(
+            self.log_view,
+            title="Log (newest first)",
+            collapsed=True,
+            sizing_mode="stretch_width",
+            max_height=260,
+            scroll=True,
+        )
+        return pn.Column(
+            pn.Row(self.state_view, self.progress_bar, sizing_mode="stretch_width"),
+            self.status,
+            self.error_area,
+            self.curves,
+            log_card,
+            sizing_mode="stretch_width",
+        )
 
     # -- actions ---------------------------------------------------------------------------
     def restore(self) -> None:
