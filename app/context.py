@@ -100,7 +100,10 @@ class Shared:
             register(lambda: self.runner.shutdown(cancel=True, wait=False))
 
     def record(self, owner: str, workflow: str, job: Job) -> None:
+        """Note that ``owner`` started ``job``; finished jobs the runner no longer holds are forgotten
+        (their run folders list them), so the list stays as short as the runner's."""
         with self._lock:
+            self._owned = [o for o in self._owned if not o.job.done or self.runner.get(o.job.id) is not None]
             self._owned.append(OwnedJob(owner, workflow, job))
 
     def owned(self, owner: str, workflow: str | None = None) -> list[OwnedJob]:

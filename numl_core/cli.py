@@ -19,7 +19,7 @@ import click
 from numl_core import workflows
 from numl_core.config import ConfigError
 from numl_core.data.schema import DataError
-from numl_core.runs import RunStore
+from numl_core.runs import RunDir, RunStore
 
 log = logging.getLogger("numl")
 
@@ -144,6 +144,84 @@ def data_generate(sample: str, n_events: int, seed: int, out: str) -> None:
 
 
 # -- workflows -------------------------------------------------------------------------
+def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` overrides; VALUE is JSON when it parses (numbers, booleans, lists), else text.
+
+    >>> parse_set(["epochs=5", "sample=file", "targets=[1, 2]"])
+    {'epochs': 5, 'sample': 'file', 'targets': [1, 2]}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
+
+
+def check_resumable(run: RunDir, wf: workflows.Workflow, action: str) -> None:
+    """Refuse, with the reason, to resume a run of another workflow or action, a finished run, or a run
+    that a live job is running."""
+    info = run.read_info()
+    owner = info.get("workflow")
+    if owner != wf.name:
+        raise ConfigError(
+            f"run {run.id!r} is a {owner!r} run, not {wf.name!r}: resume it with "
+            f"`numl {owner} {info.get('action', 'run')} --resume {run.id}`"
+        )
+    if info.get("action", "run") != action:
+        raise ConfigError(f"run {run.id!r} ran the {info.get('action')!r} action, not {action!r}")
+    state = run.status()
+    if state == "done":
+        raise ConfigError(f"run {run.id!r} is done; nothing to resume (start a new run to train again)")
+    if run.is_live():
+        raise ConfigError(f"run {run.id!r} is still running in another job or process")
+
+
+def resume_config(run: RunDir, wf: workflows.Workflow, config_path: str | None) -> Any:
+    """The run's own config; a ``--config`` given with ``--resume`` must agree with it (device aside)."""
+    cfg = wf.config_cls.from_json(run.path / "config.json")
+    if config_path:
+        given = wf.config_cls.from_json(Path(config_path))
+        differ = [k for k, v in given.to_dict().items() if k != "device" and cfg.to_dict().get(k) != v]
+        if differ:
+            raise ConfigError(
+                f"{config_path}: differs from run {run.id!r}'s config in {differ}; a resume continues the "
+                "run with its own config (start a new run to change it)"
+            )
+    return cfg
+
+
+def prepare_config(
+    wf: workflows.Workflow,
+    config_path: str | None,
+    overrides: dict[str, Any],
+    run: RunDir | None,
+) -> Any:
+    """The validated config of a new run or of a resumed one, with the command-line ``overrides``; its
+    device is checked here, before any run folder is made."""
+    if run is not None:
+        cfg = resume_config(run, wf, config_path)
+    else:
+        cfg = wf.config_cls.from_json(Path(config_path)) if config_path else wf.config_cls()
+    unknown = [k for k in overrides if k not in wf.config_cls.field_names()]
+    if unknown:
+        raise ConfigError(f"{wf.config_cls.__name__} has no field(s) {unknown} to override")
+    if overrides:
+        cfg = cfg.copy(**overrides)
+    if "device" in wf.config_cls.field_names():
+        from numl_core.device import resolve_device
+
+        try:
+            resolve_device(cfg.device)
+        except ValueError as exc:
+            raise ConfigError(f"{wf.config_cls.__name__}.device: {exc}") from None
+    return cfg
+
+
 def run_workflow(
     wf: workflows.Workflow,
     action: str,
@@ -152,36 +230,50 @@ def run_workflow(
     seed: int | None,
     out: str | None,
     resume: str | None,
-) -> dict[str, Any]:
+    sets: tuple[str, ...] = (),
+) -> Any:
     """Run one workflow action in the job runner, with a tqdm bar; return its result."""
+    store = RunStore(out)
+    try:
+        overrides = {k: v for k, v in (("device", device), ("seed", seed)) if v is not None}
+        overrides.update(parse_set(sets))
+        run = store.get(resume) if resume else None
+        if run is not None:
+            check_resumable(run, wf, action)
+        cfg = prepare_config(wf, config_path, overrides, run)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if run is None:
+        run = store.create(wf.name, cfg)
+        run.update_info({"action": action})
+    fn = wf.run if action == "run" else wf.actions[action]
+    job = _follow(fn, cfg, run, f"{wf.name} {action}")
+    click.echo(f"run {run.id}: {job.state} ({run.path})")
+    if job.state == "failed":
+        if isinstance(job.error, (ConfigError, DataError)):
+            raise click.ClickException(str(job.error))
+        click.echo(job.traceback, err=True)
+        raise SystemExit(1)
+    if job.state == "cancelled":
+        raise SystemExit(130)
+    return job.result
+
+
+def _follow(fn: Any, cfg: Any, run: RunDir, label: str) -> Any:
+    """Run ``fn(cfg)`` on ``run`` in a job runner with a tqdm bar and the log; Ctrl-C cancels it."""
     from tqdm import tqdm
 
     from numl_core.jobs import JobRunner
+    from numl_core.runs import RunLocked
 
-    store = RunStore(out)
-    try:
-        if resume:
-            run = store.get(resume)
-            cfg = wf.config_cls.from_json(Path(config_path) if config_path else run.path / "config.json")
-        else:
-            cfg = wf.config_cls.from_json(Path(config_path)) if config_path else wf.config_cls()
-        overrides = {k: v for k, v in (("device", device), ("seed", seed)) if v is not None}
-        unknown = [k for k in overrides if k not in wf.config_cls.field_names()]
-        if unknown:
-            raise ConfigError(f"{wf.config_cls.__name__} has no field(s) {unknown} to override")
-        if overrides:
-            cfg = cfg.copy(**overrides)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if not resume:
-        run = store.create(wf.name, cfg)
-        run.update_info({"action": action})
     runner = JobRunner(max_workers=1, torch_threads=None)
-    fn = wf.run if action == "run" else wf.actions[action]
-    bar = tqdm(
-        total=100, desc=f"{wf.name} {action}", unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}"
-    )
-    job = runner.submit(fn, cfg, run, label=f"{wf.name} {action}")
+    bar = tqdm(total=100, desc=label, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    try:
+        job = runner.submit(fn, cfg, run, label=label)
+    except RunLocked as exc:
+        bar.close()
+        runner.shutdown()
+        raise click.ClickException(str(exc)) from None
     cursor = 0
     try:
         while job.wait(0.25) not in ("done", "failed", "cancelled"):
@@ -196,15 +288,7 @@ def run_workflow(
     bar.n = round(job.progress.fraction * 100)
     bar.close()
     runner.shutdown()
-    click.echo(f"run {run.id}: {job.state} ({run.path})")
-    if job.state == "failed":
-        if isinstance(job.error, (ConfigError, DataError)):
-            raise click.ClickException(str(job.error))
-        click.echo(job.traceback, err=True)
-        raise SystemExit(1)
-    if job.state == "cancelled":
-        raise SystemExit(130)
-    return job.result
+    return job
 
 
 def _workflow_group(wf: workflows.Workflow) -> click.Group:
@@ -223,15 +307,23 @@ def _workflow_group(wf: workflows.Workflow) -> click.Group:
         @click.option("--seed", type=int, default=None, help="Random seed (overrides the config).")
         @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory root.")
         @click.option("--resume", default=None, help="Resume this run id from its last checkpoint.")
+        @click.option(
+            "--set",
+            "sets",
+            multiple=True,
+            metavar="FIELD=VALUE",
+            help="Override one config field (repeatable); VALUE is JSON (5, true, [1, 2]) or text.",
+        )
         def command(
             config_path: str | None,
             device: str | None,
             seed: int | None,
             out: str | None,
             resume: str | None,
+            sets: tuple[str, ...],
             _action: str = action,
         ) -> None:
-            run_workflow(wf, _action, config_path, device, seed, out, resume)
+            run_workflow(wf, _action, config_path, device, seed, out, resume, sets)
 
         group.add_command(command)
 

@@ -40,12 +40,16 @@ def _allowed(p: param.Parameter) -> str:
         return f"one of {list(p.objects)}"
     if isinstance(p, param.ListSelector):
         return f"a list drawn from {list(p.objects)}"
+    if isinstance(p, param.List):
+        item = getattr(p, "item_type", None)
+        return f"a list of {item.__name__} values" if isinstance(item, type) else "a list"
     kind = type(p).__name__.lower()
+    article = "an" if kind[0] in "aeiou" else "a"
     bounds = getattr(p, "bounds", None)
     if bounds is not None and any(b is not None for b in bounds):
         lo, hi = bounds
-        return f"a {kind} in [{lo}, {hi}]"
-    return f"a {kind}"
+        return f"{article} {kind} in [{lo}, {hi}]"
+    return f"{article} {kind}"
 
 
 class Config(param.Parameterized):
@@ -106,6 +110,10 @@ class Config(param.Parameterized):
             p = cls.param[key]
             if isinstance(p, (param.NumericTuple, param.Tuple)) and isinstance(value, list):
                 value = tuple(value)
+            if isinstance(p, param.Number) and isinstance(value, bool):
+                raise ConfigError(
+                    f"{where}{cls.__name__}.{key} = {value!r} is a boolean; expected {_allowed(p)}"
+                )
             if isinstance(p, param.Number) and isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(
                     f"{where}{cls.__name__}.{key} = {value!r} is not finite; expected {_allowed(p)}"
@@ -113,7 +121,7 @@ class Config(param.Parameterized):
             kwargs[key] = value
         try:
             cfg = cls(**kwargs)
-        except ValueError as exc:  # param raises ValueError for bad types and bounds
+        except (ValueError, TypeError) as exc:  # param raises these for bad types and bounds
             raise cls._as_config_error(exc, values, where) from exc
         cfg.validate()
         return cfg
@@ -143,6 +151,8 @@ class Config(param.Parameterized):
             values = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source or 'config'}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        except RecursionError:
+            raise ConfigError(f"{source or 'config'}: JSON nested too deeply to be a config") from None
         return cls.from_dict(values, source=source)
 
     def validate(self) -> None:

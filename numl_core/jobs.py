@@ -58,11 +58,13 @@ class Progress:
     incrementally with :meth:`read_metrics` and a cursor.
     """
 
-    def __init__(self, run_dir: RunDir | None = None) -> None:
+    def __init__(self, run_dir: RunDir | None = None, max_metrics: int = 200_000) -> None:
         self.run_dir = run_dir
+        self.max_metrics = max_metrics
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._metrics: list[dict[str, Any]] = []
+        self._metrics_dropped = 0  # records dropped from the front; cursors count from the first record
         self._log: list[str] = []
         self._artefacts: dict[str, Any] = {}
         self.fraction = 0.0
@@ -94,6 +96,10 @@ class Progress:
         record = {"name": name, "value": float(value), "step": int(step), "t": time.time(), **tags}
         with self._lock:
             self._metrics.append(record)
+            if len(self._metrics) > self.max_metrics:  # the run folder keeps them all
+                drop = len(self._metrics) - self.max_metrics // 2
+                del self._metrics[:drop]
+                self._metrics_dropped += drop
         if self.run_dir is not None:
             self.run_dir.append_metric(record)
         self._notify("metric", record)
@@ -114,10 +120,12 @@ class Progress:
 
     # -- reader side (UI, CLI) -------------------------------------------------------
     def read_metrics(self, cursor: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Metrics appended since ``cursor``, and the new cursor."""
+        """Metrics appended since ``cursor``, and the new cursor (records older than the in-memory window
+        of ``max_metrics`` are only in the run folder's ``metrics.jsonl``)."""
         with self._lock:
-            new = self._metrics[cursor:]
-            return list(new), cursor + len(new)
+            start = max(cursor - self._metrics_dropped, 0)
+            new = self._metrics[start:]
+            return list(new), self._metrics_dropped + start + len(new)
 
     def read_log(self, cursor: int = 0) -> tuple[list[str], int]:
         """Log lines appended since ``cursor``, and the new cursor."""
@@ -129,6 +137,12 @@ class Progress:
         """A snapshot of the latest artefacts."""
         with self._lock:
             return dict(self._artefacts)
+
+    def release(self) -> None:
+        """Forget the metrics, log and artefacts held in memory (a finished job's run folder has them)."""
+        with self._lock:
+            self._metrics_dropped += len(self._metrics)
+            self._metrics, self._log, self._artefacts = [], [], {}
 
     def request_cancel(self) -> None:
         """Ask the workflow to stop at its next check."""
@@ -174,17 +188,44 @@ class Job:
         self.run_dir = run_dir
         self.progress = Progress(run_dir)
         self.state = "queued"
-        self.result: Any = None
+        self._result: Any = None
+        self._released = False
+        self.on_finish: Callable[[Job], None] | None = None
         self.error: BaseException | None = None
         self.traceback = ""
         self.submitted_at = time.time()
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._done = threading.Event()
+        # held from submission to the end: a queued or running job's folder is live for every reader
+        self._lock = run_dir.acquire_lock() if run_dir is not None else None
 
     @property
     def done(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def result(self) -> Any:
+        """The workflow's result; once the job was released from memory, loaded back from its run folder."""
+        if self._released and self._result is None and self.state == "done" and self.run_dir is not None:
+            from numl_core import workflows
+
+            name = self.run_dir.read_info().get("workflow")
+            known = workflows.available()
+            return known[name].load_result(self.run_dir) if name in known else self.run_dir.load_result()
+        return self._result
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self._result = value
+
+    def release(self) -> None:
+        """Drop the result, metrics, log and artefacts from memory (only for a finished job with a run
+        folder, which holds them all)."""
+        if self.done and self.run_dir is not None:
+            self._released = True
+            self._result = None
+            self.progress.release()
 
     def cancel(self) -> None:
         """Request cancellation; a queued job is cancelled before it starts."""
@@ -242,8 +283,14 @@ class Job:
     def _finish(self, state: str) -> None:
         self.state = state
         self.finished_at = time.time()
-        self._write_info()
-        self._done.set()
+        try:
+            self._write_info()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+            self._done.set()
+            if self.on_finish is not None:
+                self.on_finish(self)
 
     def _write_info(self) -> None:
         if self.run_dir is not None:
@@ -265,10 +312,13 @@ class JobRunner:
     torch's intra-op threads while jobs run so the server stays responsive.
     """
 
-    def __init__(self, max_workers: int = 1, torch_threads: int | None = None) -> None:
+    def __init__(
+        self, max_workers: int = 1, torch_threads: int | None = None, keep_finished: int = 8
+    ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers
+        self.keep_finished = keep_finished
         self.torch_threads = default_torch_threads() if torch_threads is None else torch_threads
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="numl-job")
         self._jobs: dict[str, Job] = {}
@@ -279,11 +329,24 @@ class JobRunner:
     ) -> Job:
         """Queue ``fn(config, progress)``; return its :class:`Job` at once."""
         job = Job(fn, config, run_dir, label)
+        job.on_finish = self._forget_old
         with self._lock:
             self._jobs[job.id] = job
         job._write_info()
         self._pool.submit(job._run, self.torch_threads)
         return job
+
+    def _forget_old(self, finished: Job) -> None:
+        """Keep the ``keep_finished`` newest finished jobs in memory; release and forget older ones
+        that have a run folder (everything they made is there)."""
+        with self._lock:
+            done = [j for j in self._jobs.values() if j.done and j.run_dir is not None]
+            done.sort(key=lambda j: j.finished_at or 0.0)
+            old = done[: max(len(done) - self.keep_finished, 0)]
+            for job in old:
+                del self._jobs[job.id]
+        for job in old:
+            job.release()
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

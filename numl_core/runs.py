@@ -5,16 +5,23 @@ Layout of a run directory::
     <root>/<run id>/
         config.json      the workflow config (exact JSON round-trip)
         run.json         state, timings, versions, device, workflow name
+        run.lock         held (flock) by the process that runs it; a run whose lock is free is not live
         metrics.jsonl    one JSON record per metric, append-only
         checkpoints/     torch state dicts (``NAME.pt``), loaded with ``weights_only=True``
         results/         arrays (``arrays.npz``), tables (``NAME.parquet``), scalars (``scalars.json``)
 
 Every file except the append-only metrics log is written to a temporary file in the
 same folder and renamed into place, so a crash or cancel never leaves a half-written file.
+
+A process that runs a job holds an exclusive ``flock`` on ``run.lock`` for the job's life; the kernel
+releases it when the process ends, however it ends. So a run whose ``run.json`` says ``running`` or
+``queued`` but whose lock is free was left behind by a process that is gone: it lists as
+``interrupted`` and can be resumed, and no two processes (or two jobs) ever run the same folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -32,6 +39,9 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_ROOT_ENV = "NUML_RUNS"
+LIVE_STATES = ("queued", "running")
+"""States in which ``run.json`` claims a live owner; without one the run is ``interrupted``."""
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -102,6 +112,41 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+class DamagedRun(ValueError):
+    """A run folder whose ``run.json`` cannot be read."""
+
+
+class RunLocked(RuntimeError):
+    """The run is being run by a live job (another process, or another job of this one)."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``run.lock``; released by :meth:`release` or by the process's end."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    @classmethod
+    def acquire(cls, run: RunDir) -> RunLock:
+        path = run.path / "run.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLocked(f"run {run.id!r} is being run by a live job ({path} is locked)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Unlock (idempotent)."""
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
 class RunDir:
     """One run's folder; see the module docstring for its layout."""
 
@@ -116,10 +161,37 @@ class RunDir:
         return self.path / "run.json"
 
     def read_info(self) -> dict[str, Any]:
-        """Contents of ``run.json`` (empty if missing)."""
+        """Contents of ``run.json`` (empty if missing); :class:`DamagedRun` if it is not a JSON object."""
         if not self.info_path.exists():
             return {}
-        return json.loads(self.info_path.read_text())
+        try:
+            info = json.loads(self.info_path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedRun(f"{self.info_path}: not valid UTF-8 JSON ({exc})") from exc
+        if not isinstance(info, dict):
+            raise DamagedRun(f"{self.info_path}: expected a JSON object, found {type(info).__name__}")
+        return info
+
+    # -- the lock held by the process that runs the job ---------------------------------
+    def acquire_lock(self) -> RunLock:
+        """Take the run's lock for this process, or raise :class:`RunLocked` if a live job holds it."""
+        return RunLock.acquire(self)
+
+    def is_live(self) -> bool:
+        """True while some process (this one included) holds the run's lock."""
+        try:
+            RunLock.acquire(self).release()
+        except RunLocked:
+            return True
+        return False
+
+    def status(self) -> str:
+        """The run's state as it is now: ``run.json``'s, but ``interrupted`` for a queued or running
+        run that no live process holds."""
+        state = str(self.read_info().get("state", "unknown"))
+        if state in LIVE_STATES and not self.is_live():
+            return "interrupted"
+        return state
 
     def update_info(self, values: dict[str, Any]) -> None:
         """Merge ``values`` into ``run.json`` atomically."""
@@ -248,16 +320,31 @@ class RunStore:
         return run
 
     def list(self, workflow: str | None = None) -> list[dict[str, Any]]:
-        """``run.json`` of every run, newest first, optionally for one workflow."""
+        """``run.json`` of every run, newest first, optionally for one workflow.
+
+        ``state`` is the run's state as it is now (:meth:`RunDir.status`: a dead ``running`` run is
+        ``interrupted``); a run whose ``run.json`` cannot be read lists as ``damaged`` with the reason
+        in ``error``, and never hides the others.
+        """
         if not self.root.exists():
             return []
-        infos = []
-        for p in self.root.iterdir():
-            if (p / "run.json").exists():
-                try:
-                    info = json.loads((p / "run.json").read_text())
-                except json.JSONDecodeError:
-                    continue
-                if workflow is None or info.get("workflow") == workflow:
-                    infos.append(info)
-        return sorted(infos, key=lambda i: i.get("created_at", 0), reverse=True)
+        infos = [self._entry(p) for p in self.root.iterdir() if (p / "run.json").exists()]
+        infos = [i for i in infos if workflow is None or i.get("workflow") == workflow]
+        return sorted(infos, key=_created_at, reverse=True)
+
+    @staticmethod
+    def _entry(path: Path) -> dict[str, Any]:
+        run = RunDir(path)
+        try:
+            info = run.read_info()
+            if info.get("state") in LIVE_STATES:
+                info["state"] = run.status()
+        except (DamagedRun, OSError) as exc:
+            return {"id": path.name, "workflow": "?", "state": "damaged", "error": str(exc)}
+        info["id"] = str(info.get("id") or path.name)
+        return info
+
+
+def _created_at(info: dict[str, Any]) -> float:
+    value = info.get("created_at", 0)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

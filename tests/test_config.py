@@ -49,7 +49,7 @@ def test_unknown_field_suggests_closest():
 
 def test_out_of_bounds_names_field_value_and_range():
     with pytest.raises(
-        ConfigError, match=r"FitConfig.iterations = 500 is not allowed; expected a integer in \[1, 100\]"
+        ConfigError, match=r"FitConfig.iterations = 500 is not allowed; expected an integer in \[1, 100\]"
     ):
         FitConfig.from_dict({"iterations": 500})
 
