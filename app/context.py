@@ -7,10 +7,17 @@ server keeps one core), one :class:`RunStore`, the data folder and the upload li
 Each browser session gets an :class:`AppContext` with an owner token. The token lives in
 the page URL (``?session=...``), so reloading the page reattaches to the jobs that session
 started; other sessions never see them. Closing a session leaves its jobs running.
+
+Tokens are issued by the server and bound to the browser that got them: with a new token the page
+also receives a cookie holding the token's HMAC under a secret of the server process. A token in a
+URL is accepted only together with its cookie, so a link carrying someone's token (or a token chosen
+by whoever wrote the link) opens a fresh session in any other browser.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -35,6 +42,8 @@ ENV_RUNS = "NUML_RUNS"
 ENV_DATA = "NUML_DATA"
 ENV_MAX_UPLOAD_MB = "NUML_MAX_UPLOAD_MB"
 SESSION_QUERY = "session"
+COOKIE_PREFIX = "numl_"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -85,8 +94,22 @@ class Shared:
         self.settings = settings
         self.runner = JobRunner(max_workers=settings.max_workers, torch_threads=settings.torch_threads)
         self.store = RunStore(settings.runs_root)
+        self._secret = secrets.token_bytes(32)
         self._owned: list[OwnedJob] = []
         self._lock = threading.Lock()
+
+    def sign(self, token: str) -> str:
+        """The value of the cookie that binds ``token`` to a browser: HMAC-SHA256 under this process's
+        secret."""
+        return hmac.new(self._secret, token.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def accepts(self, token: str, cookies: Mapping[str, str]) -> bool:
+        """True if ``token`` is well formed and ``cookies`` hold its signature (it was issued to this
+        browser by this server)."""
+        if not valid_token(token):
+            return False
+        given = str(cookies.get(COOKIE_PREFIX + token, ""))
+        return hmac.compare_digest(given, self.sign(token))
 
     def stop_jobs_at_exit(self) -> None:
         """Cancel unfinished jobs when the server process exits.
@@ -188,6 +211,12 @@ class AppContext:
             self._workflows = available()
         return self._workflows
 
+    @property
+    def upload_folder(self) -> str:
+        """This session's folder name under the data folder's ``uploads`` (derived from, not equal to,
+        its token)."""
+        return hashlib.sha256(self.token.encode("ascii")).hexdigest()[:16]
+
     def submit(self, workflow: Workflow, config: Config, label: str = "", action: str = "run") -> Job:
         """Create a run directory owned by this session and queue ``workflow.run`` (or the named
         ``action`` of ``workflow.actions``) on it."""
@@ -237,15 +266,29 @@ class AppContext:
 
         raw = pn.state.session_args.get(SESSION_QUERY, [b""])[0]
         token = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
-        if not valid_token(token):
+        state = shared()
+        if not state.accepts(token, pn.state.cookies or {}):
             token = new_token()
-
-            def write_token() -> None:  # after load: the browser first reports its own URL
-                if pn.state.location is not None:
-                    pn.state.location.update_query(**{SESSION_QUERY: token})
-
-            pn.state.onload(write_token)
-        ctx = cls(shared(), token)
+            _bind_to_browser(token, state.sign(token))
+        ctx = cls(state, token)
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda _session_context: ctx.close())
         return ctx
+
+
+def _bind_to_browser(token: str, signature: str) -> None:
+    """Put ``token`` into the page URL and its signature into a cookie of this browser, once the page
+    has loaded (the browser first reports its own URL)."""
+    import panel as pn
+    from bokeh.events import DocumentReady
+    from bokeh.models import CustomJS
+
+    cookie = f"{COOKIE_PREFIX}{token}={signature}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Strict"
+    if pn.state.curdoc is not None:
+        pn.state.curdoc.js_on_event(DocumentReady, CustomJS(code=f"document.cookie = {cookie!r};"))
+
+    def write_token() -> None:
+        if pn.state.location is not None:
+            pn.state.location.update_query(**{SESSION_QUERY: token})
+
+    pn.state.onload(write_token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,7 +93,22 @@ def launch(
         env[ENV_DATA] = str(Path(data_root).resolve())
     cmd = panel_command(port, address, prefix, show, extra_origins)
     log.info("serving the dashboard at %s", base_url(port, address, prefix))
-    return subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+def _end_with_parent() -> None:
+    """In the child, before ``exec``: ask Linux to send SIGTERM when the parent (``numl app``) dies,
+    however it dies (``kill -9`` included), so no server is left answering on the port."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def base_url(port: int, address: str = "127.0.0.1", prefix: str = "") -> str:
@@ -131,6 +147,11 @@ def serve(
 ) -> int:
     """Run the dashboard until interrupted; return the server's exit status (see :func:`launch`)."""
     proc = launch(port, address, prefix, show, runs_root, data_root, extra_origins)
+
+    def stop(signum: int, _frame: object) -> None:
+        proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -69,7 +69,10 @@ def safe_path(root: str | Path, user_path: str | Path) -> Path:
         if given.is_absolute():
             raise UnsafePathError(f"{text!r} is an absolute path outside the data folder {root_real}")
         raise UnsafePathError(f"{text!r} leaves the data folder {root_real} ('..' climbs above it)")
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop, or a component that cannot be read
+        raise UnsafePathError(f"{text!r} cannot be resolved inside the data folder: {exc}") from None
     if not _inside(resolved, root_real):
         raise UnsafePathError(
             f"{text!r} is a symbolic link (or lies below one) pointing to {resolved}, "
@@ -98,24 +101,48 @@ def check_upload_size(name: str, n_bytes: int, max_bytes: int) -> None:
         )
 
 
-def save_upload(root: str | Path, filename: str, data: bytes | str, max_bytes: int) -> Path:
-    """Write uploaded ``data`` to ``root/filename`` atomically and return its path.
-
-    ``filename`` must be a plain name (letters, digits, space, ``._+-``; no folders, not
-    hidden); text is stored as UTF-8. Raises :class:`UploadTooLarge` or :class:`UnsafePathError`.
+def _free_name(folder: Path, filename: str) -> str:
+    """``filename``, or ``stem-2.ext``, ``stem-3.ext`` ... if a file of that name exists in ``folder``.
 
     >>> import tempfile
-    >>> save_upload(tempfile.mkdtemp(), "mc.csv", "a,b\\n1,2\\n", max_bytes=100).name
-    'mc.csv'
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.csv").write_text("x")
+    >>> _free_name(d, "a.csv"), _free_name(d, "b.csv")
+    ('a-2.csv', 'b.csv')
     """
-    if not _UPLOAD_NAME.match(filename) or filename in {".", ".."}:
+    stem, dot, ext = filename.rpartition(".") if "." in filename[1:] else (filename, "", "")
+    name, n = filename, 1
+    while (folder / name).exists() or (folder / name).is_symlink():
+        n += 1
+        name = f"{stem}-{n}{dot}{ext}"
+    return name
+
+
+def save_upload(
+    root: str | Path, filename: str, data: bytes | str, max_bytes: int, folder: str | Path = ""
+) -> Path:
+    """Write uploaded ``data`` to ``root/folder/filename`` atomically and return its path.
+
+    ``filename`` must be a plain name (letters, digits, space, ``._+-``; no folders, not hidden); text is
+    stored as UTF-8. An existing file is never overwritten: the upload gets the next free name
+    (``name-2.csv`` ...). The target must resolve inside ``root`` itself, so a ``folder`` that is a
+    symbolic link to elsewhere is refused. Raises :class:`UploadTooLarge` or :class:`UnsafePathError`.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> save_upload(root, "mc.csv", "a,b\\n1,2\\n", max_bytes=100, folder="uploads").name
+    'mc.csv'
+    >>> save_upload(root, "mc.csv", "a,b\\n3,4\\n", max_bytes=100, folder="uploads").name
+    'mc-2.csv'
+    """
+    if not _UPLOAD_NAME.fullmatch(filename) or filename in {".", ".."}:
         raise UnsafePathError(
             f"upload name {filename!r} is not a plain file name (letters, digits, space and ._+- only)"
         )
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     check_upload_size(filename, len(payload), max_bytes)
-    Path(root).mkdir(parents=True, exist_ok=True)
-    target = safe_path(root, filename)
+    directory = safe_path(root, folder) if str(folder) else Path(root).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = safe_path(root, Path(directory, _free_name(directory, filename)))
     with atomic_open(target, "wb") as fh:
         fh.write(payload)
     return target

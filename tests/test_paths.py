@@ -110,10 +110,40 @@ def test_save_upload_refuses_names_that_are_not_plain(root: Path, name: str) -> 
         save_upload(root, name, b"1", max_bytes=10)
 
 
-def test_save_upload_refuses_to_write_through_an_outside_symlink(root: Path, tmp_path: Path) -> None:
+def test_save_upload_never_writes_through_an_outside_symlink(root: Path, tmp_path: Path) -> None:
     target = tmp_path / "victim.csv"
     target.write_text("keep")
     (root / "victim.csv").symlink_to(target)
-    with pytest.raises(UnsafePathError, match="symbolic link"):
-        save_upload(root, "victim.csv", b"overwritten", max_bytes=100)
+    saved = save_upload(root, "victim.csv", b"overwritten", max_bytes=100)
     assert target.read_text() == "keep"
+    assert saved == root.resolve() / "victim-2.csv" and saved.read_bytes() == b"overwritten"
+
+
+def test_save_upload_never_overwrites_an_earlier_upload(root: Path) -> None:
+    first = save_upload(root, "mc.csv", b"first", max_bytes=100, folder="uploads/a")
+    second = save_upload(root, "mc.csv", b"second", max_bytes=100, folder="uploads/a")
+    assert (first.name, second.name) == ("mc.csv", "mc-2.csv")
+    assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
+
+
+@pytest.mark.parametrize("name", ["x.csv\n", "x.csv\r", "ok.csv\n.sh"])
+def test_save_upload_refuses_names_with_line_breaks(root: Path, name: str) -> None:
+    with pytest.raises(UnsafePathError, match="not a plain file name"):
+        save_upload(root, name, b"1", max_bytes=10)
+    assert sorted(p.name for p in root.iterdir()) == ["mc"]
+
+
+def test_save_upload_refuses_an_upload_folder_that_links_outside(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "uploads").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        save_upload(root, "mc.csv", b"1", max_bytes=10, folder="uploads")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_symlink_loop_is_a_named_error(root: Path) -> None:
+    (root / "a").symlink_to(root / "b")
+    (root / "b").symlink_to(root / "a")
+    with pytest.raises(UnsafePathError, match="'a/x.csv' cannot be resolved"):
+        safe_path(root, "a/x.csv")

@@ -132,12 +132,22 @@ def error_view(title: str, detail: str = "") -> pn.viewable.Viewable:
 
 
 class UploadBox(pn.viewable.Viewer):
-    """Upload a data file into ``<data root>/uploads`` and put its path into a config field."""
+    """Upload a data file into ``<data root>/uploads/<session>`` and put its path into a config field.
 
-    def __init__(self, config: Config, fields: Sequence[str], data_root: Any, max_bytes: int) -> None:
+    Each browser session uploads into its own folder; an upload never overwrites a file."""
+
+    def __init__(
+        self,
+        config: Config,
+        fields: Sequence[str],
+        data_root: Any,
+        max_bytes: int,
+        folder: str = UPLOAD_FOLDER,
+    ) -> None:
         super().__init__()
         self.config = config
         self.data_root = data_root
+        self.folder = folder
         self.max_bytes = max_bytes
         self.field = pn.widgets.Select(
             label="Upload into", options=list(fields), value=fields[0], visible=len(fields) > 1
@@ -161,12 +171,13 @@ class UploadBox(pn.viewable.Viewer):
     def store(self, filename: str, data: bytes | str) -> None:
         """Save one uploaded file and point the selected field at it."""
         try:
-            path = save_upload(self.data_root / UPLOAD_FOLDER, filename, data, self.max_bytes)
+            path = save_upload(self.data_root, filename, data, self.max_bytes, folder=self.folder)
         except (UnsafePathError, UploadTooLarge) as exc:
             self.message.object = f"**Upload refused:** {exc}"
             return
         setattr(self.config, self.field.value, str(path))
-        self.message.object = f"Saved `{path.name}`; `{self.field.value}` now points to it."
+        renamed = f" (a file `{filename}` exists; nothing was overwritten)" if path.name != filename else ""
+        self.message.object = f"Saved `{path.name}`{renamed}; `{self.field.value}` now points to it."
 
     def _on_upload(self, event: param.parameterized.Event) -> None:
         for filename, data in (event.new or {}).items():
@@ -253,7 +264,8 @@ class JobPanel(pn.viewable.Viewer):
         uploads = path_fields(type(self.config))
         if uploads:
             limit = self.ctx.settings.max_upload_bytes
-            settings.append(UploadBox(self.config, uploads, self.ctx.data_root, limit))
+            folder = f"{UPLOAD_FOLDER}/{self.ctx.upload_folder}"
+            settings.append(UploadBox(self.config, uploads, self.ctx.data_root, limit, folder))
         settings.extend(extra_controls)
         return pn.Column(
             pn.Row(self.start_button, self.cancel_button),

@@ -83,3 +83,17 @@ def test_stopping_the_server_cancels_its_running_jobs(serve_dashboard, make_dash
     server.proc.terminate()
     assert server.proc.wait(timeout=60) is not None  # it does not wait for the job to finish
     assert [i["state"] for i in server.run_infos()] == ["cancelled"]
+
+
+def test_a_link_with_another_sessions_token_opens_a_fresh_session(server, make_dashboard) -> None:
+    owner = make_dashboard().open(server.app_url)
+    token = owner.token
+    owner.page.reload()
+    owner.page.wait_for_selector(".numl-start button")
+    assert owner.token == token  # the browser that got the token keeps it
+
+    for link in (f"{server.app_url}?session={token}", f"{server.app_url}?session={'a' * 20}"):
+        intruder = make_dashboard().open(link)
+        given = link.rsplit("=", 1)[1]
+        intruder.wait_until(lambda d=intruder, g=given: d.token != g, 30, "a fresh token in the URL")
+        assert "No job started in this session" in intruder.text(".numl-job-status p")
