@@ -48,6 +48,8 @@ def read_table(path: str | Path, schema: Schema | None = None, tree: str = DEFAU
     fmt = table_format(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a {fmt} file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     list_cols = [c.name for c in schema.columns if c.is_list] if schema is not None else []
