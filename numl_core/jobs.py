@@ -284,6 +284,8 @@ class Job:
         self.state = state
         self.finished_at = time.time()
         try:
+            if self.run_dir is not None:
+                self.run_dir.compact_metrics()
             self._write_info()
         finally:
             if self._lock is not None:

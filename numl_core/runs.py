@@ -213,17 +213,34 @@ class RunDir:
             fh.write(line)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """All metric records; a torn last line (crash mid-write) is skipped."""
+        """All metric records, one per (name, step, tags); a torn line (crash mid-write) is skipped.
+
+        A run resumed from a checkpoint repeats the records it made after that checkpoint (the epochs
+        of a partial iteration, say): the repeat replaces the first record, so a resumed run's
+        metrics continue exactly where its checkpoint is, without duplicates or gaps.
+        """
         path = self.path / "metrics.jsonl"
         if not path.exists():
             return []
-        out = []
-        for line in path.read_text().splitlines():
+        latest: dict[str, dict[str, Any]] = {}
+        for line in path.read_text(errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-        return out
+            if not isinstance(record, dict):
+                continue
+            key = json.dumps({k: v for k, v in record.items() if k not in ("value", "t")}, sort_keys=True)
+            latest.pop(key, None)
+            latest[key] = record
+        return list(latest.values())
+
+    def compact_metrics(self) -> None:
+        """Rewrite ``metrics.jsonl`` as :meth:`read_metrics` reads it (atomically)."""
+        if (self.path / "metrics.jsonl").exists():
+            lines = "".join(json.dumps(_json_safe(r)) + "\n" for r in self.read_metrics())
+            with self._metrics_lock:
+                atomic_write_text(self.path / "metrics.jsonl", lines)
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_path(self, name: str) -> Path:

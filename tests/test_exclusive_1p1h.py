@@ -35,8 +35,8 @@ def test_squared_amplitude_at_rest_is_llewellyn_smith(enu, q2):
 
 @pytest.mark.parametrize("enu", [0.5, 1.0, 2.0])
 def test_free_nucleon_limit_reproduces_llewellyn_smith_total(enu):
-    # docs/physics.md#llewellyn-smith table: 0.842, 1.094, 1.089 x 1e-38 cm^2. Fermi smearing of width sigma_p changes
-    # sigma by O((sigma_p / M)^2 ...): measured 0.3 % at 40 MeV/c and 0.07 % at 20 MeV/c.
+    # docs/physics.md#llewellyn-smith table: 0.842, 1.094, 1.089 x 1e-38 cm^2. Fermi smearing of width
+    # sigma_p changes sigma by O((sigma_p / M)^2 ...): measured 0.3 % at 40 MeV/c and 0.07 % at 20 MeV/c.
     target = float(ls_total_sigma(enu))
     wide = ex.total_cross_section(enu, _free_model(0.04), n_cos=16, n_omega=120)
     narrow = ex.total_cross_section(enu, _free_model(0.02), n_cos=16, n_omega=120)

@@ -209,3 +209,34 @@ def test_metrics_kept_in_memory_are_bounded_and_cursors_stay_exact():
         seen += [r["step"] for r in new]
     assert seen == list(range(25))
     assert len(progress.read_metrics(0)[0]) <= 10
+
+
+# -- metrics of resumed runs -------------------------------------------------------------------------
+def test_metrics_repeated_after_a_resume_replace_the_first_ones(tmp_path):
+    run = RunStore(tmp_path).create("unfold", None)
+    for step in range(3):  # iteration 0 done, iteration 1 interrupted after 3 epochs
+        run.append_metric({"name": "loss", "value": 1.0 + step, "step": step, "iteration": 1, "t": 1.0})
+    for step in range(5):  # resumed from the end of iteration 0: iteration 1 again, all 5 epochs
+        run.append_metric({"name": "loss", "value": 2.0 + step, "step": step, "iteration": 1, "t": 2.0})
+    records = run.read_metrics()
+    assert [(r["step"], r["value"]) for r in records] == [(s, 2.0 + s) for s in range(5)]
+    run.compact_metrics()
+    assert len((run.path / "metrics.jsonl").read_text().splitlines()) == 5
+    assert run.read_metrics() == records
+
+
+def test_a_finished_job_leaves_a_compact_metrics_file(tmp_path):
+    store, runner = RunStore(tmp_path), JobRunner()
+    run = store.create("test", None)
+    for step in range(4):
+        run.append_metric({"name": "loss", "value": -1.0, "step": step})
+
+    def again(config, progress):
+        for step in range(4):
+            progress.metric("loss", float(step), step=step)
+        return {"ok": 1}
+
+    assert runner.submit(again, None, run).wait(30) == "done"
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["value"] for r in lines] == [0.0, 1.0, 2.0, 3.0]
+    runner.shutdown()
