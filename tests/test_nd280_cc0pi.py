@@ -47,7 +47,8 @@ def events() -> pd.DataFrame:
 
 # Free-nucleon CCQE cross sections [1e-38 cm^2] from the table "Free-nucleon CCQE (Llewellyn Smith,
 # Phys. Rep. 3, 261 (1972))" in docs/physics.md#llewellyn-smith: direct numerical integration with
-# M = 0.938919, m_mu = 0.1056584, m_pi = 0.13957 GeV, G_F = 1.1663787e-5 GeV^-2, cos theta_C = 0.97373, M_A = 1.03 GeV, G_E^n = 0.
+# M = 0.938919, m_mu = 0.1056584, m_pi = 0.13957 GeV, G_F = 1.1663787e-5 GeV^-2, cos theta_C = 0.97373,
+# M_A = 1.03 GeV, G_E^n = 0.
 LS_TABLE = [
     (0.3, 0.487, 0.141),
     (0.5, 0.842, 0.234),
