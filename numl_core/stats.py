@@ -62,7 +62,7 @@ def relative_ess(w: np.ndarray) -> float:
     0.8
     """
     w = np.asarray(w, float)
-    return float(kish_ess(w) / len(w))
+    return float(w.sum() ** 2 / (len(w) * np.sum(w**2)))  # kish_ess(w) / N, in this order of operations
 
 
 @dataclass(frozen=True)

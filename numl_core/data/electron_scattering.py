@@ -175,12 +175,17 @@ def _parse_dat(path: Path) -> pd.DataFrame:
 
 def _read_columns(path: Path) -> pd.DataFrame:
     """CSV (header row) or parquet with the archive's columns; ``line`` is the 1-based file line."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-        first_line = 1  # parquet has no lines: ``line`` counts rows from 1
-    else:
-        frame = pd.read_csv(path, quoting=csv.QUOTE_NONE, comment="#", skip_blank_lines=True)
-        first_line = 2
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+            first_line = 1  # parquet has no lines: ``line`` counts rows from 1
+        else:
+            frame = pd.read_csv(path, quoting=csv.QUOTE_NONE, comment="#", skip_blank_lines=True)
+            first_line = 2
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty (no header row with {list(RAW_COLUMNS)})") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path}: not a readable table ({type(exc).__name__}: {exc})") from None
     rename = {c: COLUMN_ALIASES.get(str(c).strip().lower(), str(c).strip()) for c in frame.columns}
     frame = frame.rename(columns=rename)
     lower = {c.lower(): c for c in frame.columns}
@@ -201,6 +206,20 @@ def _read_columns(path: Path) -> pd.DataFrame:
     frame["citation"] = frame["citation"].astype(str)
     frame["line"] = np.arange(len(frame)) + first_line
     return frame
+
+
+def _check_finite_columns(frame: pd.DataFrame, source: str) -> None:
+    """Every numeric column finite in float32 (the precision the network sees), else ``file:line``."""
+    limit = float(np.finfo(np.float32).max)
+    for c in RAW_COLUMNS[:7]:
+        values = frame[c].to_numpy(float)
+        bad = ~np.isfinite(values) | (np.abs(values) > limit)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{_where(source, int(frame['line'].iloc[i]))}: column '{c}' = {values[i]!r} is not a finite "
+                f"number below {limit:.3g} (the network computes in float32)"
+            )
 
 
 def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataFrame:
@@ -250,6 +269,7 @@ def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataF
             "%s: dropped %d row(s) with a non-positive cross section or error", source, int(nonpositive.sum())
         )
         frame = frame[~nonpositive]
+    _check_finite_columns(frame, source)
     checks = {
         "beam energy E must be > 0 GeV": frame["E"] > 0,
         "theta must be in (0, 180] degrees": (frame["theta"] > 0) & (frame["theta"] <= 180),

@@ -390,6 +390,20 @@ def load_toys(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a .csv, .parquet or .npz file of toys")
+    try:
+        x = _read_toy_matrix(path)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty; expected a header row and one toy per row") from None
+    except (ValueError, OSError, KeyError, pd.errors.ParserError) as exc:  # also zip and Arrow errors
+        raise DataError(f"{path}: not a readable toy file ({type(exc).__name__}: {exc})") from None
+    return check_toys(x, source=str(path))
+
+
+def _read_toy_matrix(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         with np.load(path) as data:
@@ -404,4 +418,4 @@ def load_toys(path: str | Path) -> np.ndarray:
         x = frame.to_numpy(float)
     else:
         raise DataError(f"{path}: unknown format {suffix!r}; use .csv, .parquet or .npz")
-    return check_toys(x, source=str(path))
+    return x
