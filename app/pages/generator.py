@@ -42,11 +42,12 @@ APP_DEFAULTS = {
     "n_eval": 40_000,
     "n_reference": 200_000,
 }
+#: Colour and legend label of each sample of the marginals.
 SAMPLE_STYLE = {
-    "reference": {"color": "black", "label": "reference (weighted)"},
-    "flow": {"color": "#1f77b4", "label": "flow (emulator)"},
-    "flow_reweighted": {"color": "#2ca02c", "label": "flow, reweighted"},
-    "accept_reject": {"color": "#ff7f0e", "label": "accept-reject"},
+    "reference": ("black", "reference (weighted)"),
+    "flow": ("#1f77b4", "flow (emulator)"),
+    "flow_reweighted": ("#2ca02c", "flow, reweighted"),
+    "accept_reject": ("#ff7f0e", "accept-reject"),
 }
 VARIABLE_LABELS = {
     "cos_mu": "cos θ_μ",
@@ -57,8 +58,8 @@ VARIABLE_LABELS = {
 PLOT_WIDTH = 420
 
 
-def _style(sample: str) -> dict[str, str]:
-    return SAMPLE_STYLE.get(sample, {"color": "#9467bd", "label": sample})
+def _style(sample: str) -> tuple[str, str]:
+    return SAMPLE_STYLE.get(sample, ("#9467bd", sample))
 
 
 def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
@@ -69,15 +70,14 @@ def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
     curves = []
     for name, part in rows.groupby("sample", sort=False):
         x, y = steps(part["low"].to_numpy(), part["high"].to_numpy(), part["density"].to_numpy())
-        curves.append(
-            hv.Curve((x, y), label, "density", label=_style(name)["label"]).opts(color=_style(name)["color"])
-        )
+        color, legend = _style(name)
+        curves.append(hv.Curve((x, y), label, "density", label=legend).opts(color=color))
     top = hv.Overlay(curves).opts(
         title=label, width=PLOT_WIDTH, height=260, show_grid=True, legend_position="top_left"
     )
     ratios = []
     for name, part in smp.marginal_ratios(rows).groupby("sample", sort=False):
-        color = _style(name)["color"]
+        color = _style(name)[0]
         centre = 0.5 * (part["low"] + part["high"]).to_numpy()
         ratios.append(
             hv.ErrorBars((centre, part["ratio"], part["error"]), label, ["ratio", "yerr"]).opts(color=color)
@@ -119,7 +119,7 @@ def marginal_2d_plot(
         title=f"reference: {xl} vs {yl}", cmap="viridis", **opts
     )
     right = hv.QuadMesh((x_edges, y_edges, ratio), [xl, yl], "ratio").opts(
-        title=f"{_style(sample)['label']} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
+        title=f"{_style(sample)[1]} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
     )
     return (left + right).opts(shared_axes=False)
 

@@ -86,9 +86,7 @@ class GeneratorConfig(TrainingConfig):
         default=1_000_000, bounds=(1000, 100_000_000), doc="Weighted events in the high-statistics reference."
     )
     n_accept_reject = param.Integer(
-        default=0,
-        bounds=(0, 10_000_000),
-        doc="Accept-reject events for comparison (0: expected optimum only).",
+        default=0, bounds=(0, 10_000_000), doc="Accept-reject events to compare (0: expected optimum only)."
     )
     bins_per_dim = param.Integer(default=6, bounds=(2, 30), doc="Bins per variable of the 4-D histograms.")
     cap_quantile = param.Number(default=0.9999, bounds=(0.5, 1.0), doc="Weight-cap quantile.")
