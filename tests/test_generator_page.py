@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+from bokeh.document import Document
 
 from app.components.page import build_page
 from app.context import AppContext, new_token
@@ -116,7 +117,8 @@ def test_generate_box_keeps_the_output_in_the_data_folder(shared, generator_run,
 
 def test_generate_box_needs_a_finished_run(shared):
     ctx = AppContext(shared, new_token(), workflows={"generator": WORKFLOW})
-    build_page(page.PAGE, ctx)
+    view = build_page(page.PAGE, ctx)
+    view.get_root(Document())  # the page builds its Bokeh models, as served
     (box,) = page.PAGE.below(ctx.job_panels["generator"], ctx)
     box.start()
     assert box.panel.job is None and "Train a flow first" in box.status.object
