@@ -42,8 +42,9 @@ import vegas
 
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.generator import sampling as smp
+from numl_core.generator.config import GeneratorConfig
 from numl_core.generator.model import PRESETS, FlowSpec, GeneratorFlow
-from numl_core.generator.workflow import GeneratorConfig, train_flow
+from numl_core.generator.train import train_flow
 from numl_core.jobs import Progress
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,7 @@
-"""End-to-end generator runs on a tiny flow: training rounds, sampler report, saved flow, sample action."""
+"""End-to-end generator runs on a tiny flow: training rounds, sampler report, saved flow and result,
+sample action, live plots."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,96 +10,108 @@ import pytest
 from numl_core.config import ConfigError
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.io import read_table
+from numl_core.generator import train
+from numl_core.generator.config import GeneratorConfig, build_model, build_spec
+from numl_core.generator.result import GeneratorResult, SampleResult
 from numl_core.generator.workflow import (
-    FLOW_FILE,
     WORKFLOW,
-    GeneratorConfig,
-    build_spec,
+    expected_series,
+    metric_group,
     run_generator,
     sample_events,
 )
 from numl_core.jobs import Progress
+from numl_core.live import series_key
 from numl_core.runs import RunStore
+from numl_core.training import TrainingConfig
+from tests.fixtures.generator import GENERATOR_TINY as TINY
 
-TINY = dict(
-    preset="custom",
-    transforms=2,
-    hidden=24,
-    bins=8,
-    rounds=2,
-    events_per_round=6_000,
-    epochs=2,
-    batch_size=512,
-    learning_rate=3e-3,
-    n_eval=4_000,
-    n_reference=20_000,
-    n_accept_reject=0,
-    bins_per_dim=3,
-    enu_low=0.6,
-    enu_high=1.0,
-    device="cpu",
-)
+PAGE_SOURCE = Path(__file__).parents[1] / "app" / "pages" / "generator.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    store = RunStore(tmp_path_factory.mktemp("runs"))
-    config = GeneratorConfig(**TINY)
-    run_dir = store.create("generator", config)
-    progress = Progress(run_dir)
-    return run_generator(config, progress), progress, run_dir
-
-
-def test_workflow_declares_run_and_sample():
+def test_workflow_declares_run_sample_results_and_live_plots():
     assert WORKFLOW.name == "generator" and "sample" in WORKFLOW.actions
     assert WORKFLOW.config_cls is GeneratorConfig
+    assert WORKFLOW.results == (GeneratorResult, SampleResult)
+    assert {p.key for p in WORKFLOW.live_plots.plots} == set(expected_series(GeneratorConfig()))
     # the defaults are the full-size ones
     assert GeneratorConfig().preset == "S" and GeneratorConfig().n_eval == 100_000
 
 
-def test_result_tables_and_report(tiny_run):
-    result, progress, _ = tiny_run
-    summary = result["summary"].set_index("metric")["value"]
+def test_config_takes_the_training_fields_from_the_shared_mixin():
+    config = GeneratorConfig(epochs=3, batch_size=256, learning_rate=2e-3, seed=4)
+    assert isinstance(config, TrainingConfig)
+    assert (GeneratorConfig().epochs, GeneratorConfig().batch_size, GeneratorConfig().learning_rate) == (
+        1,
+        512,
+        1e-3,
+    )
+    settings = config.train_settings(patience=0)
+    assert (settings.epochs, settings.batch_size, settings.lr, settings.seed) == (3, 256, 2e-3, 4)
+
+
+def test_result_tables_and_report(generator_run):
+    result = generator_run.result
+    assert isinstance(result, GeneratorResult) and result.n_parameters > 0 and result.seconds > 0
+    summary = result.figures()
     assert 0 < summary["ress"] <= 1 and 0 < summary["unweighting_efficiency"] <= 1
     assert 0 <= summary["cap_bias"] < 0.05
     # a perfect sampler's expected MNLL is the reference entropy: nothing can do better on average
     assert summary["mnll_flow"] > summary["mnll_optimum"] - 0.05
     assert summary["integral"] > 0 and np.isfinite(summary["rms_pull_unweighted"])
-    rounds = result["rounds"]
+    rounds = result.rounds
     assert list(rounds["round"]) == [0, 1]
     # round 1 proposes from the flow trained in round 0, which beats the uniform box
     assert rounds["proposal_ress"].iloc[1] > rounds["proposal_ress"].iloc[0]
-    marg = result["marginals"]
-    assert {"reference", "flow", "flow_reweighted"} <= set(marg["sample"])
-    names = {r["name"] for r in progress.read_metrics(0)[0]}
+    assert {"reference", "flow", "flow_reweighted"} <= set(result.marginals["sample"])
+    assert int(result.weight_histogram["count"].sum()) == TINY["n_eval"]
+    names = {r["name"] for r in generator_run.records}
     assert {"loss", "proposal_ress", "ress"} <= names
+    assert set(result.to_tables()) == {"summary", "rounds", "marginals", "marginals_2d", "weight_histogram"}
 
 
-def test_flow_saved_and_sample_action_writes_events(tiny_run, tmp_path):
-    _, _, run_dir = tiny_run
-    flow_file = run_dir.path / FLOW_FILE
-    assert flow_file.exists()
-    out = tmp_path / "events.parquet"
-    config = GeneratorConfig(**TINY, flow_file=str(flow_file), n_generate=300, output_file=str(out))
-    result = sample_events(config, Progress())
-    events = pd.read_parquet(out)
-    assert len(events) == 300 == result["n_events"]
+def test_result_loads_back_from_its_run_directory(generator_run):
+    loaded = WORKFLOW.load_result(generator_run.run_dir)
+    assert isinstance(loaded, GeneratorResult)
+    assert loaded.n_parameters == generator_run.result.n_parameters
+    pd.testing.assert_frame_equal(loaded.summary, generator_run.result.summary)
+    pd.testing.assert_frame_equal(loaded.marginals_2d, generator_run.result.marginals_2d)
+
+
+def test_summary_table_names_the_figures(generator_run):
+    table = generator_run.result.summary_table()
+    assert table["quantity"].iloc[0] == "RESS"
+    assert {"unweighting efficiency", "MNLL, flow emulator", "bias from capping"} <= set(table["quantity"])
+    assert len(table) == len(generator_run.result.summary)
+
+
+def test_sample_action_writes_events(generator_run, generator_sample, tmp_path):
+    assert isinstance(generator_sample, SampleResult)
+    events = pd.read_parquet(generator_sample.output_file)
+    assert len(events) == 300 == generator_sample.n_events <= generator_sample.n_drawn
     assert {"enu", "cos_mu", "omega", "cos_n", "phi_n", "weight"} <= set(events.columns)
     assert events["enu"].between(0.6, 1.0).all() and (events["weight"] >= 1).all()
-    emu = GeneratorConfig(
-        **TINY,
-        flow_file=str(flow_file),
+    pd.testing.assert_frame_equal(generator_sample.events_head, events)
+    emu = generator_run.config.copy(
+        flow_file=generator_run.flow_file,
         n_generate=50,
         sample_mode="emulator",
         output_file=str(tmp_path / "emu.csv"),
     )
-    sample_events(emu, Progress())
-    assert len(read_table(tmp_path / "emu.csv", None)) == 50
+    written = sample_events(emu, Progress())
+    assert len(read_table(tmp_path / "emu.csv", None)) == 50 == written.n_drawn
 
 
-def test_sample_action_rejects_mismatched_flows(tiny_run, tmp_path):
-    _, _, run_dir = tiny_run
-    flow_file = str(run_dir.path / FLOW_FILE)
+def test_sample_result_loads_back_as_its_type(generator_sample, tmp_path):
+    run_dir = RunStore(tmp_path).create("generator", None)
+    generator_sample.save(run_dir)
+    loaded = WORKFLOW.load_result(run_dir)
+    assert isinstance(loaded, SampleResult)
+    assert (loaded.n_events, loaded.output_file) == (300, generator_sample.output_file)
+
+
+def test_sample_action_rejects_mismatched_flows(generator_run):
+    flow_file = generator_run.flow_file
     with pytest.raises(ConfigError, match="shells"):
         sample_events(GeneratorConfig(**{**TINY, "shells": "1s1/2"}, flow_file=flow_file), Progress())
     with pytest.raises(ConfigError, match="flow_file"):
@@ -129,10 +144,10 @@ def test_parameter_conditioned_run_compares_with_accept_reject_there():
         parameter_eval=1.2,
     )
     result = run_generator(config, Progress())
-    summary = result["summary"].set_index("metric")["value"]
+    summary = result.figures()
     assert 0 < summary["accept_reject_acceptance"] < 1 and summary["accept_reject_overflow"] == 0
     assert np.isfinite(summary["mnll_accept_reject"])
-    assert "accept_reject" in set(result["marginals"]["sample"])
+    assert "accept_reject" in set(result.marginals["sample"])
 
 
 def test_spec_maps_the_domain_from_the_removal_threshold_in_the_q_frame():
@@ -141,3 +156,29 @@ def test_spec_maps_the_domain_from_the_removal_threshold_in_the_q_frame():
     assert spec.nucleon_frame == "q"
     assert spec.omega_low == pytest.approx(ex.omega_threshold(ex.carbon_model("1p3/2")))
     assert 0.005 < spec.omega_low < 0.0187  # below the 1p3/2 mean removal energy
+
+
+def test_live_plots_draw_exactly_the_series_the_run_reports(generator_run):
+    drawn: dict[str, set[str]] = {}
+    for record in generator_run.records:
+        plot = metric_group(record)
+        if plot is not None:
+            drawn.setdefault(plot, set()).add(series_key(record))
+    expected = {plot: set(names) for plot, names in expected_series(generator_run.config).items()}
+    assert drawn == expected
+    # the evaluation's single figures are reported, not drawn live
+    assert metric_group({"name": "ress", "value": 0.5, "step": 0}) is None
+    assert WORKFLOW.live_plots.spec("proposal_ress").xlabel == "round"
+
+
+def test_renaming_a_metric_in_the_core_is_one_change(monkeypatch):
+    # the core builds the proposal-RESS metric, its live plot and its declared series from one name
+    monkeypatch.setattr(train, "PROPOSAL_RESS", "ress_of_the_proposal")
+    config = GeneratorConfig(**{**TINY, "rounds": 1, "events_per_round": 600, "epochs": 1, "hidden": 8})
+    progress = Progress()
+    train.train_flow(config, progress, build_model(config))
+    records = [r for r in progress.read_metrics(0)[0] if r["name"] == "ress_of_the_proposal"]
+    assert len(records) == 1 and metric_group(records[0]) is not None
+    assert series_key(records[0]) in expected_series(config)[metric_group(records[0])]
+    # and no page spells the metric's name
+    assert "proposal_ress" not in PAGE_SOURCE.read_text()

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,8 +50,9 @@ def path_fields(config_cls: type[Config]) -> list[str]:
     return out
 
 
-def confine_paths(config: Config, root: Any) -> Config:
-    """A validated copy of ``config`` with every non-empty path field resolved inside ``root``.
+def confine_paths(config: Config, root: Any, trusted: Collection[str] = ()) -> Config:
+    """A validated copy of ``config`` with every non-empty path field resolved inside ``root``, except
+    the fields named in ``trusted`` (set by the server itself, e.g. a file in a run folder).
 
     Raises :class:`~numl_core.paths.UnsafePathError` for a path that leaves ``root`` and
     :class:`~numl_core.config.ConfigError` for an invalid config.
@@ -59,7 +60,7 @@ def confine_paths(config: Config, root: Any) -> Config:
     changes = {}
     for name in path_fields(type(config)):
         value = getattr(config, name)
-        if value:
+        if value and name not in trusted:
             changes[name] = str(safe_path(root, value))
     return config.copy(**changes)
 
@@ -314,9 +315,16 @@ class JobPanel(pn.viewable.Viewer):
         if own:
             self.attach(own[0], restore_config=True)
 
-    def start(self, action: str = "run", config: Config | None = None, label: str = "") -> Job | None:
-        """Validate the config (the form's, or ``config``), confine its paths to the data folder and
-        submit the workflow's ``action`` (``run`` or one of ``workflow.actions``).
+    def start(
+        self,
+        action: str = "run",
+        config: Config | None = None,
+        label: str = "",
+        trusted: Collection[str] = (),
+    ) -> Job | None:
+        """Validate the config (the form's, or ``config``), confine its paths to the data folder (all but
+        the ``trusted`` fields, which the page set itself) and submit the workflow's ``action`` (``run``
+        or one of ``workflow.actions``).
 
         Returns the job, or None (with the reason shown) if the config is refused or a
         job of this panel is still running.
@@ -324,7 +332,7 @@ class JobPanel(pn.viewable.Viewer):
         if self.job is not None and not self.job.done:
             return None
         try:
-            config = confine_paths(config if config is not None else self.config, self.ctx.data_root)
+            config = confine_paths(config if config is not None else self.config, self.ctx.data_root, trusted)
         except (ValueError, OSError) as exc:
             self.error_area[:] = [error_view(f"**Invalid configuration:** {exc}")]
             return None

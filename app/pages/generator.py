@@ -1,34 +1,36 @@
 """The flow-generator page: train a conditional flow on the exclusive 1p1h cross section, compare its
 marginals with the weighted reference, inspect the weights and the sampler figures, and write events.
 
-Live curves (training loss per round, proposal RESS) come from the generic job panel; this module adds
-the result views, which take the result dict of the ``generator`` workflow so that a finished job, a
+Live curves (training loss per round, proposal RESS) are the workflow's own declaration, drawn by the
+generic job panel; this module adds the result views, which take the workflow's typed results
+(:class:`~numl_core.generator.result.GeneratorResult` of a run,
+:class:`~numl_core.generator.result.SampleResult` of the ``sample`` action), so that a finished job, a
 run reopened from disk and a notebook result look the same. A "Generate events" box runs the
-workflow's ``sample`` action on the flow of the panel's last finished run and writes a parquet, CSV or
-ROOT file into the data folder, with its own progress bar.
+``sample`` action through the same job panel, on the flow of the panel's last finished run, and writes
+a parquet, CSV or ROOT file into the data folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
 from app.components.job_panel import JobPanel
-from app.components.live_curve import plot_key, plot_pane, use_bokeh
+from app.components.page import PageSpec
+from app.components.plots import plot_pane, steps, use_bokeh
+from app.components.tables import table
 from numl_core.generator import sampling as smp
-from numl_core.generator.workflow import FLOW_FILE, sample_events
+from numl_core.generator.config import GeneratorConfig
+from numl_core.generator.result import GeneratorResult, SampleResult
+from numl_core.generator.workflow import FLOW_FILE
 
 if TYPE_CHECKING:
-    from app.context import AppContext
+    from numl_core.jobs import Job
 
-WORKFLOW_NAME = "generator"
 #: Smaller than the workflow's defaults so that a run from the dashboard takes a few minutes on a laptop.
 APP_DEFAULTS = {
     "preset": "custom",
@@ -40,11 +42,12 @@ APP_DEFAULTS = {
     "n_eval": 40_000,
     "n_reference": 200_000,
 }
+#: Colour and legend label of each sample of the marginals.
 SAMPLE_STYLE = {
-    "reference": {"color": "black", "label": "reference (weighted)"},
-    "flow": {"color": "#1f77b4", "label": "flow (emulator)"},
-    "flow_reweighted": {"color": "#2ca02c", "label": "flow, reweighted"},
-    "accept_reject": {"color": "#ff7f0e", "label": "accept-reject"},
+    "reference": ("black", "reference (weighted)"),
+    "flow": ("#1f77b4", "flow (emulator)"),
+    "flow_reweighted": ("#2ca02c", "flow, reweighted"),
+    "accept_reject": ("#ff7f0e", "accept-reject"),
 }
 VARIABLE_LABELS = {
     "cos_mu": "cos θ_μ",
@@ -52,89 +55,11 @@ VARIABLE_LABELS = {
     "cos_n": "cos θ_N",
     "phi_n": "φ_N / π",
 }
-SUMMARY_LABELS = {
-    "ress": "RESS",
-    "ress_capped": "RESS (capped weights)",
-    "cap_bias": "bias from capping",
-    "unweighting_efficiency": "unweighting efficiency",
-    "overweight_fraction": "over-weight rate",
-    "integral": "flux-averaged σ [cm²]",
-    "integral_rel_error": "relative error of σ",
-    "mnll_optimum": "MNLL, perfect sampler (expected)",
-    "mnll_flow": "MNLL, flow emulator",
-    "mnll_unweighted": "MNLL, unweighted flow events",
-    "mnll_accept_reject": "MNLL, accept-reject",
-    "rms_pull_flow": "RMS pull, flow emulator",
-    "rms_pull_unweighted": "RMS pull, unweighted flow events",
-    "rms_pull_accept_reject": "RMS pull, accept-reject",
-    "unweighted_per_s": "unweighted events / s",
-}
 PLOT_WIDTH = 420
 
 
-def metric_group(record: dict[str, Any]) -> str | None:
-    """Live plots: the training loss and the RESS of each round's proposal."""
-    key = plot_key(record)
-    return key if key in ("loss", "proposal_ress") else None
-
-
-def expected_series(config: Any) -> dict[str, list[str]]:
-    """The live plots and series of a generator job."""
-    return {"loss": ["loss (train, total)", "loss (val, total)"], "proposal_ress": ["proposal_ress"]}
-
-
-# -- pure helpers ---------------------------------------------------------------------------------
-def summary_table(result: dict[str, Any]) -> pd.DataFrame:
-    """The sampler figures with readable names: ``quantity``, ``value`` (known keys first).
-
-    >>> table = summary_table({"summary": pd.DataFrame({"metric": ["x", "ress"], "value": [1.0, 0.9]})})
-    >>> table.to_dict("list")
-    {'quantity': ['RESS', 'x'], 'value': [0.9, 1.0]}
-    """
-    frame = result.get("summary")
-    if not isinstance(frame, pd.DataFrame) or frame.empty:
-        return pd.DataFrame({"quantity": [], "value": []})
-    values = dict(zip(frame["metric"], frame["value"], strict=True))
-    keys = [k for k in SUMMARY_LABELS if k in values] + [k for k in values if k not in SUMMARY_LABELS]
-    return pd.DataFrame(
-        {"quantity": [SUMMARY_LABELS.get(k, k) for k in keys], "value": [values[k] for k in keys]}
-    )
-
-
-def ratio_frame(marginals: pd.DataFrame, variable: str, reference: str = "reference") -> pd.DataFrame:
-    """Each sample's density over the reference's in one variable, with the combined relative error:
-    ``sample, low, high, ratio, error`` (bins where the reference is empty are left out)."""
-    rows = marginals[marginals["variable"] == variable]
-    ref = rows[rows["sample"] == reference].set_index("low")
-    out = []
-    for name, part in rows[rows["sample"] != reference].groupby("sample", sort=False):
-        part = part.set_index("low")
-        d_ref = ref.loc[part.index, "density"].to_numpy()
-        e_ref = ref.loc[part.index, "error"].to_numpy()
-        ok = d_ref > 0
-        d, e = part["density"].to_numpy()[ok], part["error"].to_numpy()[ok]
-        ratio = d / d_ref[ok]
-        err = ratio * np.sqrt((e / np.where(d > 0, d, 1)) ** 2 + (e_ref[ok] / d_ref[ok]) ** 2)
-        out.append(
-            pd.DataFrame(
-                {
-                    "sample": name,
-                    "low": part.index.to_numpy()[ok],
-                    "high": part["high"].to_numpy()[ok],
-                    "ratio": ratio,
-                    "error": err,
-                }
-            )
-        )
-    return (
-        pd.concat(out, ignore_index=True)
-        if out
-        else pd.DataFrame(columns=["sample", "low", "high", "ratio", "error"])
-    )
-
-
-def _steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
+def _style(sample: str) -> tuple[str, str]:
+    return SAMPLE_STYLE.get(sample, ("#9467bd", sample))
 
 
 def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
@@ -144,22 +69,20 @@ def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
     rows = marginals[marginals["variable"] == variable]
     curves = []
     for name, part in rows.groupby("sample", sort=False):
-        style = SAMPLE_STYLE.get(name, {"color": "#9467bd", "label": name})
-        x, y = _steps(part["low"].to_numpy(), part["high"].to_numpy(), part["density"].to_numpy())
-        curves.append(hv.Curve((x, y), label, "density", label=style["label"]).opts(color=style["color"]))
+        x, y = steps(part["low"].to_numpy(), part["high"].to_numpy(), part["density"].to_numpy())
+        color, legend = _style(name)
+        curves.append(hv.Curve((x, y), label, "density", label=legend).opts(color=color))
     top = hv.Overlay(curves).opts(
         title=label, width=PLOT_WIDTH, height=260, show_grid=True, legend_position="top_left"
     )
     ratios = []
-    for name, part in ratio_frame(marginals, variable).groupby("sample", sort=False):
-        style = SAMPLE_STYLE.get(name, {"color": "#9467bd", "label": name})
+    for name, part in smp.marginal_ratios(rows).groupby("sample", sort=False):
+        color = _style(name)[0]
         centre = 0.5 * (part["low"] + part["high"]).to_numpy()
         ratios.append(
-            hv.ErrorBars((centre, part["ratio"], part["error"]), label, ["ratio", "yerr"]).opts(
-                color=style["color"]
-            )
+            hv.ErrorBars((centre, part["ratio"], part["error"]), label, ["ratio", "yerr"]).opts(color=color)
         )
-        ratios.append(hv.Scatter((centre, part["ratio"]), label, "ratio").opts(color=style["color"], size=4))
+        ratios.append(hv.Scatter((centre, part["ratio"]), label, "ratio").opts(color=color, size=4))
     lo, hi = float(rows["low"].min()), float(rows["high"].max())
     ratios.append(hv.HLine(1.0).opts(color="black", line_dash="dashed"))
     bottom = hv.Overlay(ratios).opts(
@@ -191,13 +114,12 @@ def marginal_2d_plot(
     ref = grid(rows[rows["sample"] == "reference"], "density")
     ratios = smp.marginal_ratios(rows)
     ratio = grid(ratios[ratios["sample"] == sample], "ratio")
-    label = SAMPLE_STYLE.get(sample, {"label": sample})["label"]
     opts = {"width": PLOT_WIDTH, "height": 300, "colorbar": True, "tools": ["hover"]}
     left = hv.QuadMesh((x_edges, y_edges, ref), [xl, yl], "density").opts(
         title=f"reference: {xl} vs {yl}", cmap="viridis", **opts
     )
     right = hv.QuadMesh((x_edges, y_edges, ratio), [xl, yl], "ratio").opts(
-        title=f"{label} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
+        title=f"{_style(sample)[1]} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
     )
     return (left + right).opts(shared_axes=False)
 
@@ -211,127 +133,113 @@ def weight_plot(weight_histogram: pd.DataFrame) -> hv.Histogram:
     ).opts(title="importance weights", width=PLOT_WIDTH, height=260, color="#2ca02c", show_grid=True)
 
 
-def _table(frame: pd.DataFrame) -> pn.widgets.Tabulator:
-    floats = {c: NumberFormatter(format="0.[00000]") for c in frame.select_dtypes("float").columns}
-    return pn.widgets.Tabulator(
-        frame, disabled=True, show_index=False, formatters=floats, sizing_mode="stretch_width"
-    )
-
-
-def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
-    """The results of a training run (summary, marginals, weights, rounds) or of a ``sample`` action."""
-    if "output_file" in result:
-        head = result.get("events_head")
-        text = (
-            f"**Wrote {result.get('n_events')} events** to `{result['output_file']}` "
-            f"({result.get('n_drawn')} flow draws, {result.get('seconds', float('nan')):.1f} s)."
-        )
-        parts: list[Any] = [pn.pane.Markdown(text, css_classes=["numl-generator-written"])]
-        if isinstance(head, pd.DataFrame):
-            parts.append(_table(head.head(200)))
-        return pn.Column(*parts, sizing_mode="stretch_width")
-    parts = [
-        pn.pane.Markdown(
-            f"**Result:** flow with {result.get('n_parameters', '?')} parameters, "
-            f"{result.get('seconds', float('nan')):.1f} s",
-        ),
-        _table(summary_table(result)),
-    ]
+def _result_tabs(result: GeneratorResult) -> list[tuple[str, Any]]:
+    """Marginals, 2-D marginals, weights and training rounds, each where the result has them."""
     tabs = []
-    marginals = result.get("marginals")
-    if isinstance(marginals, pd.DataFrame) and not marginals.empty:
+    marginals = result.marginals
+    if not marginals.empty:
         plots = [marginal_plot(marginals, v) for v in VARIABLE_LABELS if v in set(marginals["variable"])]
         tabs.append(("Marginals", pn.GridBox(*[plot_pane(p) for p in plots], ncols=2)))
-    marginals_2d = result.get("marginals_2d")
-    if isinstance(marginals_2d, pd.DataFrame) and not marginals_2d.empty:
+    marginals_2d = result.marginals_2d
+    if not marginals_2d.empty:
         pairs = marginals_2d[["x_variable", "y_variable"]].drop_duplicates().itertuples(index=False)
         plots = [plot_pane(marginal_2d_plot(marginals_2d, vx, vy)) for vx, vy in pairs]
         tabs.append(("2-D marginals", pn.Column(*plots, css_classes=["numl-generator-marginals-2d"])))
-    weights = result.get("weight_histogram")
-    if isinstance(weights, pd.DataFrame) and not weights.empty:
-        tabs.append(("Weights", plot_pane(weight_plot(weights))))
-    rounds = result.get("rounds")
-    if isinstance(rounds, pd.DataFrame) and not rounds.empty:
-        tabs.append(("Training rounds", _table(rounds)))
+    if not result.weight_histogram.empty:
+        tabs.append(("Weights", plot_pane(weight_plot(result.weight_histogram))))
+    if not result.rounds.empty:
+        tabs.append(("Training rounds", table(result.rounds, digits=5)))
+    return tabs
+
+
+def sample_view(result: SampleResult) -> pn.viewable.Viewable:
+    """What the ``sample`` action wrote, and its first events."""
+    written = pn.pane.Markdown(f"**{result.describe()}**", css_classes=["numl-generator-written"])
+    return pn.Column(written, table(result.events_head.head(200), digits=5), sizing_mode="stretch_width")
+
+
+def result_view(result: GeneratorResult | SampleResult) -> pn.viewable.Viewable:
+    """The results of a training run (summary, marginals, weights, rounds) or of a ``sample`` action."""
+    if isinstance(result, SampleResult):
+        return sample_view(result)
+    parts: list[Any] = [
+        pn.pane.Markdown(f"**Result:** flow with {result.n_parameters} parameters, {result.seconds:.1f} s"),
+        table(result.summary_table(), digits=5),
+    ]
+    tabs = _result_tabs(result)
     if tabs:
         parts.append(pn.Tabs(*tabs, dynamic=True, sizing_mode="stretch_width"))
     return pn.Column(*parts, sizing_mode="stretch_width", css_classes=["numl-generator-results"])
 
 
-class GenerateBox(pn.viewable.Viewer):
-    """Writes N events from the flow of the panel's last finished run, with a progress bar."""
+def trained_flow(job: Job | None) -> str | None:
+    """The flow file behind the panel's last finished job: a run's ``flow.pt``, or the flow a ``sample``
+    job drew from; None without one."""
+    if job is None or job.state != "done" or job.run_dir is None:
+        return None
+    path = job.run_dir.path / FLOW_FILE
+    if path.exists():
+        return str(path)
+    return getattr(job.config, "flow_file", "") or None
 
-    def __init__(self, panel: JobPanel, ctx: AppContext) -> None:
+
+class GenerateBox(pn.viewable.Viewer):
+    """Writes N events from the flow of the panel's last finished run, through the panel itself (its
+    progress bar, status and result area show the ``sample`` job)."""
+
+    def __init__(self, panel: JobPanel) -> None:
         super().__init__()
-        self.panel, self.ctx = panel, ctx
-        self.n_events = pn.widgets.IntInput(name="Events", value=100_000, start=1, width=140)
+        self.panel = panel
+        self.n_events = pn.widgets.IntInput(label="Events", value=100_000, start=1, width=140)
         self.filename = pn.widgets.TextInput(
-            name="File (in the data folder)", value="events.parquet", width=200
+            label="File (in the data folder)", value="events.parquet", width=200
         )
-        self.mode = pn.widgets.Select(name="Mode", options=["importance", "emulator"], width=130)
+        self.mode = pn.widgets.Select(label="Mode", options=["importance", "emulator"], width=130)
         self.button = pn.widgets.Button(
-            name="Generate events", color="primary", css_classes=["numl-generate"]
+            label="Generate events", color="primary", css_classes=["numl-generate"]
         )
-        self.bar = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width")
         self.status = pn.pane.Markdown("", css_classes=["numl-generate-status"])
-        self.job: Any = None
         self.button.on_click(lambda _e: self.start())
         self._layout = pn.Card(
             pn.Row(self.n_events, self.filename, self.mode, self.button),
-            self.bar,
             self.status,
             title="Generate events",
             sizing_mode="stretch_width",
         )
 
-    def start(self) -> None:
-        """Submit the ``sample`` action on the last finished run's flow."""
+    def sample_config(self) -> GeneratorConfig | None:
+        """The config of the ``sample`` action: the last run's, with this box's settings; None without a
+        finished run."""
         job = self.panel.job
-        if job is None or job.state != "done" or job.run_dir is None:
-            self.status.object = "Train a flow first: the last run of this page must have finished."
-            return
-        target = Path(self.ctx.data_root) / Path(self.filename.value).name
-        config = job.config.copy()
-        config.param.update(
-            flow_file=str(job.run_dir.path / FLOW_FILE),
+        flow_file = trained_flow(job)
+        if flow_file is None:
+            return None
+        return job.config.copy(
+            flow_file=flow_file,
             n_generate=int(self.n_events.value),
             sample_mode=self.mode.value,
-            output_file=str(target),
+            output_file=self.filename.value,
         )
-        workflow = dataclasses.replace(self.panel.workflow, run=sample_events)
-        self.job = self.ctx.submit(workflow, config, "generate events")
-        self.status.object = f"Writing {self.n_events.value} events to `{target}` ..."
-        pn.state.add_periodic_callback(self._poll, period=500, count=2400)
 
-    def _poll(self) -> None:
-        if self.job is None:
+    def start(self) -> None:
+        """Submit the ``sample`` action on the last finished run's flow through the job panel."""
+        config = self.sample_config()
+        if config is None:
+            self.status.object = "Train a flow first: the last run of this page must have finished."
             return
-        self.bar.value = int(1000 * self.job.progress.fraction)
-        if self.job.done:
-            if self.job.state == "done":
-                self.status.object = (
-                    f"Wrote {self.job.result['n_events']} events to `{self.job.result['output_file']}`."
-                )
-            else:
-                self.status.object = f"Generation {self.job.state}: {self.job.error}"
-            self.job = None
+        job = self.panel.start(action="sample", config=config, label="generate events", trusted=["flow_file"])
+        if job is None:
+            self.status.object = "Not started: see the message above."
+            return
+        self.status.object = f"Writing {config.n_generate} events to `{job.config.output_file}` ..."
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
 
 
-def build_page(ctx: AppContext) -> pn.viewable.Viewable:
-    """The generator page: the job panel, the results, and the event-writing box."""
-    workflow = ctx.workflows()[WORKFLOW_NAME]
-    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
-    panel = JobPanel(
-        workflow,
-        ctx,
-        config=workflow.config_cls(**defaults),
-        on_result=result_view,
-        metric_group=metric_group,
-        expected_series=expected_series,
-        restore=False,
-    )
-    panel.restore()
-    return pn.Column(panel, GenerateBox(panel, ctx), sizing_mode="stretch_width")
+PAGE = PageSpec(
+    workflow="generator",
+    result_view=result_view,
+    defaults=APP_DEFAULTS,
+    below=lambda panel, ctx: [GenerateBox(panel)],
+)

@@ -1,10 +1,11 @@
 """Flows as event generators: emulator and unbiased importance sampler, with sample-quality metrics.
 
-Importance sampling with proposal q for target f (PHYSICS.md): w = f / q, the mean of w estimates the
-integral of f, unbiased wherever q covers f. Capping w at a quantile trades a small, measured bias for
-variance; hit-or-miss unweighting then keeps an event with probability min(w / w_max, 1). w_max is
-estimated robustly as the median over bootstrap replicas of the maximum weight (Heimel et al.,
-MadNIS, SciPost Phys. 15, 141 (2023)); events above it keep the over-weight w / w_max.
+Importance sampling with proposal q for target f (``docs/physics.md``, section "Importance sampling"):
+w = f / q, the mean of w estimates the integral of f, unbiased wherever q covers f. Capping w at a
+quantile trades a small, measured bias for variance; hit-or-miss unweighting then keeps an event with
+probability min(w / w_max, 1). w_max is estimated robustly as the median over bootstrap replicas of the
+maximum weight (Heimel et al., MadNIS, SciPost Phys. 15, 141 (2023)); events above it keep the
+over-weight w / w_max.
 
 Energies: the flow learns x given E_nu, each energy normalised alike, while events occur in proportion
 to flux(E) sigma(E). Drawing E_nu from the flux leaves weights that follow sigma(E) (a factor of six

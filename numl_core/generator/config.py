@@ -1,0 +1,144 @@
+"""The generator's inputs: :class:`GeneratorConfig` (training, evaluation and the ``sample`` action) and
+what a config builds: the cross-section model, the flux, the flow's architecture and the evaluation
+parameters."""
+
+from __future__ import annotations
+
+import param
+
+from numl_core.config import ConfigError
+from numl_core.data.generators import exclusive_1p1h as ex
+from numl_core.data.generators.exclusive_1p1h_current import AXIAL_PARAMETERS
+from numl_core.generator.model import PRESETS, FlowSpec
+from numl_core.training import TrainingConfig
+
+
+class GeneratorConfig(TrainingConfig):
+    """Inputs of a flow-generator run (training and evaluation) and of the ``sample`` action.
+
+    From :class:`~numl_core.training.TrainingConfig`: ``seed`` (of sampling and training), ``device``,
+    ``epochs`` (per importance round: more fresh events beat more epochs), ``batch_size`` and
+    ``learning_rate`` (Adam, at the start of each round; see ``round_decay``).
+    """
+
+    epochs = 1
+    batch_size = 512
+    learning_rate = 1e-3
+
+    shells = param.Selector(
+        default="1p3/2", objects=list(ex.SHELL_CHOICES), doc="Nuclear model: one carbon shell, both, or RFG."
+    )
+    axial = param.Selector(default="dipole", objects=["dipole", "zexp"], doc="Axial form factor.")
+    parameter = param.Selector(
+        default="none",
+        objects=["none", *AXIAL_PARAMETERS],
+        doc="Model parameter the flow is conditioned on (besides E_nu); 'none' for E_nu only.",
+    )
+    parameter_low = param.Number(default=0.9, doc="Lowest trained value of the parameter.")
+    parameter_high = param.Number(default=1.2, doc="Highest trained value of the parameter.")
+    parameter_eval = param.Number(default=1.05, doc="Parameter value used for the evaluation and sampling.")
+    flux = param.Selector(default="flat", objects=["flat", "t2k"], doc="E_nu spectrum: flat or T2K ND280.")
+    enu_low = param.Number(default=0.2, bounds=(0.15, 20.0), doc="Lowest neutrino energy [GeV].")
+    enu_high = param.Number(default=1.0, bounds=(0.2, 30.0), doc="Highest neutrino energy [GeV].")
+    preset = param.Selector(default="S", objects=[*PRESETS, "custom"], doc="Flow size (S/M/L or custom).")
+    transforms = param.Integer(default=10, bounds=(1, 64), doc="Flow transforms (preset 'custom').")
+    hidden = param.Integer(default=256, bounds=(4, 4096), doc="Hidden units per layer (preset 'custom').")
+    bins = param.Integer(default=16, bounds=(2, 64), doc="Spline bins.")
+    coupling = param.Boolean(default=True, doc="Coupling layers (fast sampling) instead of autoregressive.")
+    training = param.Selector(
+        default="importance",
+        objects=["importance", "accept_reject"],
+        doc="Train on importance-weighted rounds (forward KL to the known density) or accept-reject events.",
+    )
+    rounds = param.Integer(
+        default=12, bounds=(1, 100), doc="Importance rounds (round 0 uses a uniform proposal)."
+    )
+    temper = param.Number(
+        default=0.3,
+        bounds=(0.05, 1.0),
+        doc="Round 0 learns f^temper; the exponent then rises to 1 over the first half of the rounds.",
+    )
+    round_decay = param.Number(
+        default=0.5,
+        bounds=(0.05, 1.0),
+        doc="Learning-rate factor per importance round once the target is f itself (1: every round "
+        "starts at learning_rate).",
+    )
+    events_per_round = param.Integer(
+        default=1_000_000,
+        bounds=(100, 50_000_000),
+        doc="Weighted events per round (fresh events are cheap: a round's events cost less to draw and "
+        "weight than one training epoch over them).",
+    )
+    n_accept_reject_train = param.Integer(
+        default=20_000,
+        bounds=(100, 10_000_000),
+        doc="Accept-reject training events (training 'accept_reject').",
+    )
+    energy_sampling = param.Selector(
+        default="event_rate",
+        objects=["event_rate", "flux"],
+        doc="Draw E_nu from the event rate flux x sigma (tabulated once from the flow; weights stay "
+        "unbiased) or from the flux itself.",
+    )
+    n_eval = param.Integer(default=100_000, bounds=(100, 50_000_000), doc="Flow events for the evaluation.")
+    n_reference = param.Integer(
+        default=1_000_000, bounds=(1000, 100_000_000), doc="Weighted events in the high-statistics reference."
+    )
+    n_accept_reject = param.Integer(
+        default=0, bounds=(0, 10_000_000), doc="Accept-reject events to compare (0: expected optimum only)."
+    )
+    bins_per_dim = param.Integer(default=6, bounds=(2, 30), doc="Bins per variable of the 4-D histograms.")
+    cap_quantile = param.Number(default=0.9999, bounds=(0.5, 1.0), doc="Weight-cap quantile.")
+    flow_file = param.String(default="", doc="Saved flow for the 'sample' action (a run's flow.pt).")
+    n_generate = param.Integer(default=100_000, bounds=(1, 1_000_000_000), doc="Events written by 'sample'.")
+    sample_mode = param.Selector(
+        default="importance", objects=["importance", "emulator"], doc="'sample': unweighted IS or raw flow."
+    )
+    output_file = param.String(default="events.parquet", doc="'sample' output (.parquet, .csv, .root).")
+
+    def validate(self) -> None:
+        if not self.enu_high > self.enu_low:
+            raise ConfigError("GeneratorConfig.enu_high: must exceed enu_low")
+        if self.parameter != "none" and not self.parameter_high > self.parameter_low:
+            raise ConfigError("GeneratorConfig.parameter_high: must exceed parameter_low")
+        if self.parameter != "none" and not self.parameter_low <= self.parameter_eval <= self.parameter_high:
+            raise ConfigError("GeneratorConfig.parameter_eval: must lie in [parameter_low, parameter_high]")
+        if self.parameter == "axial_mass" and self.axial != "dipole":
+            raise ConfigError("GeneratorConfig.parameter: axial_mass needs the dipole axial form factor")
+        if self.parameter.startswith("z_") and self.axial != "zexp":
+            raise ConfigError("GeneratorConfig.parameter: z coefficients need axial 'zexp'")
+
+
+def build_model(config: GeneratorConfig) -> ex.ExclusiveModel:
+    """The cross-section model of a config."""
+    return ex.carbon_model(config.shells, axial=config.axial)
+
+
+def build_flux(config: GeneratorConfig) -> ex.Flux:
+    """The E_nu spectrum of a config."""
+    if config.flux == "flat":
+        return ex.Flux.flat(config.enu_low, config.enu_high)
+    return ex.Flux.t2k(config.enu_low, config.enu_high)
+
+
+def build_spec(config: GeneratorConfig) -> FlowSpec:
+    """Flow architecture and condition ranges of a config."""
+    conditions = {"enu": (config.enu_low, config.enu_high)}
+    if config.parameter != "none":
+        conditions[config.parameter] = (config.parameter_low, config.parameter_high)
+    common = {
+        "bins": config.bins,
+        "passes": 2 if config.coupling else 4,
+        "seed": config.seed,
+        "extra": {"shells": config.shells, "axial": config.axial},
+        "omega_low": ex.omega_threshold(build_model(config)),
+    }
+    if config.preset == "custom":
+        return FlowSpec(config.transforms, config.hidden, conditions, **common)
+    return FlowSpec.preset(config.preset, conditions, **common)
+
+
+def eval_params(config: GeneratorConfig) -> dict[str, float]:
+    """The parameter values used for evaluation and sampling ({} without a parameter)."""
+    return {} if config.parameter == "none" else {config.parameter: config.parameter_eval}
