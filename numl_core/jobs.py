@@ -197,8 +197,7 @@ class Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._done = threading.Event()
-        # held from submission to the end: a queued or running job's folder is live for every reader
-        self._lock = run_dir.acquire_lock() if run_dir is not None else None
+        self._lock: Any = None  # the run folder's lock, taken by JobRunner.submit
 
     @property
     def done(self) -> bool:
@@ -332,6 +331,8 @@ class JobRunner:
         """Queue ``fn(config, progress)``; return its :class:`Job` at once."""
         job = Job(fn, config, run_dir, label)
         job.on_finish = self._forget_old
+        # held from submission to the end: a queued or running job's folder is live for every reader
+        job._lock = run_dir.acquire_lock() if run_dir is not None else None
         with self._lock:
             self._jobs[job.id] = job
         job._write_info()
