@@ -21,7 +21,7 @@ from numl_core.energy.data import EventArrays, to_arrays
 from numl_core.energy.losses import CombinedLoss
 from numl_core.energy.model import EnergyTransformer
 from numl_core.jobs import Progress
-from numl_core.training import FitResult, TrainSettings, fit
+from numl_core.training import FitResult, fit
 
 ENERGY_COLUMN_HINTS = ("enu", "energy", "nue", "truee", "_e")
 NEEDS_ROLES = {"missing_pt", "q2"}
@@ -140,22 +140,6 @@ def tensors(prepared: Prepared, idx: np.ndarray, weight: np.ndarray) -> tuple[to
     )
 
 
-def settings_of(config: EnergyConfig) -> TrainSettings:
-    """The shared trainer's settings from the config."""
-    return TrainSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        patience=config.patience,
-        grad_clip=1.0,
-        device=config.device,
-        seed=config.seed,
-        eval_batch_size=config.eval_batch_size,
-    )
-
-
 def train_model(
     model: EnergyTransformer,
     loss: CombinedLoss,
@@ -183,7 +167,7 @@ def train_model(
         loss,
         tensors(prepared, split["train"], weight),
         tensors(prepared, split["val"], weight),
-        settings_of(config),
+        config.train_settings(grad_clip=1.0),
         progress,
         name=name,
         metric_prefix=metric_prefix,
