@@ -20,6 +20,15 @@ import pandas as pd
 
 from numl_core.results import Result
 
+#: The headline resolutions that summarise a run (and compare two runs), in display order.
+HEADLINE_METRICS = (
+    "energy_res68_transformer_cc",
+    "energy_res68_calorimetric_cc",
+    "energy_res68_gbdt_cc",
+    "angle_res68_deg_transformer",
+    "angle_res68_deg_baseline",
+)
+
 
 @dataclass
 class EnergyResult(Result):
