@@ -43,6 +43,7 @@ COLORS = {
     ABLATION: "#9467bd",
 }
 PLOT_HEIGHT = 340
+TAB_TITLES = ("Comparison", "Resolution vs energy", "Predicted vs true", "Topologies & ranges", "Export")
 
 
 # -- pure helpers -------------------------------------------------------------------------------------
@@ -275,20 +276,10 @@ class EnergyResults(pn.viewable.Viewer):
         super().__init__()
         self.result: EnergyResult | None = None
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-energy-summary"])
-        self.compare_tab = pn.Column(sizing_mode="stretch_width", css_classes=["numl-energy-comparison"])
-        self.resolution_tab = pn.Column(sizing_mode="stretch_width")
-        self.heatmap_tab = pn.Column(sizing_mode="stretch_width")
-        self.ranges_tab = pn.Column(sizing_mode="stretch_width")
-        self.export_tab = pn.Column(sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(
-            ("Comparison", self.compare_tab),
-            ("Resolution vs energy", self.resolution_tab),
-            ("Predicted vs true", self.heatmap_tab),
-            ("Topologies & ranges", self.ranges_tab),
-            ("Export", self.export_tab),
-            dynamic=True,
-            sizing_mode="stretch_width",
-        )
+        tabs = [pn.Column(sizing_mode="stretch_width") for _ in TAB_TITLES]
+        self.compare_tab, self.resolution_tab, self.heatmap_tab, self.ranges_tab, self.export_tab = tabs
+        self.compare_tab.css_classes = ["numl-energy-comparison"]
+        self.tabs = pn.Tabs(*zip(TAB_TITLES, tabs, strict=True), dynamic=True, sizing_mode="stretch_width")
         self._layout = pn.Column(self.summary, self.tabs, sizing_mode="stretch_width")
 
     def show(self, result: EnergyResult) -> EnergyResults:

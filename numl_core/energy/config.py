@@ -232,6 +232,33 @@ def _loss_terms(loss: Any, targets: list[str], notes: list[str]) -> list[dict]:
     ]
 
 
+def _optimizer(value: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """numl fields of transformer_EE's ``optimizer`` (its ``lr`` is our ``learning_rate``)."""
+    name = value.get("name", "Adam")
+    if name not in ("Adam", "AdamW"):
+        notes.append(f"transformer_EE optimizer {name!r} is replaced by AdamW")
+    out = {}
+    for k, v in value.get("kwargs", {}).items():
+        if k in ("lr", "weight_decay"):
+            out[EnergyConfig.RENAMED.get(k, k)] = float(v)
+        else:
+            notes.append(f"transformer_EE field 'optimizer.kwargs.{k}' is not supported and was not applied")
+    return out
+
+
+def _model(value: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """numl fields of transformer_EE's ``model`` (its size and epochs)."""
+    if value.get("name", "Transformer_EE_MV") != "Transformer_EE_MV":
+        notes.append(f"transformer_EE model {value.get('name')!r} is replaced by numl's EnergyTransformer")
+    out = {"epochs": int(value["epochs"])} if "epochs" in value else {}
+    for k, v in value.get("kwargs", {}).items():
+        if k in ("nhead", "num_layers", "d_model", "dim_feedforward", "dropout"):
+            out[k] = v
+        else:
+            notes.append(f"transformer_EE field 'model.kwargs.{k}' is not supported and was not applied")
+    return out
+
+
 def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """numl field values from a transformer_EE config dict; unmapped fields go to ``import_notes``."""
     where = f"{source}: " if source else ""
@@ -253,30 +280,9 @@ def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> di
         elif key == "loss":
             continue
         elif key == "optimizer":
-            name = value.get("name", "Adam")
-            if name not in ("Adam", "AdamW"):
-                notes.append(f"transformer_EE optimizer {name!r} is replaced by AdamW")
-            for k, v in value.get("kwargs", {}).items():
-                if k in ("lr", "weight_decay"):
-                    out[EnergyConfig.RENAMED.get(k, k)] = float(v)
-                else:
-                    notes.append(
-                        f"transformer_EE field 'optimizer.kwargs.{k}' is not supported and was not applied"
-                    )
+            out.update(_optimizer(value, notes))
         elif key == "model":
-            if value.get("name", "Transformer_EE_MV") != "Transformer_EE_MV":
-                notes.append(
-                    f"transformer_EE model {value.get('name')!r} is replaced by numl's EnergyTransformer"
-                )
-            if "epochs" in value:
-                out["epochs"] = int(value["epochs"])
-            for k, v in value.get("kwargs", {}).items():
-                if k in ("nhead", "num_layers", "d_model", "dim_feedforward", "dropout"):
-                    out[k] = v
-                else:
-                    notes.append(
-                        f"transformer_EE field 'model.kwargs.{k}' is not supported and was not applied"
-                    )
+            out.update(_model(value, notes))
         elif key == "weight":
             out["weight"] = value.get("name", "none")
             out["weight_kwargs"] = dict(value.get("kwargs", {}))

@@ -25,6 +25,8 @@ from numl_core.training import FitResult, fit
 
 ENERGY_COLUMN_HINTS = ("enu", "energy", "nue", "truee", "_e")
 NEEDS_ROLES = {"missing_pt", "q2"}
+#: The config fields that size the transformer (keyword arguments of :class:`EnergyTransformer`).
+ARCHITECTURE = ("d_model", "nhead", "num_layers", "dim_feedforward", "dropout")
 
 
 @dataclass
@@ -110,11 +112,6 @@ def build_model(
         len(config.scalar),
         kinds,
         pdg_feature=pdg,
-        d_model=config.d_model,
-        nhead=config.nhead,
-        num_layers=config.num_layers,
-        dim_feedforward=config.dim_feedforward,
-        dropout=config.dropout,
         energy_reference=config.scalar.index(config.energy_reference) if config.energy_reference else None,
         direction_reference=(
             tuple(config.scalar.index(c) for c in config.direction_reference)
@@ -122,6 +119,7 @@ def build_model(
             else None
         ),
         momentum_features=frame,
+        **{name: getattr(config, name) for name in ARCHITECTURE},
     )
     model.set_normalisation(a.vector[train_idx], a.mask[train_idx], a.scalar[train_idx], a.target[train_idx])
     return model
