@@ -85,8 +85,11 @@ LIVE_PLOTS = LivePlots(
     group=metric_group,
     expected=expected_series,
     plots=(
-        PlotSpec(LOSS_PLOT, "training loss (weighted sum of the terms)", "epoch", "loss (dimensionless)"),
-        PlotSpec(TERMS_PLOT, "loss terms (before their coefficients)", "epoch", "term (dimensionless)"),
+        PlotSpec(LOSS_PLOT, "training loss (sum of coefficient x term)", "epoch", "loss"),
+        # physics terms are base losses of dimensionless residuals; target terms carry their column's unit
+        PlotSpec(
+            TERMS_PLOT, "loss terms (before their coefficients)", "epoch", "term (physics: dimensionless)"
+        ),
     ),
 )
 
