@@ -189,16 +189,16 @@ def resolution(n_events: int, epochs: int, device: str = "cpu", **config: Any) -
         "n_train",
         "n_test",
     ]
-    out = {k: result[k] for k in keys}
+    out = {k: getattr(result, k) for k in keys}
     out["train_events_per_s_" + ("cpu" if device == "cpu" else "gpu")] = out.pop("train_events_per_s")
     out["resolution_device"] = device
     out["resolution_seconds"] = time.perf_counter() - t0
-    table = result["resolution"]
+    table = result.resolution
     cc = table[(table["grouping"] == "channel") & (table["group"] == "CC")]
     out["resolution_cc"] = cc[["estimator", "bias", "res68", "angle68", "within15", "within7"]].to_dict(
         "records"
     )
-    ranges = result["resolution_by_range"]
+    ranges = result.resolution_by_range
     sub = ranges[(ranges["estimator"] == "transformer") & (ranges["grouping"] == "topology")]
     out["angle68_by_range_topology"] = sub[["energy_range", "group", "n", "angle68", "baseline68"]].to_dict(
         "records"

@@ -71,7 +71,7 @@ def _energy(device: str, quick: bool) -> dict[str, Any]:
     n_infer, n_train, epochs = (5_000, 4_000, 2) if quick else (500_000, 300_000, 12)
     out: dict[str, Any] = {"inference_events_per_s": bench.inference_throughput(n_infer, device)}
     # large batches keep the GPU busy; the learning rate grows with the square root of the batch size
-    larger = {} if quick else {"batch_size": 4096, "lr": 3e-3}
+    larger = {} if quick else {"batch_size": 4096, "learning_rate": 3e-3}
     out.update(bench.resolution(n_train, epochs, device=device, **larger))
     return out
 

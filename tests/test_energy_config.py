@@ -55,13 +55,40 @@ def test_defaults_are_full_size_and_round_trip():
     assert [t.label for t in cfg.terms()] == ["energy", "direction", "invariant_mass"]
 
 
+def test_training_fields_come_from_the_shared_mixin_and_old_lr_still_loads():
+    from numl_core.training import TrainingConfig
+
+    cfg = EnergyConfig(learning_rate=3e-4, epochs=4, weight_decay=0.01, schedule="plateau")
+    assert isinstance(cfg, TrainingConfig) and "lr" not in cfg.field_names()
+    settings = cfg.train_settings(grad_clip=1.0)
+    assert (settings.lr, settings.epochs, settings.weight_decay, settings.schedule, settings.grad_clip) == (
+        3e-4,
+        4,
+        0.01,
+        "plateau",
+        1.0,
+    )
+    assert settings.eval_batch_size == cfg.eval_batch_size == 8192 and cfg.epochs == 4
+    assert EnergyConfig().epochs == 30
+    # a numl config written before the rename (its "lr" field) is a numl config, not a transformer_EE one
+    old = EnergyConfig().to_dict()
+    old["lr"] = old.pop("learning_rate") * 2
+    again = EnergyConfig.from_dict(old)
+    assert again.learning_rate == 2e-3 and again.import_notes == [] and again.sample == "builtin"
+
+
 def test_transformer_ee_dune_config_loads(tmp_path):
     path = tmp_path / "input_DUNE_atmo.json"
     path.write_text(DUNE_ATMO)
     cfg = EnergyConfig.from_json(path)
     assert cfg.sample == "file" and cfg.data_file == "~/data/dune_atmo_genie_300k.csv"
     assert cfg.vector[0] == "genie_Eng" and cfg.target == ["enu_truth", "nu_dcosy_truth"]
-    assert (cfg.batch_size, cfg.eval_batch_size, cfg.valid_size, cfg.lr) == (1024, 3000, 0.04, 0.001)
+    assert (cfg.batch_size, cfg.eval_batch_size, cfg.valid_size, cfg.learning_rate) == (
+        1024,
+        3000,
+        0.04,
+        0.001,
+    )
     assert [(t.label, t.loss, t.coefficient) for t in cfg.terms()] == [
         ("target:enu_truth", "mean squared error", 0.5),
         ("target:nu_dcosy_truth", "mean squared error", 0.5),

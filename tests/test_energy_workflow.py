@@ -11,40 +11,26 @@ from numl_core.data.generators import atmospheric_events as atm
 from numl_core.data.io import write_table
 from numl_core.data.reference import FILES_DIR
 from numl_core.data.schema import DataError
+from numl_core.energy import workflow as energy_workflow
 from numl_core.energy.config import EnergyConfig
 from numl_core.energy.export import load_torchscript
+from numl_core.energy.result import EnergyResult, PredictResult
 from numl_core.energy.workflow import WORKFLOW
 from numl_core.jobs import JobCancelled, Progress
+from numl_core.live import series_key
 from numl_core.runs import RunStore
+from tests.fixtures.energy import ENERGY_TINY
 
-TINY = {
-    "n_events": 700,
-    "epochs": 2,
-    "d_model": 16,
-    "nhead": 2,
-    "num_layers": 1,
-    "dim_feedforward": 32,
-    "batch_size": 128,
-    "device": "cpu",
-}
+TINY = ENERGY_TINY
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    cfg = EnergyConfig(**TINY, ablation=True)
-    run = RunStore(tmp_path_factory.mktemp("runs")).create("energy", cfg)
-    progress = Progress(run)
-    result = WORKFLOW.run(cfg, progress)
-    run.save_result(result)
-    return cfg, run, progress, result
-
-
-def test_result_contents(finished):
-    cfg, run, progress, result = finished
+def test_result_contents(energy_run):
+    run, progress, result = energy_run.run, energy_run.progress, energy_run.result
     assert WORKFLOW.name == "energy" and WORKFLOW.config_cls is EnergyConfig
-    n_test = result["n_test"]
-    assert result["n_train"] + result["n_val"] + n_test == 700
-    assert len(result["predictions"]) == n_test and result["predictions"]["event_id"].is_unique
+    assert isinstance(result, EnergyResult)
+    n_test = result.n_test
+    assert result.n_train + result.n_val + n_test == 700
+    assert len(result.predictions) == n_test and result.predictions["event_id"].is_unique
     for key in (
         "energy_res68_transformer_cc",
         "energy_res68_calorimetric_cc",
@@ -53,8 +39,8 @@ def test_result_contents(finished):
         "angle_res68_deg_baseline",
         "energy_res68_energy_only_loss_cc",
     ):
-        assert np.isfinite(result[key]) and result[key] > 0, key
-    estimators = set(result["resolution"]["estimator"])
+        assert np.isfinite(getattr(result, key)) and getattr(result, key) > 0, key
+    estimators = set(result.resolution["estimator"])
     assert {
         "transformer",
         "calorimetric",
@@ -62,29 +48,62 @@ def test_result_contents(finished):
         "visible momentum",
         "transformer (energy-only loss)",
     } <= estimators
-    assert set(result["resolution_by_range"]["energy_range"]) == set(atm.ENERGY_RANGES)
-    assert result["heatmap_counts"].sum() == n_test
-    assert len(result["history"]) == result["epochs_run"] == 2
+    assert set(result.resolution_by_range["energy_range"]) == set(atm.ENERGY_RANGES)
+    assert result.heatmap_counts.sum() == n_test
+    assert len(result.history) == result.epochs_run == 2
     # live metrics: per split and per loss term, for both the model and the ablation
     records, _ = progress.read_metrics(0)
     tags = {(r["name"], r["split"], r["term"]) for r in records}
     assert ("loss", "val", "direction") in tags and ("ablation_loss", "train", "energy") in tags
-    reloaded = run.load_result()
-    assert reloaded["predictions"].shape == result["predictions"].shape
+    # the stored run loads back as the same typed result
+    reloaded = WORKFLOW.load_result(run)
+    assert isinstance(reloaded, EnergyResult) and run.read_info()["result_type"] == "EnergyResult"
+    assert reloaded.scalars() == result.scalars()
+    pd.testing.assert_frame_equal(reloaded.predictions, result.predictions)
+    np.testing.assert_array_equal(reloaded.heatmap_counts, result.heatmap_counts)
 
 
-def test_exported_model_reproduces_the_predictions(finished):
-    cfg, run, _, result = finished
-    module, meta = load_torchscript(result["model_file"])
+def test_live_plots_are_declared_by_the_core(energy_run):
+    plots = WORKFLOW.live_plots
+    records, _ = energy_run.progress.read_metrics(0)
+    drawn = {plots.group(r) for r in records}
+    assert drawn == {"loss", "loss terms"} and plots.spec("loss").xlabel == "epoch"
+    expected = plots.expected(energy_run.config)
+    assert expected["loss"] == ["loss (train, total)", "loss (val, total)"]
+    assert "loss (val, direction)" in expected["loss terms"] and len(expected["loss terms"]) == 6
+    # every declared series is one the run reported
+    reported = {series_key(r) for r in records}
+    assert {s for names in expected.values() for s in names} <= reported
+    assert plots.group({"name": "lr"}) is None
+
+
+def test_renaming_the_metric_in_the_core_renames_what_it_declares_and_emits(monkeypatch):
+    monkeypatch.setattr(energy_workflow, "MODEL_PREFIX", "energy_")
+    plots = WORKFLOW.live_plots
+    expected = plots.expected(EnergyConfig())
+    assert expected["loss"] == ["energy_loss (train, total)", "energy_loss (val, total)"]
+    progress = Progress()
+    seen = []
+    progress.listeners.append(lambda kind, payload: seen.append(payload) if kind == "metric" else None)
+    cfg = EnergyConfig(**{**TINY, "n_events": 300, "epochs": 1}, baselines=False, export=False)
+    WORKFLOW.run(cfg, progress)
+    assert {r["name"] for r in seen} == {"energy_loss"}
+    assert {plots.group(r) for r in seen} == {"loss", "loss terms"}
+    assert plots.group({"name": "loss", "term": "total"}) is None
+
+
+def test_exported_model_reproduces_the_predictions(energy_run):
+    cfg, result = energy_run.config, energy_run.result
+    module, meta = load_torchscript(result.model_file)
     assert meta["vector"] == cfg.vector and meta["max_num_prongs"] == cfg.max_num_prongs
     events = atm.generate(cfg.n_events, cfg.seed)
-    row = events[events["event_id"] == result["predictions"]["event_id"].iloc[0]]
+    row = events[events["event_id"] == result.predictions["event_id"].iloc[0]]
     from numl_core.energy.data import to_arrays
 
     a = to_arrays(row, cfg.vector, cfg.scalar, [], cfg.max_num_prongs)
     with torch.no_grad():
         out = module(torch.from_numpy(a.vector), torch.from_numpy(a.scalar), torch.from_numpy(a.mask))
-    assert float(out[0, 0]) == pytest.approx(float(result["predictions"]["pred_enu_truth"].iloc[0]), rel=1e-4)
+    assert float(out[0, 0]) == pytest.approx(float(result.predictions["pred_enu_truth"].iloc[0]), rel=1e-4)
 
 
 def test_cancelled_run_resumes_from_its_checkpoint(tmp_path):
@@ -103,7 +122,7 @@ def test_cancelled_run_resumes_from_its_checkpoint(tmp_path):
     result = WORKFLOW.run(cfg, second)
     lines, _ = second.read_log(0)
     assert any("resumed after epoch 1" in line for line in lines)
-    assert result["epochs_run"] == 2
+    assert result.epochs_run == 2
 
 
 def test_transformer_ee_layout_file_and_predict_action(tmp_path):
@@ -126,13 +145,14 @@ def test_transformer_ee_layout_file_and_predict_action(tmp_path):
     cfg = EnergyConfig.from_dict(te_config).copy(d_model=16, dim_feedforward=32, device="cpu")
     run = RunStore(tmp_path / "runs").create("energy", cfg)
     result = WORKFLOW.run(cfg, Progress(run))
-    assert result["epochs_run"] == 1 and "energy_res68_transformer_cc" not in result
-    assert set(result["resolution"]["estimator"]) == {"transformer"}
+    assert result.epochs_run == 1 and result.energy_res68_transformer_cc is None
+    assert set(result.resolution["estimator"]) == {"transformer"}
     # the exported model applied to many files (the same CSV twice here)
-    predict_cfg = cfg.copy(model_file=result["model_file"], predict_files=[str(path), str(path)])
+    predict_cfg = cfg.copy(model_file=result.model_file, predict_files=[str(path), str(path)])
     out = WORKFLOW.actions["predict"](predict_cfg, Progress())
-    assert out["n_files"] == 2 and len(out["predictions"]) == 1000
-    assert (out["predictions"]["pred_enu_truth"] > 0).all()
+    assert isinstance(out, PredictResult)
+    assert out.n_files == 2 and len(out.predictions) == 1000
+    assert (out.predictions["pred_enu_truth"] > 0).all()
 
 
 def test_bad_inputs_name_the_problem(tmp_path):
@@ -158,5 +178,5 @@ def test_neut_file_runs_through_the_workflow_reader():
     neut = str(FILES_DIR / "neut_nuhepmc_events" / "neut.vect.hepmc")
     cfg = EnergyConfig(**{**TINY, "epochs": 1}, sample="file", data_file=neut, baselines=False, export=False)
     result = WORKFLOW.run(cfg, Progress())
-    assert result["n_train"] + result["n_val"] + result["n_test"] == 983
-    assert np.isfinite(result["energy_res68_transformer_cc"])
+    assert result.n_train + result.n_val + result.n_test == 983
+    assert np.isfinite(result.energy_res68_transformer_cc)

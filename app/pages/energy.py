@@ -1,18 +1,17 @@
 """The energy page: train the energy-and-direction transformer, watch its loss terms, compare baselines.
 
 The job panel renders the config (data set or file, input columns, thresholds, weights, model size,
-epochs, device) and streams the train / validation loss per term; the loss terms are chosen in a
-:class:`LossTermEditor` below the config: one checkbox, coefficient and base loss per term.
-The result views: a comparison table (transformer, calorimetric, GBDT, lepton and visible-momentum
-directions), resolution against true energy, predicted against true energy as a heatmap, resolution per
-topology and energy range next to the 15 and 7 degree reference points, a threshold-sensitivity
-comparison with another stored run, and CSV downloads. Every view takes the ``energy`` workflow's
-result dict.
+epochs, device) and streams the train / validation loss per term (the live plots the workflow declares);
+the loss terms are chosen in a :class:`LossTermEditor` below the config: one checkbox, coefficient and
+base loss per term. The result view of an :class:`~numl_core.energy.result.EnergyResult`: a comparison
+table (transformer, calorimetric, GBDT, lepton and visible-momentum directions), resolution against true
+energy, predicted against true energy as a heatmap, resolution per topology and energy range next to the
+15 and 7 degree reference points, and CSV downloads. Below the panel, :class:`ThresholdComparison` sets
+the thresholds and headline resolutions of two stored runs side by side.
 """
 
 from __future__ import annotations
 
-import io
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -20,66 +19,41 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
-from app.components.job_panel import JobPanel
-from app.components.live_curve import plot_pane, use_bokeh
+from app.components.page import PageSpec
+from app.components.plots import plot_pane, use_bokeh
+from app.components.tables import csv_download, table
 from numl_core.energy.config import DEFAULT_LOSS
-from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS
+from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS, term_label
+from numl_core.energy.result import HEADLINE_METRICS, EnergyResult, PredictResult
+from numl_core.energy.workflow import ABLATION
 
 if TYPE_CHECKING:
+    from app.components.job_panel import JobPanel
     from app.context import AppContext
 
 WORKFLOW_NAME = "energy"
 #: Smaller than the workflow's defaults so that a run started from the dashboard takes a few minutes on a CPU.
 APP_DEFAULTS = {"n_events": 30_000, "epochs": 5}
 SUMMARY_COLUMNS = ["estimator", "n", "bias", "rms", "res68", "angle68", "within15", "within7", "baseline68"]
-KEY_METRICS = [
-    "energy_res68_transformer_cc",
-    "energy_res68_calorimetric_cc",
-    "energy_res68_gbdt_cc",
-    "angle_res68_deg_transformer",
-    "angle_res68_deg_baseline",
-]
 COLORS = {
     "transformer": "#1f77b4",
     "calorimetric": "#ff7f0e",
     "gbdt": "#2ca02c",
-    "transformer (energy-only loss)": "#9467bd",
+    ABLATION: "#9467bd",
 }
 PLOT_HEIGHT = 340
-
-
-def metric_group(record: dict[str, Any]) -> str | None:
-    """Live plots: the total loss, and the individual loss terms."""
-    if not str(record["name"]).endswith("loss"):
-        return None
-    return "loss" if record.get("term", "total") == "total" else "loss terms"
-
-
-def expected_series(config: Any) -> dict[str, list[str]]:
-    """Total loss per split, and one series per configured term and split."""
-    terms = [
-        t["term"] if t.get("term") != "target" else f"target:{t.get('column')}" for t in config.loss_terms
-    ]
-    return {
-        "loss": [f"loss ({split}, total)" for split in ("train", "val")],
-        "loss terms": [f"loss ({split}, {term})" for term in terms for split in ("train", "val")],
-    }
+TAB_TITLES = ("Comparison", "Resolution vs energy", "Predicted vs true", "Topologies & ranges", "Export")
 
 
 # -- pure helpers -------------------------------------------------------------------------------------
-def _label(term: dict[str, Any]) -> str:
-    return f"target:{term.get('column', '')}" if term.get("term") == "target" else str(term.get("term"))
-
-
 def loss_rows(loss_terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Editor rows: every physics term (checked when configured) and the configured target terms.
 
     Each row: label, term, column, enabled, coefficient, loss. Unconfigured terms start unchecked with
     coefficient 1 and the default config's base loss for the term (else the mean squared error).
     """
-    configured = {_label(t): t for t in loss_terms}
+    configured = {term_label(t): t for t in loss_terms}
     default_losses = {t["term"]: t["loss"] for t in DEFAULT_LOSS}
     rows = []
     for term in PHYSICS_TERMS:
@@ -123,22 +97,21 @@ def terms_from_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def comparison_table(result: dict[str, Any], group: str = "CC") -> pd.DataFrame:
+def comparison_table(result: EnergyResult, group: str = "CC") -> pd.DataFrame:
     """One row per estimator on the events of ``group`` (a channel, or "all"): energy and angle metrics."""
-    table = result["resolution"]
-    if group == "all" or group not in set(table["group"]):
-        rows = table[table["grouping"] == "all"]
+    resolution = result.resolution
+    if group == "all" or group not in set(resolution["group"]):
+        rows = resolution[resolution["grouping"] == "all"]
     else:
-        rows = table[(table["grouping"] == "channel") & (table["group"] == group)]
+        rows = resolution[(resolution["grouping"] == "channel") & (resolution["group"] == group)]
     return rows[[c for c in SUMMARY_COLUMNS if c in rows.columns]].reset_index(drop=True)
 
 
-def resolution_plot(result: dict[str, Any], column: str = "res68") -> hv.Overlay:
+def resolution_plot(result: EnergyResult, column: str = "res68") -> hv.Overlay:
     """``res68`` (or ``bias``) of each energy estimator in bins of true energy (log x axis)."""
     use_bokeh()
-    binned = result["resolution_by_energy"]
     curves = []
-    for name, rows in binned.groupby("estimator", sort=False):
+    for name, rows in result.resolution_by_energy.groupby("estimator", sort=False):
         centre = np.sqrt(rows["low"].to_numpy() * rows["high"].to_numpy())
         curves.append(
             hv.Curve((centre, rows[column].to_numpy()), "true E (GeV)", column, label=name).opts(
@@ -155,11 +128,11 @@ def resolution_plot(result: dict[str, Any], column: str = "res68") -> hv.Overlay
     )
 
 
-def heatmap_plot(result: dict[str, Any]) -> hv.Image:
+def heatmap_plot(result: EnergyResult) -> hv.Image:
     """Predicted against true energy, events per log-spaced cell (log10 axes)."""
     use_bokeh()
-    edges = np.log10(np.asarray(result["heatmap_edges"], float))
-    counts = np.asarray(result["heatmap_counts"], float)
+    edges = np.log10(np.asarray(result.heatmap_edges, float))
+    counts = np.asarray(result.heatmap_counts, float)
     bounds = (edges[0], edges[0], edges[-1], edges[-1])
     return hv.Image(np.flipud(counts.T), bounds=bounds, kdims=["log10 true E", "log10 predicted E"]).opts(
         cmap="viridis",
@@ -171,10 +144,10 @@ def heatmap_plot(result: dict[str, Any]) -> hv.Image:
     )
 
 
-def range_table(result: dict[str, Any]) -> pd.DataFrame:
+def range_table(result: EnergyResult) -> pd.DataFrame:
     """Angle and baseline resolution per energy range and topology for the direction estimators."""
-    ranges = result.get("resolution_by_range")
-    if not isinstance(ranges, pd.DataFrame) or ranges.empty or "angle68" not in ranges:
+    ranges = result.resolution_by_range
+    if ranges.empty or "angle68" not in ranges:
         return pd.DataFrame()
     rows = ranges[ranges["angle68"].notna()]
     keep = [
@@ -191,50 +164,52 @@ def range_table(result: dict[str, Any]) -> pd.DataFrame:
     return rows[[c for c in keep if c in rows]].reset_index(drop=True)
 
 
-def threshold_comparison(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+def _value(result: EnergyResult, key: str) -> float:
+    value = getattr(result, key)
+    return np.nan if value is None else value
+
+
+def threshold_comparison(a: EnergyResult, b: EnergyResult) -> pd.DataFrame:
     """Thresholds [MeV] and key metrics of two results side by side (rows: quantity; columns A, B, B - A)."""
     rows = []
-    ta, tb = a.get("thresholds_mev") or {}, b.get("thresholds_mev") or {}
+    ta, tb = a.thresholds_mev or {}, b.thresholds_mev or {}
     for kind in dict.fromkeys([*ta, *tb]):
         rows.append((f"threshold {kind} (MeV)", ta.get(kind, np.nan), tb.get(kind, np.nan)))
-    for key in KEY_METRICS:
-        rows.append((key, a.get(key, np.nan), b.get(key, np.nan)))
+    for key in HEADLINE_METRICS:
+        rows.append((key, _value(a, key), _value(b, key)))
     frame = pd.DataFrame(rows, columns=["quantity", "A", "B"])
     frame["B - A"] = frame["B"].astype(float) - frame["A"].astype(float)
     return frame
 
 
-def csv_bytes(frame: pd.DataFrame) -> io.BytesIO:
-    """A CSV file in memory (for download buttons)."""
-    return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
-
-
-def _table(frame: pd.DataFrame, **kwargs: Any) -> pn.widgets.Tabulator:
-    floats = {c: NumberFormatter(format="0.[0000]") for c in frame.select_dtypes("float").columns}
-    return pn.widgets.Tabulator(
-        frame, disabled=True, show_index=False, formatters=floats, sizing_mode="stretch_width", **kwargs
-    )
-
-
-def summary_text(result: dict[str, Any]) -> str:
+def summary_text(result: EnergyResult) -> str:
     """One line: split sizes, epochs, throughputs and the headline resolutions."""
     parts = [
-        f"{result.get('n_train', 0)} train / {result.get('n_test', 0)} test events",
-        f"{result.get('epochs_run', 0)} epochs (best {result.get('best_epoch', -1)})",
-        f"training {result.get('train_events_per_s', 0):.0f} events/s",
-        f"inference {result.get('inference_events_per_s', 0):.0f} events/s",
+        f"{result.n_train} train / {result.n_test} test events",
+        f"{result.epochs_run} epochs (best {result.best_epoch})",
+        f"training {result.train_events_per_s:.0f} events/s",
+        f"inference {result.inference_events_per_s:.0f} events/s",
     ]
-    for key, label in (
-        ("energy_res68_transformer_cc", "E res68 (CC)"),
-        ("angle_res68_deg_transformer", "angle68"),
+    for value, label in (
+        (result.energy_res68_transformer_cc, "E res68 (CC)"),
+        (result.angle_res68_deg_transformer, "angle68"),
     ):
-        if key in result and np.isfinite(result[key]):
-            parts.append(f"{label} {result[key]:.3g}")
-    notes = result.get("import_notes") or []
+        if value is not None and np.isfinite(value):
+            parts.append(f"{label} {value:.3g}")
     text = "**Result:** " + ", ".join(parts)
-    if notes:
-        text += "\n\n**Imported config, not applied:** " + "; ".join(notes)
+    if result.import_notes:
+        text += "\n\n**Imported config, not applied:** " + "; ".join(result.import_notes)
     return text
+
+
+def downloads(result: EnergyResult | PredictResult) -> pn.FlexBox:
+    """One CSV download button per table of the result."""
+    return pn.FlexBox(
+        *(
+            csv_download(frame, f"{key}.csv", label=f"Download {key}.csv", width=220)
+            for key, frame in result.to_tables().items()
+        )
+    )
 
 
 # -- the loss-term editor ----------------------------------------------------------------------------
@@ -295,54 +270,37 @@ class LossTermEditor(pn.viewable.Viewer):
 
 # -- the results view ------------------------------------------------------------------------------------
 class EnergyResults(pn.viewable.Viewer):
-    """Tabs of an energy result: comparison, resolution, heatmap, topologies, thresholds, export."""
+    """Tabs of an energy result: comparison, resolution, heatmap, topologies and ranges, export."""
 
-    def __init__(self, ctx: AppContext | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.ctx = ctx
-        self.result: dict[str, Any] = {}
+        self.result: EnergyResult | None = None
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-energy-summary"])
-        self.compare_tab = pn.Column(sizing_mode="stretch_width", css_classes=["numl-energy-comparison"])
-        self.resolution_tab = pn.Column(sizing_mode="stretch_width")
-        self.heatmap_tab = pn.Column(sizing_mode="stretch_width")
-        self.ranges_tab = pn.Column(sizing_mode="stretch_width")
-        self.thresholds_tab = pn.Column(sizing_mode="stretch_width")
-        self.export_tab = pn.Column(sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(
-            ("Comparison", self.compare_tab),
-            ("Resolution vs energy", self.resolution_tab),
-            ("Predicted vs true", self.heatmap_tab),
-            ("Topologies & ranges", self.ranges_tab),
-            ("Threshold sensitivity", self.thresholds_tab),
-            ("Export", self.export_tab),
-            dynamic=True,
-            sizing_mode="stretch_width",
-        )
+        tabs = [pn.Column(sizing_mode="stretch_width") for _ in TAB_TITLES]
+        self.compare_tab, self.resolution_tab, self.heatmap_tab, self.ranges_tab, self.export_tab = tabs
+        self.compare_tab.css_classes = ["numl-energy-comparison"]
+        self.tabs = pn.Tabs(*zip(TAB_TITLES, tabs, strict=True), dynamic=True, sizing_mode="stretch_width")
         self._layout = pn.Column(self.summary, self.tabs, sizing_mode="stretch_width")
 
-    def show(self, result: dict[str, Any]) -> EnergyResults:
+    def show(self, result: EnergyResult) -> EnergyResults:
         """Draw a complete result; returns ``self`` for the job panel's result area."""
-        self.result = dict(result)
+        self.result = result
         self.summary.object = summary_text(result)
-        has_physics = "resolution_by_energy" in result and isinstance(result.get("resolution"), pd.DataFrame)
-        if not has_physics:
-            self.compare_tab[:] = [pn.pane.Markdown("*This result has no resolution tables.*")]
-            return self
         channel = pn.widgets.RadioButtonGroup(options=["CC", "NC", "all"], value="CC")
-        table = _table(comparison_table(result, "CC"), css_classes=["numl-energy-table"])
-        channel.param.watch(lambda e: setattr(table, "value", comparison_table(self.result, e.new)), "value")
+        comparison = table(comparison_table(result, "CC"), css_classes=["numl-energy-table"])
+        channel.param.watch(lambda e: setattr(comparison, "value", comparison_table(result, e.new)), "value")
         self.compare_tab[:] = [
             pn.pane.Markdown(
                 "Same test events for every estimator; res68 = half the central 68% width of "
                 "(E_reco - E_true)/E_true; angle68 = 68% quantile of the opening angle (degrees)."
             ),
             channel,
-            table,
+            comparison,
         ]
         self.resolution_tab[:] = [
             plot_pane(resolution_plot(result)),
             plot_pane(resolution_plot(result, "bias")),
-            _table(result["resolution_by_energy"], pagination="local", page_size=12),
+            table(result.resolution_by_energy, pagination="local", page_size=12),
         ]
         self.heatmap_tab[:] = [plot_pane(heatmap_plot(result))]
         ranges = range_table(result)
@@ -351,79 +309,101 @@ class EnergyResults(pn.viewable.Viewer):
                 "Reference points: 15 degrees ~ 3 sigma and 7 degrees ~ 5 sigma delta_CP sensitivity "
                 "with sub-GeV atmospheric neutrinos (Kelly et al., PRL 123, 081801)."
             ),
-            _table(ranges, pagination="local", page_size=15)
+            table(ranges, pagination="local", page_size=15)
             if not ranges.empty
             else pn.pane.Markdown("*none*"),
         ]
-        self._draw_thresholds()
-        self._draw_export()
-        return self
-
-    def _draw_thresholds(self) -> None:
-        if self.ctx is None:
-            self.thresholds_tab[:] = [pn.pane.Markdown("*Stored runs are available in the dashboard.*")]
-            return
-        runs = [i for i in self.ctx.store.list(WORKFLOW_NAME) if i.get("state") == "done"]
-        picker = pn.widgets.Select(name="Compare with run", options=[i["id"] for i in runs], width=360)
-        button = pn.widgets.Button(name="Compare", button_type="primary", width=120)
-        out = pn.Column(sizing_mode="stretch_width")
-
-        def compare(_event: Any) -> None:
-            if not picker.value:
-                return
-            other = self.ctx.store.get(picker.value).load_result()
-            out[:] = [
-                _table(threshold_comparison(self.result, other), css_classes=["numl-energy-thresholds"])
-            ]
-
-        button.on_click(compare)
-        self.thresholds_tab[:] = [
-            pn.pane.Markdown(
-                "Thresholds and headline resolutions of this result (A) against a stored run (B)."
-            ),
-            pn.Row(picker, button),
-            out,
-        ]
-
-    def _draw_export(self) -> None:
-        buttons = []
-        for key in ("predictions", "resolution", "resolution_by_energy", "resolution_by_range", "history"):
-            if isinstance(self.result.get(key), pd.DataFrame):
-                buttons.append(
-                    pn.widgets.FileDownload(
-                        callback=partial(csv_bytes, self.result[key]), filename=f"{key}.csv", width=220
-                    )
-                )
-        note = f"TorchScript model: `{self.result['model_file']}`" if self.result.get("model_file") else ""
+        note = f"TorchScript model: `{result.model_file}`" if result.model_file else ""
         self.export_tab[:] = [
             pn.pane.Markdown("Download the result as CSV files. " + note),
-            pn.FlexBox(*buttons),
+            downloads(result),
         ]
+        return self
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
 
 
-def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
-    """The results view of a stored or in-memory energy result."""
+def predict_view(result: PredictResult) -> pn.viewable.Viewable:
+    """The predictions of the ``predict`` action: a table and its download."""
+    return pn.Column(
+        pn.pane.Markdown(
+            f"**Predictions:** {len(result.predictions)} events from {result.n_files} file(s)",
+            css_classes=["numl-energy-summary"],
+        ),
+        table(result.predictions, pagination="local", page_size=15),
+        downloads(result),
+        sizing_mode="stretch_width",
+    )
+
+
+def result_view(result: EnergyResult | PredictResult) -> pn.viewable.Viewable:
+    """The view of a stored or in-memory energy result (a training run, or the ``predict`` action)."""
+    if isinstance(result, PredictResult):
+        return predict_view(result)
     return EnergyResults().show(result)
 
 
-def build_page(ctx: AppContext) -> pn.viewable.Viewable:
-    """The energy page: the job panel with this workflow's results below it."""
-    workflow = ctx.workflows()[WORKFLOW_NAME]
-    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
-    results = EnergyResults(ctx)
-    config = workflow.config_cls(**defaults)
-    panel = JobPanel(
-        workflow,
-        ctx,
-        config=config,
-        extra_controls=[LossTermEditor(config)],
-        on_result=results.show,
-        metric_group=metric_group,
-        expected_series=expected_series,
-        restore=False,
-    )
-    panel.restore()
-    return panel
+# -- comparing two stored runs ---------------------------------------------------------------------------
+class ThresholdComparison(pn.viewable.Viewer):
+    """Thresholds and headline resolutions of two stored energy runs (A and B) side by side."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.a = pn.widgets.Select(label="Run A", width=320)
+        self.b = pn.widgets.Select(label="Run B", width=320)
+        refresh = pn.widgets.Button(label="Refresh", width=90)
+        compare = pn.widgets.Button(label="Compare", color="primary", width=120)
+        refresh.on_click(lambda _event: self.refresh())
+        compare.on_click(lambda _event: self.compare())
+        self.out = pn.Column(sizing_mode="stretch_width")
+        self._layout = pn.Card(
+            pn.pane.Markdown("Thresholds and headline resolutions of two stored runs (B - A per row)."),
+            pn.Row(self.a, self.b, refresh, compare),
+            self.out,
+            title="Threshold sensitivity",
+            collapsed=True,
+            sizing_mode="stretch_width",
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """List the finished runs, newest first; A defaults to the one before the newest, B to the newest."""
+        runs = [
+            i["id"]
+            for i in self.ctx.store.list(WORKFLOW_NAME)
+            if i.get("state") == "done"
+            and i.get("result_type", EnergyResult.__name__) == EnergyResult.__name__
+        ]
+        self.a.options, self.b.options = runs, runs
+        if runs:
+            self.a.value, self.b.value = runs[min(1, len(runs) - 1)], runs[0]
+
+    def compare(self) -> None:
+        """Draw the comparison of the chosen runs."""
+        if not self.a.value or not self.b.value:
+            return
+        workflow = self.ctx.workflows()[WORKFLOW_NAME]
+        a, b = (workflow.load_result(self.ctx.store.get(run)) for run in (self.a.value, self.b.value))
+        self.out[:] = [table(threshold_comparison(a, b), css_classes=["numl-energy-thresholds"])]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+
+def _loss_editor(config: Any) -> list[pn.viewable.Viewable]:
+    return [LossTermEditor(config)]
+
+
+def _below(panel: JobPanel, ctx: AppContext) -> list[pn.viewable.Viewable]:
+    return [ThresholdComparison(ctx)]
+
+
+PAGE = PageSpec(
+    workflow=WORKFLOW_NAME,
+    result_view=result_view,
+    defaults=APP_DEFAULTS,
+    controls=_loss_editor,
+    below=_below,
+)

@@ -19,11 +19,12 @@ from typing import Any
 
 import param
 
-from numl_core.config import Config, ConfigError
+from numl_core.config import ConfigError
 from numl_core.data.generators.atmospheric_events import ENERGY_RANGES, TOPOLOGIES
 from numl_core.data.particles import DEFAULT_THRESHOLDS_MEV, SCALAR_COLUMNS, TARGET_COLUMNS, VECTOR_COLUMNS
 from numl_core.energy.losses import PHYSICS_TARGETS, LossTerm
 from numl_core.energy.weights import WEIGHTERS
+from numl_core.training import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,24 @@ TRANSFORMER_EE_KEYS = {
 }
 
 
-class EnergyConfig(Config):
-    """Inputs of one energy-and-direction run: data, thresholds, loss, weights, model size, training."""
+class EnergyConfig(TrainingConfig):
+    """Inputs of one energy-and-direction run: data, thresholds, loss, weights, model size, training.
+
+    ``seed`` (of the sample, the split and training), ``device``, ``epochs``, ``batch_size`` and
+    ``learning_rate`` come from :class:`~numl_core.training.TrainingConfig`; JSON written before the
+    rename still loads its ``lr``.
+    """
+
+    RENAMED = {"lr": "learning_rate"}
+    epochs = 30
+    batch_size = 512
+    learning_rate = 1e-3
 
     sample = param.Selector(
         default="builtin", objects=["builtin", "file"], doc="Built-in atmospheric sample or a file."
     )
     data_file = param.String(default="", doc="Event file (.csv, .parquet, .root) used when sample is 'file'.")
     n_events = param.Integer(default=200_000, bounds=(200, 5_000_000), doc="Built-in events generated.")
-    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="Seed of the sample, the split and training.")
     energy_range = param.Selector(
         default="0.1-100", objects=list(ENERGY_RANGES), doc="True-energy range [GeV]."
     )
@@ -115,10 +125,7 @@ class EnergyConfig(Config):
     num_layers = param.Integer(default=2, bounds=(1, 24), doc="Encoder layers.")
     dim_feedforward = param.Integer(default=128, bounds=(8, 8192), doc="Feed-forward width per layer.")
     dropout = param.Number(default=0.0, bounds=(0.0, 0.9), doc="Dropout in the encoder.")
-    epochs = param.Integer(default=30, bounds=(1, 1000), doc="Maximum training epochs.")
-    batch_size = param.Integer(default=512, bounds=(8, 65536), doc="Training mini-batch size.")
     eval_batch_size = param.Integer(default=8192, bounds=(8, 262144), doc="Validation and test batch size.")
-    lr = param.Number(default=1e-3, bounds=(1e-7, 1.0), doc="Adam(W) learning rate.")
     weight_decay = param.Number(default=0.0, bounds=(0.0, 1.0), doc="AdamW weight decay.")
     schedule = param.Selector(
         default="cosine", objects=["constant", "cosine", "plateau"], doc="Learning-rate schedule."
@@ -133,7 +140,6 @@ class EnergyConfig(Config):
     export = param.Boolean(
         default=True, doc="Save a TorchScript model with normalisation in the run directory."
     )
-    device = param.Selector(default="auto", objects=["auto", "cpu", "cuda", "mps"], doc="Torch device.")
     model_file = param.String(
         default="", doc="Exported model (model.pt of a run) the predict action applies."
     )
@@ -204,7 +210,7 @@ class EnergyConfig(Config):
         if (
             isinstance(values, dict)
             and TRANSFORMER_EE_KEYS & set(values)
-            and not set(values) <= set(cls.field_names())
+            and not set(values) <= {*cls.field_names(), *cls.RENAMED}
         ):
             values = from_transformer_ee(values, source=source)
         return super().from_dict(values, source=source)
@@ -224,6 +230,33 @@ def _loss_terms(loss: Any, targets: list[str], notes: list[str]) -> list[dict]:
         {"term": "target", "loss": n, "coefficient": float(c), "column": t}
         for n, c, t in zip(names, coefficients, targets, strict=False)
     ]
+
+
+def _optimizer(value: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """numl fields of transformer_EE's ``optimizer`` (its ``lr`` is our ``learning_rate``)."""
+    name = value.get("name", "Adam")
+    if name not in ("Adam", "AdamW"):
+        notes.append(f"transformer_EE optimizer {name!r} is replaced by AdamW")
+    out = {}
+    for k, v in value.get("kwargs", {}).items():
+        if k in ("lr", "weight_decay"):
+            out[EnergyConfig.RENAMED.get(k, k)] = float(v)
+        else:
+            notes.append(f"transformer_EE field 'optimizer.kwargs.{k}' is not supported and was not applied")
+    return out
+
+
+def _model(value: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """numl fields of transformer_EE's ``model`` (its size and epochs)."""
+    if value.get("name", "Transformer_EE_MV") != "Transformer_EE_MV":
+        notes.append(f"transformer_EE model {value.get('name')!r} is replaced by numl's EnergyTransformer")
+    out = {"epochs": int(value["epochs"])} if "epochs" in value else {}
+    for k, v in value.get("kwargs", {}).items():
+        if k in ("nhead", "num_layers", "d_model", "dim_feedforward", "dropout"):
+            out[k] = v
+        else:
+            notes.append(f"transformer_EE field 'model.kwargs.{k}' is not supported and was not applied")
+    return out
 
 
 def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> dict[str, Any]:
@@ -247,30 +280,9 @@ def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> di
         elif key == "loss":
             continue
         elif key == "optimizer":
-            name = value.get("name", "Adam")
-            if name not in ("Adam", "AdamW"):
-                notes.append(f"transformer_EE optimizer {name!r} is replaced by AdamW")
-            for k, v in value.get("kwargs", {}).items():
-                if k in ("lr", "weight_decay"):
-                    out[k] = float(v)
-                else:
-                    notes.append(
-                        f"transformer_EE field 'optimizer.kwargs.{k}' is not supported and was not applied"
-                    )
+            out.update(_optimizer(value, notes))
         elif key == "model":
-            if value.get("name", "Transformer_EE_MV") != "Transformer_EE_MV":
-                notes.append(
-                    f"transformer_EE model {value.get('name')!r} is replaced by numl's EnergyTransformer"
-                )
-            if "epochs" in value:
-                out["epochs"] = int(value["epochs"])
-            for k, v in value.get("kwargs", {}).items():
-                if k in ("nhead", "num_layers", "d_model", "dim_feedforward", "dropout"):
-                    out[k] = v
-                else:
-                    notes.append(
-                        f"transformer_EE field 'model.kwargs.{k}' is not supported and was not applied"
-                    )
+            out.update(_model(value, notes))
         elif key == "weight":
             out["weight"] = value.get("name", "none")
             out["weight_kwargs"] = dict(value.get("kwargs", {}))

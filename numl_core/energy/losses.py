@@ -71,6 +71,15 @@ TERMS = ("target", *PHYSICS_TERMS)
 L_MAX_KM = 2 * EARTH_RADIUS_KM + PRODUCTION_HEIGHT_KM - HOMESTAKE_DEPTH_KM
 
 
+def term_label(spec: dict) -> str:
+    """The name a loss term reports under (and the live plots show): the term, or ``target:<column>``.
+
+    >>> term_label({"term": "target", "column": "enu_truth"}), term_label({"term": "energy"})
+    ('target:enu_truth', 'energy')
+    """
+    return f"target:{spec.get('column', '')}" if spec.get("term") == "target" else str(spec.get("term"))
+
+
 @dataclass(frozen=True)
 class LossTerm:
     """One term: ``term`` (see :data:`TERMS`), ``loss`` (a :data:`BASE_LOSSES` name), ``coefficient``,
@@ -83,7 +92,7 @@ class LossTerm:
 
     @property
     def label(self) -> str:
-        return f"target:{self.column}" if self.term == "target" else self.term
+        return term_label({"term": self.term, "column": self.column})
 
     @classmethod
     def from_dict(cls, spec: dict, where: str = "loss") -> LossTerm:

@@ -21,10 +21,12 @@ from numl_core.energy.data import EventArrays, to_arrays
 from numl_core.energy.losses import CombinedLoss
 from numl_core.energy.model import EnergyTransformer
 from numl_core.jobs import Progress
-from numl_core.training import FitResult, TrainSettings, fit
+from numl_core.training import FitResult, fit
 
 ENERGY_COLUMN_HINTS = ("enu", "energy", "nue", "truee", "_e")
 NEEDS_ROLES = {"missing_pt", "q2"}
+#: The config fields that size the transformer (keyword arguments of :class:`EnergyTransformer`).
+ARCHITECTURE = ("d_model", "nhead", "num_layers", "dim_feedforward", "dropout")
 
 
 @dataclass
@@ -110,11 +112,6 @@ def build_model(
         len(config.scalar),
         kinds,
         pdg_feature=pdg,
-        d_model=config.d_model,
-        nhead=config.nhead,
-        num_layers=config.num_layers,
-        dim_feedforward=config.dim_feedforward,
-        dropout=config.dropout,
         energy_reference=config.scalar.index(config.energy_reference) if config.energy_reference else None,
         direction_reference=(
             tuple(config.scalar.index(c) for c in config.direction_reference)
@@ -122,6 +119,7 @@ def build_model(
             else None
         ),
         momentum_features=frame,
+        **{name: getattr(config, name) for name in ARCHITECTURE},
     )
     model.set_normalisation(a.vector[train_idx], a.mask[train_idx], a.scalar[train_idx], a.target[train_idx])
     return model
@@ -137,22 +135,6 @@ def tensors(prepared: Prepared, idx: np.ndarray, weight: np.ndarray) -> tuple[to
         torch.from_numpy(a.target[idx]),
         torch.from_numpy(weight[idx].astype(np.float32)),
         torch.from_numpy(prepared.aux[idx]),
-    )
-
-
-def settings_of(config: EnergyConfig) -> TrainSettings:
-    """The shared trainer's settings from the config."""
-    return TrainSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        patience=config.patience,
-        grad_clip=1.0,
-        device=config.device,
-        seed=config.seed,
-        eval_batch_size=config.eval_batch_size,
     )
 
 
@@ -183,7 +165,7 @@ def train_model(
         loss,
         tensors(prepared, split["train"], weight),
         tensors(prepared, split["val"], weight),
-        settings_of(config),
+        config.train_settings(grad_clip=1.0),
         progress,
         name=name,
         metric_prefix=metric_prefix,
