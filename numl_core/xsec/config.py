@@ -34,6 +34,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Model sizes: ``cpu`` (the default, minutes on two cores) and ``reference`` (the published study's
 10 x 300 network with batch norm and 40,000 epochs: GPU scale)."""
+ENSEMBLE_FIELDS = ("members", "depth", "width", "batch_norm", "bootstrap")
+"""Config fields that are :class:`~numl_core.xsec.train.EnsembleSettings` fields of the same name."""
 
 
 class XsecConfig(TrainingConfig):
@@ -118,14 +120,8 @@ class XsecConfig(TrainingConfig):
 
     def ensemble_settings(self, **changes: Any) -> EnsembleSettings:
         """The ensemble of a fit: this config's network and training loop, then ``changes``."""
-        settings = EnsembleSettings(
-            members=self.members,
-            depth=self.depth,
-            width=self.width,
-            batch_norm=self.batch_norm,
-            bootstrap=self.bootstrap,
-            train=self.train_settings(**FIXED_TRAINING),
-        )
+        networks = {key: getattr(self, key) for key in ENSEMBLE_FIELDS}
+        settings = EnsembleSettings(**networks, train=self.train_settings(**FIXED_TRAINING))
         return replace(settings, **changes)
 
     def transfer_settings(self) -> TransferSettings:
