@@ -108,7 +108,8 @@ def _uncertainty(device: str, quick: bool) -> dict[str, Any]:
 def _xsec(device: str, quick: bool) -> dict[str, Any]:
     from benchmarks import xsec as bench
     from numl_core.jobs import Progress
-    from numl_core.xsec.workflow import XsecConfig, fit_nucleus
+    from numl_core.xsec.config import XsecConfig
+    from numl_core.xsec.workflow import fit_nucleus
 
     epochs = 20 if quick else 200
     out: dict[str, Any] = {"epochs": epochs}
@@ -121,7 +122,7 @@ def _xsec(device: str, quick: bool) -> dict[str, Any]:
         ),
     }
     for name, config in configs.items():
-        boot = fit_nucleus(config, Progress())["summary"]["boot"]
+        boot = fit_nucleus(config, Progress())[0].summary["boot"]
         out[name] = {
             "members": config.members,
             "network": f"{config.depth}x{config.width}",

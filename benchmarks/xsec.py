@@ -29,9 +29,12 @@ import torch
 
 from numl_core.device import resolve_device
 from numl_core.jobs import Progress
+from numl_core.xsec.config import XsecConfig
 from numl_core.xsec.fit import chi2_per_point
+from numl_core.xsec.points import load_table, normalisation_groups
+from numl_core.xsec.result import XsecResult
 from numl_core.xsec.transfer import covered_settings
-from numl_core.xsec.workflow import XsecConfig, fit_nucleus, load_table, normalisation_groups, transfer_all
+from numl_core.xsec.workflow import fit_nucleus, transfer_all
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +75,19 @@ def run(quick: bool = False, device: str = "auto") -> dict[str, Any]:
 
 def _run(quick: bool, device: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    by_points = fit_nucleus(config(quick, split="points", device=device), Progress())
+    by_points, carbon_model = fit_nucleus(config(quick, split="points", device=device), Progress())
     logger.info("carbon fit (points held out) done in %.0f s", time.perf_counter() - t0)
-    by_settings = fit_nucleus(config(quick, split="settings", mc_dropout=0.0, device=device), Progress())
+    by_settings, _ = fit_nucleus(config(quick, split="settings", mc_dropout=0.0, device=device), Progress())
     logger.info("carbon fit (settings held out) done")
-    boot = by_points["summary"]["boot"]
+    boot = by_points.summary["boot"]
     pretrain_s = boot["seconds"]
     repeats = [by_points] + [
-        fit_nucleus(config(quick, split="points", seed=seed, device=device), Progress())
+        fit_nucleus(config(quick, split="points", seed=seed, device=device), Progress())[0]
         for seed in COVERAGE_SEEDS[1:]
     ]
     logger.info("coverage repeats done")
-    transferred = transfer_all(by_points["_model"], 12, pretrain_s, config(quick, device=device), Progress())
-    transfer = transferred["transfer"]
+    transferred = transfer_all(carbon_model, 12, pretrain_s, config(quick, device=device), Progress())
+    transfer = transferred.transfer
     out: dict[str, Any] = {
         "quick": quick,
         "device": device,
@@ -93,14 +96,12 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
             k: getattr(config(quick), k)
             for k in ("members", "depth", "width", "epochs", "batch_size", "finetune_epochs")
         },
-        "carbon_points": by_points["n_points"],
+        "carbon_points": by_points.n_points,
         "carbon_chi2_per_point_heldout_points": boot["chi2_test"],
         "carbon_chi2_per_point_heldout_points_profiled": boot["chi2_test_profiled"],
         "carbon_chi2_per_point_train": boot["chi2_train"],
-        "carbon_chi2_per_point_heldout_settings": by_settings["summary"]["boot"]["chi2_test"],
-        "carbon_chi2_per_point_heldout_settings_profiled": by_settings["summary"]["boot"][
-            "chi2_test_profiled"
-        ],
+        "carbon_chi2_per_point_heldout_settings": by_settings.summary["boot"]["chi2_test"],
+        "carbon_chi2_per_point_heldout_settings_profiled": by_settings.summary["boot"]["chi2_test_profiled"],
         **_coverage(repeats),
         "coverage_seeds": list(COVERAGE_SEEDS[: len(repeats)]),
         "coverage_definition": (
@@ -115,21 +116,19 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
             "per hold-out), misfit_*, nu_* and spread_scale_* of seed 0"
         ),
         "misfit_relative_student_t": {
-            METHOD_NAMES[m]: s["misfit_student_t"] for m, s in by_points["summary"].items()
+            METHOD_NAMES[m]: s["misfit_student_t"] for m, s in by_points.summary.items()
         },
-        "nu_student_t": {METHOD_NAMES[m]: s["nu_student_t"] for m, s in by_points["summary"].items()},
+        "nu_student_t": {METHOD_NAMES[m]: s["nu_student_t"] for m, s in by_points.summary.items()},
         "spread_scale_student_t": {
-            METHOD_NAMES[m]: s["spread_scale_student_t"] for m, s in by_points["summary"].items()
+            METHOD_NAMES[m]: s["spread_scale_student_t"] for m, s in by_points.summary.items()
         },
-        "misfit_relative": {METHOD_NAMES[m]: s["misfit"] for m, s in by_points["summary"].items()},
+        "misfit_relative": {METHOD_NAMES[m]: s["misfit"] for m, s in by_points.summary.items()},
         "chi2_per_point_heldout_points_by_method": {
-            METHOD_NAMES[m]: s["chi2_test"] for m, s in by_points["summary"].items()
+            METHOD_NAMES[m]: s["chi2_test"] for m, s in by_points.summary.items()
         },
-        "median_relative_band": {
-            METHOD_NAMES[m]: s["median_rel_band"] for m, s in by_points["summary"].items()
-        },
+        "median_relative_band": {METHOD_NAMES[m]: s["median_rel_band"] for m, s in by_points.summary.items()},
         "pretrain_seconds": pretrain_s,
-        "mc_dropout_seconds": by_points["summary"].get("mc", {}).get("seconds", float("nan")),
+        "mc_dropout_seconds": by_points.summary.get("mc", {}).get("seconds", float("nan")),
         "transfer": {
             row["nucleus"]: {
                 "finetuned": row["finetuned"],
@@ -141,8 +140,8 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
             }
             for row in transfer.to_dict("records")
         },
-        "transfer_by_carbon_coverage": _by_carbon_coverage(transferred["transfer_points"], config(quick)),
-        "normalisations": by_points["normalisations"][["data_set", "prior", "lambda", "lambda_error"]]
+        "transfer_by_carbon_coverage": _by_carbon_coverage(transferred.transfer_points, config(quick)),
+        "normalisations": by_points.normalisations[["data_set", "prior", "lambda", "lambda_error"]]
         .round(4)
         .to_dict("records"),
         "seconds": time.perf_counter() - t0,
@@ -153,11 +152,11 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
 COVERAGE_KEYS = [f"coverage_{k}sigma{tag}" for tag in ("", "_gaussian", "_no_misfit") for k in (1, 2)]
 
 
-def _coverage(fits: list[dict[str, Any]]) -> dict[str, Any]:
+def _coverage(fits: list[XsecResult]) -> dict[str, Any]:
     """Coverage per method, the mean over the hold-outs ``fits`` (``*_by_seed``: each one's)."""
     out: dict[str, Any] = {}
     for key in COVERAGE_KEYS:
-        by_seed = {METHOD_NAMES[m]: [f["summary"][m][key] for f in fits] for m in fits[0]["summary"]}
+        by_seed = {METHOD_NAMES[m]: [f.summary[m][key] for f in fits] for m in fits[0].summary}
         out[key] = {m: float(np.mean(v)) for m, v in by_seed.items()}
         out[f"{key}_by_seed"] = by_seed
     return out

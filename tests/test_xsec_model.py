@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from numl_core.data.electron_scattering import load_nucleus
-from numl_core.xsec.ensemble import (
-    EnsembleSettings,
+from numl_core.xsec.fit import Chi2Loss, NormalisedModel, chi2_per_point, profile_normalisations
+from numl_core.xsec.metrics import (
     band,
     coverage,
     fit_misfit,
@@ -17,10 +17,10 @@ from numl_core.xsec.ensemble import (
     normalised_band,
     predict_log,
     predictive_sigma,
-    train_model,
 )
-from numl_core.xsec.fit import Chi2Loss, NormalisedModel, chi2_per_point, profile_normalisations
 from numl_core.xsec.model import FEATURES, EnsembleBatchNorm, XsecNet, features
+from numl_core.xsec.points import PointSet
+from numl_core.xsec.train import EnsembleSettings, train_model, train_settings
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +117,11 @@ def test_lambdas_fitted_jointly_recover_known_scales(oxygen):
     scales = np.array([1.07, 0.95])
     data = truth * scales[group]
     model = NormalisedModel(net, 2)  # only the two lambdas are free
-    settings = EnsembleSettings(epochs=300, batch_size=256, lr=0.02, schedule="constant", device="cpu")
-    train_model(
-        x, data, 0.03 * data, group, np.array([np.inf, np.inf]), np.arange(len(x)), None, settings, init=model
+    settings = EnsembleSettings(
+        train=train_settings(epochs=300, batch_size=256, lr=0.02, schedule="constant", device="cpu")
     )
+    points = PointSet(x, data, 0.03 * data, group, np.array([np.inf, np.inf]))
+    train_model(points, np.arange(len(x)), None, settings, init=model)
     assert np.allclose(model.lambdas.detach().numpy(), scales[None], atol=2e-3)
 
 
@@ -129,7 +130,7 @@ def test_chi2_loss_is_zero_at_the_truth(oxygen):
     torch.manual_seed(0)
     net = XsecNet(n_members=1, depth=1, width=4).eval()
     truth = np.exp(predict_log(net, x)[0])
-    loss = Chi2Loss.from_arrays(x, truth, 0.05 * truth, group, prior, len(x), torch.device("cpu"))
+    loss = Chi2Loss.from_points(PointSet(x, truth, 0.05 * truth, group, prior), len(x), torch.device("cpu"))
     terms = loss(NormalisedModel(net, len(prior)), (torch.arange(len(x))[:, None],))
     assert float(terms["chi2"].detach()) < 1e-8 and float(terms["loss"].detach()) < 1e-8
 
@@ -143,21 +144,17 @@ def test_members_train_as_if_alone(oxygen):
         members=2,
         depth=2,
         width=8,
-        epochs=3,
-        batch_size=16,
         bootstrap=False,
         residual="log",  # far from the data the linear chi2 amplifies rounding differences
-        schedule="constant",
-        device="cpu",
+        train=train_settings(epochs=3, batch_size=16, schedule="constant", device="cpu"),
     )
+    points = PointSet(x, xsec, err, group, prior)
     torch.manual_seed(5)
     init = XsecNet(n_members=2, depth=2, width=8)
     init.set_scaling(torch.as_tensor(x[train]), torch.as_tensor(np.log(xsec[train])))
     alone = NormalisedModel(init.select([1]), len(prior))
-    both = train_model(
-        x, xsec, err, group, prior, train, None, settings, init=NormalisedModel(init, len(prior))
-    )
-    one = train_model(x, xsec, err, group, prior, train, None, settings, init=alone)
+    both = train_model(points, train, None, settings, init=NormalisedModel(init, len(prior)))
+    one = train_model(points, train, None, settings, init=alone)
     assert np.allclose(predict_log(both.model.net, x)[1], predict_log(one.model.net, x)[0], atol=1e-4)
 
 
@@ -165,9 +162,9 @@ def test_bootstrap_members_differ_and_mc_dropout_samples_vary(oxygen):
     table, x, group, prior = oxygen
     xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
     settings = EnsembleSettings(
-        members=3, depth=2, width=8, epochs=5, batch_size=32, dropout=0.1, device="cpu"
+        members=3, depth=2, width=8, dropout=0.1, train=train_settings(epochs=5, batch_size=32, device="cpu")
     )
-    fitted = train_model(x, xsec, err, group, prior, np.arange(len(x)), None, settings)
+    fitted = train_model(PointSet(x, xsec, err, group, prior), np.arange(len(x)), None, settings)
     members = predict_log(fitted.model.net, x)
     assert members.shape == (3, len(x)) and np.ptp(members, axis=0).min() > 0
     samples = predict_log(fitted.model.net, x, mc_samples=4, seed=1)
@@ -280,11 +277,12 @@ def test_linear_residual_matches_the_reported_chi2(oxygen):
     data, error = 1.1 * model, 0.05 * model
     batch = (torch.arange(len(x))[:, None],)
     wide = np.full(len(prior), np.inf)  # no prior: the loss is the chi2 alone
-    linear = Chi2Loss.from_arrays(x, data, error, group, wide, len(x), torch.device("cpu"), "linear")
+    points = PointSet(x, data, error, group, wide)
+    linear = Chi2Loss.from_points(points, len(x), torch.device("cpu"), "linear")
     expected, _ = chi2_per_point(model, data, error, group, wide, np.ones(len(prior)))
     got = float(linear(NormalisedModel(net, len(prior)), batch)["chi2"].detach())
     assert got == pytest.approx(expected, rel=1e-4) and expected == pytest.approx(4.0, rel=1e-4)
-    log = Chi2Loss.from_arrays(x, data, error, group, wide, len(x), torch.device("cpu"), "log")
+    log = Chi2Loss.from_points(points, len(x), torch.device("cpu"), "log")
     # log residual: log(model / data) / (error / data), with error / data = 0.05 / 1.1
     got_log = float(log(NormalisedModel(net, len(prior)), batch)["chi2"].detach())
     assert got_log == pytest.approx((np.log(1.1) / (0.05 / 1.1)) ** 2, rel=1e-4)
@@ -293,7 +291,9 @@ def test_linear_residual_matches_the_reported_chi2(oxygen):
 def test_hybrid_training_counts_both_stages(oxygen):
     table, x, group, prior = oxygen
     xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
-    settings = EnsembleSettings(members=2, depth=1, width=4, epochs=5, batch_size=64, device="cpu")
-    assert settings.residual == "hybrid"
-    fitted = train_model(x, xsec, err, group, prior, np.arange(len(x)), None, settings)
+    settings = EnsembleSettings(
+        members=2, depth=1, width=4, train=train_settings(epochs=5, batch_size=64, device="cpu")
+    )
+    assert settings.residual == "hybrid" and settings.train.schedule == "cosine"
+    fitted = train_model(PointSet(x, xsec, err, group, prior), np.arange(len(x)), None, settings)
     assert fitted.passes == 5 and len(fitted.fit.history) == 5

@@ -5,56 +5,37 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from numl_core.config import ConfigError
 from numl_core.data.electron_scattering import load_nucleus
 from numl_core.jobs import Progress
-from numl_core.runs import RunStore
-from numl_core.xsec.ensemble import predict_log
+from numl_core.live import series_key
+from numl_core.training import TrainingConfig
+from numl_core.xsec import train as train_module
+from numl_core.xsec.config import PRESETS, XsecConfig
+from numl_core.xsec.metrics import predict_log
 from numl_core.xsec.model import XsecNet, features
+from numl_core.xsec.points import PointSet, normalisation_groups, split_points
+from numl_core.xsec.result import TransferResult, XsecResult
+from numl_core.xsec.train import EnsembleSettings, train_model, train_settings
 from numl_core.xsec.transfer import carried_over, split_fraction
-from numl_core.xsec.workflow import (
-    PRESETS,
-    WORKFLOW,
-    XsecConfig,
-    normalisation_groups,
-    run_transfer,
-    run_xsec,
-    split_points,
-)
-
-TINY = dict(
-    nucleus="O",
-    members=3,
-    depth=2,
-    width=8,
-    epochs=6,
-    batch_size=32,
-    mc_samples=5,
-    grid_points=12,
-    finetune_epochs=3,
-    targets=["Al"],
-    device="cpu",
-)
+from numl_core.xsec.workflow import WORKFLOW, expected_series, run_transfer, run_xsec
+from tests.fixtures.xsec import XSEC_TINY
 
 
-@pytest.fixture(scope="module")
-def tiny_run():
-    progress = Progress()
-    return run_xsec(XsecConfig(**TINY), progress), progress
-
-
-def test_result_tables_and_summaries(tiny_run):
-    result, progress = tiny_run
-    points = result["points"]
-    assert len(points) == result["n_points"] == 120  # 126 rows, lowest omega of 6 settings dropped
+def test_result_tables_and_summaries(xsec_run):
+    result = xsec_run.result
+    assert isinstance(result, XsecResult)
+    points = result.points
+    assert len(points) == result.n_points == 120  # 126 rows, lowest omega of 6 settings dropped
     assert set(points["split"]) == {"train", "val", "test"}
     assert (points["split"] == "test").sum() == round(0.1 * 120)
     for method in ("boot", "mc"):
         assert (points[f"{method}_mean"] > 0).all() and (points[f"{method}_std"] >= 0).all()
-        s = result["summary"][method]
+        s = result.summary[method]
         assert {"chi2_train", "chi2_test", "chi2_test_profiled", "coverage_1sigma", "coverage_2sigma"} <= set(
             s
         )
@@ -64,17 +45,83 @@ def test_result_tables_and_summaries(tiny_run):
         assert 0 <= s["coverage_1sigma_gaussian"] <= s["coverage_2sigma_gaussian"] <= 1
         assert 2.0 <= s["nu_student_t"] <= 100.0 and s["misfit_student_t"] >= 0
         assert s["misfit"] >= 0
+        assert s["epochs_run"] == XSEC_TINY["epochs"] and s["seconds"] > 0
         assert (points[f"{method}_pred"] > 0).all() and (points[f"{method}_pred_std"] >= 0).all()
-    curves = result["curves"]
+    curves = result.curves
     assert len(curves) == 6 * 12 and set(curves["setting"]) == set(points["setting"])
     assert (curves["omega_qe"] > 0).all()
-    norms = result["normalisations"]
+    norms = result.normalisations
     assert list(norms["data_set"]) == ["Anghinolfi:1996vm", "O'Connell:1987ag"]
     assert (norms["lambda"] > 0).all() and (norms["lambda_error"] > 0).all()
-    assert set(result["history"]["method"]) == {"boot", "mc"}
+    assert set(result.history["method"]) == {"boot", "mc"}
+    assert list(result.transfer["nucleus"]) == ["Al"] and result.finetune == "all layers"
+    assert result.base_nucleus == "O" and set(result.transfer_points["nucleus"]) == {"Al"}
+
+
+def test_live_series_reported_are_the_declared_ones(xsec_run):
+    records, _ = xsec_run.progress.read_metrics(0)
+    plots = WORKFLOW.live_plots
+    drawn: dict[str, set[str]] = {}
+    for r in records:
+        if plots.group(r) is not None:
+            drawn.setdefault(plots.group(r), set()).add(series_key(r))
+    assert drawn["chi2"] == set(plots.expected(xsec_run.config)["chi2"])
+    assert "boot_loss (val, chi2)" in drawn["chi2"] and "mc_log_loss (train, chi2)" in drawn["chi2"]
+    assert {"finetune_Al_loss (train, chi2)", "scratch_Al_loss (train, chi2)"} <= drawn["transfer chi2"]
+    assert plots.group({"name": "boot_loss", "term": "total", "split": "val"}) is None
+    assert plots.spec("chi2").logy and plots.spec("transfer chi2").logy
+    assert len(expected_series(XsecConfig(mc_dropout=0.0))["chi2"]) == 4
+
+
+def test_renaming_a_metric_in_the_core_renames_what_it_declares_and_reports(monkeypatch):
+    monkeypatch.setattr(train_module, "LOG_STAGE", "logres_")
+    declared = expected_series(XsecConfig(mc_dropout=0.0))["chi2"]
+    assert "boot_logres_loss (train, chi2)" in declared and "boot_log_loss (train, chi2)" not in declared
+    table = load_nucleus("O").head(40)
+    group, prior, _ = normalisation_groups(table, "experiment")
+    settings = EnsembleSettings(members=1, depth=1, width=4, train=train_settings(epochs=2, device="cpu"))
+    progress = Progress()
+    idx = np.arange(40)
+    train_model(
+        PointSet.from_table(table, group, prior),
+        idx[:30],
+        idx[30:],
+        settings,
+        progress,
+        metric_prefix="boot_",
+    )
     records, _ = progress.read_metrics(0)
-    chi2 = {(r["name"], r["split"]) for r in records if r.get("term") == "chi2"}
-    assert {("boot_loss", "train"), ("boot_loss", "val"), ("mc_loss", "train")} <= chi2
+    assert {series_key(r) for r in records if r.get("term") == "chi2"} == set(declared)
+
+
+def test_result_loads_back_from_its_run_directory(xsec_run):
+    loaded = WORKFLOW.load_result(xsec_run.run)
+    assert isinstance(loaded, XsecResult) and loaded.nucleus == "O" and loaded.mass_number == 16
+    assert loaded.summary["boot"]["chi2_test"] == pytest.approx(xsec_run.result.summary["boot"]["chi2_test"])
+    pd.testing.assert_frame_equal(loaded.normalisations, xsec_run.result.normalisations)
+    pd.testing.assert_frame_equal(loaded.transfer, xsec_run.result.transfer)
+    assert not any(key.startswith("_") for key in xsec_run.result.to_dict())
+
+
+def test_point_set_validation_names_the_field():
+    table = load_nucleus("O").head(5)
+    group, prior, _ = normalisation_groups(table, "experiment")
+    points = PointSet.from_table(table, group, prior)
+    assert points.validate() is points and len(points.take(np.array([0, 2]))) == 2
+    bad_x = points.x.copy()
+    bad_x[1, 2] = np.nan
+    cases = {
+        "x": PointSet(bad_x, points.xsec, points.error, points.group, prior),
+        "error": PointSet(points.x, points.xsec, -points.error, points.group, prior),
+        "xsec": PointSet(points.x, np.zeros(5), points.error, points.group, prior),
+        "group": PointSet(points.x, points.xsec, points.error, points.group[:3], prior),
+        "prior": PointSet(points.x, points.xsec, points.error, points.group, np.zeros(len(prior))),
+    }
+    for name, bad in cases.items():
+        with pytest.raises(ValueError, match=f"PointSet.{name}"):
+            bad.validate()
+    with pytest.raises(ValueError, match="PointSet.group"):
+        PointSet(points.x, points.xsec, points.error, points.group + 5, prior).validate()
 
 
 def test_split_by_settings_holds_out_whole_spectra():
@@ -95,19 +142,28 @@ def test_normalisation_groups_by_experiment_setting_or_none():
     assert dict(zip(names, prior, strict=True))["Barreau:1983ht"] == 0.02
 
 
-def test_config_round_trip_presets_and_errors():
-    cfg = XsecConfig(**TINY)
+def test_config_round_trip_presets_settings_and_errors():
+    cfg = XsecConfig(**XSEC_TINY)
+    assert isinstance(cfg, TrainingConfig)
     assert XsecConfig.from_json(cfg.to_json()).to_dict() == cfg.to_dict()
     ref = XsecConfig.preset("reference")
     assert (ref.depth, ref.width, ref.epochs, ref.batch_norm) == (10, 300, 40_000, True)
     assert all(getattr(XsecConfig(), k) == v for k, v in PRESETS["cpu"].items())
+    assert XsecConfig().learning_rate == 3e-3
+    ensemble = cfg.ensemble_settings()
+    assert ensemble.train == train_settings(epochs=6, batch_size=32, lr=3e-3, device="cpu", seed=0)
+    assert ensemble.members == 3 and ensemble.passes_per_report == 1
+    transfer = XsecConfig(**XSEC_TINY, finetune_lr=2e-4, finetune_blocks=1).transfer_settings()
+    assert transfer.train == train_settings(epochs=3, batch_size=32, lr=2e-4, device="cpu", seed=0)
+    assert (transfer.scratch_epochs, transfer.blocks) == (6, 1)
     with pytest.raises(ConfigError, match="data_file"):
         XsecConfig.from_dict({"nucleus": "file"})
     with pytest.raises(ConfigError, match="finetune_blocks"):
         XsecConfig.from_dict({"depth": 2, "finetune_blocks": 3})
     with pytest.raises(ConfigError, match="not in the O data"):
-        run_xsec(XsecConfig(**TINY, experiments=["Barreau:1983ht"]), Progress())
+        run_xsec(XsecConfig(**XSEC_TINY, experiments=["Barreau:1983ht"]), Progress())
     assert WORKFLOW.name == "xsec" and "transfer" in WORKFLOW.actions
+    assert WORKFLOW.results == (XsecResult, TransferResult)
 
 
 def test_carried_over_model_is_scaled_by_mass_number():
@@ -121,25 +177,27 @@ def test_carried_over_model_is_scaled_by_mass_number():
     assert len(train) == 59 and len(np.intersect1d(train, rest)) == 0
 
 
-def test_run_saves_model_that_transfer_reuses(tmp_path):
-    store = RunStore(tmp_path)
-    cfg = XsecConfig(**TINY, mc_dropout=0.0)
-    run = store.create("xsec", cfg)
-    progress = Progress(run)
-    result = run_xsec(cfg, progress)
-    run.save_result(result)
-    assert run.load_result()["normalisations"].shape[0] == 2
-    out = run_transfer(cfg.copy(base_run=str(run.path), finetune_blocks=1), Progress())
-    table = out["transfer"].set_index("nucleus")
+def test_transfer_reuses_the_model_a_run_saved(xsec_run, tmp_path):
+    cfg = xsec_run.config.copy(base_run=str(xsec_run.run.path), finetune_blocks=1, with_transfer=False)
+    out = run_transfer(cfg, Progress())
+    assert isinstance(out, TransferResult) and out.seconds > 0
+    table = out.transfer.set_index("nucleus")
     assert list(table.index) == ["Al"]
     row = table.loc["Al"]
     assert row["train_points"] == round(0.1 * 593) and row["heldout_points"] == 593 - row["train_points"]
     for method in ("finetuned", "scratch", "scaled_base"):
         assert np.isfinite(row[method]) and row[method] > 0
-    assert out["finetune"] == "last 1 blocks" and out["base_nucleus"] == "A=16"
-    points = out["transfer_points"]
+    assert math.isnan(row["pretrain_seconds"])
+    assert out.finetune == "last 1 blocks" and out.base_nucleus == "A=16"
+    points = out.transfer_points
     assert (points[["pred_finetuned", "pred_scratch", "pred_scaled_base"]] > 0).all().all()
     assert points["group"].dtype.kind == "i" and points["group"].min() >= 0
+    from numl_core.runs import RunStore
+
+    run = RunStore(tmp_path).create("xsec", cfg)
+    out.save(run)
+    loaded = WORKFLOW.load_result(run)
+    assert isinstance(loaded, TransferResult) and loaded.finetune == "last 1 blocks"
 
 
 def test_transfer_from_a_users_file(tmp_path):
@@ -147,8 +205,8 @@ def test_transfer_from_a_users_file(tmp_path):
     path = tmp_path / "oxygen.csv"
     raw.rename(columns={"energy": "E", "theta_deg": "theta"}).to_csv(path, index=False)
     cfg = XsecConfig(
-        **{**TINY, "nucleus": "C", "targets": []}, target_file=str(path), experiments=["Whitney:1974hr"]
+        **{**XSEC_TINY, "nucleus": "C", "targets": []}, target_file=str(path), experiments=["Whitney:1974hr"]
     )
     out = run_transfer(cfg, Progress())
-    assert list(out["transfer"]["nucleus"]) == ["file"]
-    assert out["transfer"]["pretrain_seconds"].iloc[0] > 0
+    assert list(out.transfer["nucleus"]) == ["file"]
+    assert out.transfer["pretrain_seconds"].iloc[0] > 0

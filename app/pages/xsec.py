@@ -1,77 +1,65 @@
 """The cross-section page: DNN fits of electron-nucleus cross sections, their bands and transfer learning.
 
 Live train/validation chi2 per point of the bootstrap ensemble and the MC-dropout network come from the
-generic job panel; this module adds a data-set picker (experiments by citation, settings by kinematics)
-and the result views: cross section against energy transfer for one (E, theta) setting with the data,
-both model bands and the quasi-elastic peak; the fitted normalisation factors; the metrics; the
-transfer-learning comparison. Every view takes the ``xsec`` workflow's result dict.
+generic job panel (declared by the workflow); this module adds a data-set picker (experiments by
+citation, settings by kinematics) and the result views: cross section against energy transfer for one
+(E, theta) setting with the data, both model bands and the quasi-elastic peak; the fitted normalisation
+factors; the metrics; the transfer-learning comparison. Every view takes the workflow's typed result,
+:class:`~numl_core.xsec.result.XsecResult` (``run``) or :class:`~numl_core.xsec.result.TransferResult`
+(``transfer``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
-from app.components.job_panel import JobPanel
-from app.components.live_curve import plot_pane, use_bokeh
+from app.components.page import PageSpec
+from app.components.plots import band, plot_pane, use_bokeh
+from app.components.tables import table
 from numl_core.data import electron_scattering as es
-
-if TYPE_CHECKING:
-    from app.context import AppContext
+from numl_core.xsec.result import TransferResult, XsecResult
+from numl_core.xsec.workflow import BOOT, MC
 
 WORKFLOW_NAME = "xsec"
 #: Smaller than the workflow's defaults so that a fit started from the dashboard takes about a minute.
 APP_DEFAULTS = {"members": 5, "epochs": 300, "mc_samples": 50, "finetune_epochs": 100}
 METHODS = {
-    "boot": {"color": "#1f77b4", "label": "bootstrap ensemble"},
-    "mc": {"color": "#ff7f0e", "label": "MC dropout"},
+    BOOT: {"color": "#1f77b4", "label": "bootstrap ensemble"},
+    MC: {"color": "#ff7f0e", "label": "MC dropout"},
 }
 SPLIT_MARKERS = {"train": "circle", "val": "square", "test": "triangle"}
 PLOT_HEIGHT = 360
-
-
-def metric_group(record: dict[str, Any]) -> str | None:
-    """Live plots: chi2 per point of the fit (``chi2``) and of transfer learning (``transfer chi2``)."""
-    if record.get("term") != "chi2":
-        return None
-    name = str(record["name"])
-    if name.startswith(("finetune_", "scratch_")):
-        return "transfer chi2"
-    return "chi2"
-
-
-def expected_series(config: Any) -> dict[str, list[str]]:
-    """The fit's chi2 series drawn from the start (transfer series appear when they arrive).
-
-    Training runs in two stages (log residuals, then linear ones), reported as ``*_log_loss`` and ``*_loss``.
-    """
-    methods = ["boot"]
-    if config is None or getattr(config, "mc_dropout", 0) > 0:
-        methods.append("mc")
-    return {
-        "chi2": [
-            f"{method}{stage}_loss ({split}, chi2)"
-            for method in methods
-            for stage in ("_log", "")
-            for split in ("train", "val")
-        ]
-    }
+NORMS_TEXT = (
+    "Fitted normalisation factor λ_k per data set: mean and spread over the bootstrap members; "
+    "`prior` is the experiment's normalisation uncertainty, `pull` = (λ − 1) / prior."
+)
+METRICS_TEXT = (
+    "χ² per point with the fitted λ_k (`chi2_test_profiled`: λ_k re-fitted on the held-out "
+    "points); coverage: fraction of held-out points inside the central 68.27% (1 σ) and "
+    "95.45% (2 σ) intervals of a Student-t predictive located at the prediction λ_k σ_model "
+    "for the measured point, scale² = (κ × spread of λ_k σ_model over members)² + data "
+    "error² + (misfit × prediction)², the relative misfit (`misfit_student_t`), the degrees "
+    "of freedom (`nu_student_t`, in [2, 100]) and the spread scale κ "
+    "(`spread_scale_student_t`) fitted jointly by maximum likelihood on the validation "
+    "points. `coverage_*_gaussian`: a Gaussian with the same terms and its own "
+    "misfit (`misfit`) fitted on the validation points, within 1 and 2 σ; "
+    "`coverage_*_no_misfit`: that Gaussian without the misfit term."
+)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
-def setting_options(result: dict[str, Any]) -> dict[str, int]:
+def setting_options(result: XsecResult) -> dict[str, int]:
     """Setting label -> setting id, in the order of the result's curves."""
-    curves = result["curves"]
-    first = curves.groupby("setting", sort=True)["setting_label"].first()
+    first = result.curves.groupby("setting", sort=True)["setting_label"].first()
     return {label: int(sid) for sid, label in first.items()}
 
 
-def spectrum_plot(result: dict[str, Any], setting: int) -> hv.Overlay:
+def spectrum_plot(result: XsecResult, setting: int) -> hv.Overlay:
     """d2sigma/dOmega domega [nb/sr/GeV] against omega [GeV] for one setting.
 
     Data points with error bars, divided by the fitted normalisation lambda_k of their data set (so
@@ -79,26 +67,15 @@ def spectrum_plot(result: dict[str, Any], setting: int) -> hv.Overlay:
     a dashed line at the quasi-elastic peak.
     """
     use_bokeh()
-    curves = result["curves"][result["curves"]["setting"] == setting].sort_values("omega")
-    points = result["points"][result["points"]["setting"] == setting]
+    curves = result.curves[result.curves["setting"] == setting].sort_values("omega")
+    points = result.points[result.points["setting"] == setting]
     if curves.empty:
         raise KeyError(f"setting {setting} is not in this result")
     elements: list[Any] = []
     for method, style in METHODS.items():
-        if f"{method}_mean" not in curves:
-            continue
-        mean, spread = curves[f"{method}_mean"].to_numpy(), curves[f"{method}_std"].to_numpy()
-        omega = curves["omega"].to_numpy()
-        elements.append(
-            hv.Area((omega, mean - spread, mean + spread), "omega", ["xsec", "xsec2"]).opts(
-                color=style["color"], alpha=0.25, line_alpha=0, show_legend=False
-            )
-        )
-        elements.append(
-            hv.Curve((omega, mean), "omega", "xsec", label=style["label"]).opts(
-                color=style["color"], line_width=2
-            )
-        )
+        if f"{method}_mean" in curves:
+            mean, spread = curves[f"{method}_mean"].to_numpy(), curves[f"{method}_std"].to_numpy()
+            elements += band(curves["omega"].to_numpy(), mean, spread, style["color"], style["label"])
     lam = points["lambda"].to_numpy() if "lambda" in points else np.ones(len(points))
     for split, marker in SPLIT_MARKERS.items():
         part = points["split"].to_numpy() == split
@@ -107,11 +84,9 @@ def spectrum_plot(result: dict[str, Any], setting: int) -> hv.Overlay:
         x = points["omega"].to_numpy()[part]
         y = points["xsec"].to_numpy()[part] / lam[part]
         err = points["error"].to_numpy()[part] / lam[part]
-        elements.append(hv.ErrorBars((x, y, err), "omega", ["xsec", "yerr"]).opts(color="black"))
+        elements.append(hv.ErrorBars((x, y, err), "x", ["y", "yerr"]).opts(color="black"))
         elements.append(
-            hv.Scatter((x, y), "omega", "xsec", label=f"data ({split})").opts(
-                color="black", marker=marker, size=6
-            )
+            hv.Scatter((x, y), "x", "y", label=f"data ({split})").opts(color="black", marker=marker, size=6)
         )
     peak = float(curves["omega_qe"].iloc[0])
     elements.append(hv.VLine(peak).opts(color="#555555", line_dash="dashed", line_width=1))
@@ -127,9 +102,9 @@ def spectrum_plot(result: dict[str, Any], setting: int) -> hv.Overlay:
     )
 
 
-def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
+def summary_frame(result: XsecResult | TransferResult) -> pd.DataFrame:
     """One row per uncertainty method: chi2 per point per split, coverage, band width, time."""
-    summary = result.get("summary") or {}
+    summary = getattr(result, "summary", None) or {}
     rows = [{"method": METHODS.get(m, {"label": m})["label"], **values} for m, values in summary.items()]
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -137,18 +112,18 @@ def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def summary_text(result: dict[str, Any]) -> str:
+def summary_text(result: XsecResult | TransferResult) -> str:
     """A one-line Markdown summary of a result."""
-    parts = [f"nucleus {result.get('nucleus', '?')}", f"{result.get('n_points', '?')} points"]
-    if "split" in result:
-        parts.append(f"held out by {result['split']}")
-    boot = (result.get("summary") or {}).get("boot")
-    if boot:
-        parts.append(f"bootstrap chi2/point on held-out: {boot['chi2_test']:.2f}")
-    if "transfer" in result:
-        parts.append(f"transfer ({result.get('finetune', '')}) to {len(result['transfer'])} nucleus/nuclei")
-    if "seconds" in result:
-        parts.append(f"{result['seconds']:.1f} s")
+    if isinstance(result, XsecResult):
+        parts = [f"nucleus {result.nucleus}", f"{result.n_points} points", f"held out by {result.split}"]
+        boot = result.summary.get(BOOT)
+        if boot:
+            parts.append(f"bootstrap chi2/point on held-out: {boot['chi2_test']:.2f}")
+    else:
+        parts = [f"base model {result.base_nucleus}"]
+    if result.transfer is not None:
+        parts.append(f"transfer ({result.finetune}) to {len(result.transfer)} nucleus/nuclei")
+    parts.append(f"{result.seconds:.1f} s")
     return "**Result:** " + ", ".join(parts)
 
 
@@ -173,20 +148,13 @@ def transfer_plot(transfer: pd.DataFrame) -> hv.Bars:
     )
 
 
-def _table(frame: pd.DataFrame, **kwargs: Any) -> pn.widgets.Tabulator:
-    floats = {c: NumberFormatter(format="0.[0000]") for c in frame.select_dtypes("float").columns}
-    return pn.widgets.Tabulator(
-        frame, disabled=True, show_index=False, formatters=floats, sizing_mode="stretch_width", **kwargs
-    )
-
-
 # -- the results view -------------------------------------------------------------------------------
 class XsecResults(pn.viewable.Viewer):
     """Tabs of a cross-section result: spectra, normalisations, metrics, transfer."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.result: dict[str, Any] = {}
+        self.result: XsecResult | TransferResult | None = None
         self.setting = pn.widgets.Select(label="Setting (citation, E, theta)", options={}, width=420)
         self.setting.param.watch(lambda _e: self._draw_spectrum(), "value")
         self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
@@ -203,73 +171,55 @@ class XsecResults(pn.viewable.Viewer):
         )
         self._layout = pn.Column(self.summary, self.tabs, sizing_mode="stretch_width")
 
-    def show(self, result: dict[str, Any]) -> XsecResults:
-        """Draw a result dict (of ``run`` or ``transfer``); returns ``self``."""
-        self.result = dict(result)
+    def show(self, result: XsecResult | TransferResult) -> XsecResults:
+        """Draw a result of ``run`` or ``transfer``; returns ``self``."""
+        self.result = result
         self.summary.object = summary_text(result)
-        if isinstance(result.get("curves"), pd.DataFrame):
-            options = setting_options(result)
+        fit = result if isinstance(result, XsecResult) else None
+        if fit is not None:
+            options = setting_options(fit)
             self.setting.options = options
             self.setting.value = next(iter(options.values()))
             self._draw_spectrum()
         else:
             self.plot.object = None
-        norms = result.get("normalisations")
         self.norm_tab[:] = (
-            [
-                pn.pane.Markdown(
-                    "Fitted normalisation factor λ_k per data set: mean and spread over the bootstrap "
-                    "members; "
-                    "`prior` is the experiment's normalisation uncertainty, `pull` = (λ − 1) / prior."
-                ),
-                _table(norms, css_classes=["numl-xsec-norms"]),
-            ]
-            if isinstance(norms, pd.DataFrame)
+            [pn.pane.Markdown(NORMS_TEXT), table(fit.normalisations, css_classes=["numl-xsec-norms"])]
+            if fit is not None
             else [pn.pane.Markdown("*No normalisation factors.*")]
         )
         metrics = summary_frame(result)
         self.metrics_tab[:] = (
-            [
-                pn.pane.Markdown(
-                    "χ² per point with the fitted λ_k (`chi2_test_profiled`: λ_k re-fitted on the held-out "
-                    "points); coverage: fraction of held-out points inside the central 68.27% (1 σ) and "
-                    "95.45% (2 σ) intervals of a Student-t predictive located at the prediction λ_k σ_model "
-                    "for the measured point, scale² = (κ × spread of λ_k σ_model over members)² + data "
-                    "error² + (misfit × prediction)², the relative misfit (`misfit_student_t`), the degrees "
-                    "of freedom (`nu_student_t`, in [2, 100]) and the spread scale κ "
-                    "(`spread_scale_student_t`) fitted jointly by maximum likelihood on the validation "
-                    "points. `coverage_*_gaussian`: a Gaussian with the same terms and its own "
-                    "misfit (`misfit`) fitted on the validation points, within 1 and 2 σ; "
-                    "`coverage_*_no_misfit`: that Gaussian without the misfit term."
-                ),
-                _table(metrics, css_classes=["numl-xsec-metrics"]),
-            ]
+            [pn.pane.Markdown(METRICS_TEXT), table(metrics, css_classes=["numl-xsec-metrics"])]
             if not metrics.empty
             else [pn.pane.Markdown("*No metrics.*")]
         )
-        transfer = result.get("transfer")
-        if isinstance(transfer, pd.DataFrame) and not transfer.empty:
-            self.transfer_tab[:] = [
-                pn.pane.Markdown(
-                    f"Base model carried over ({result.get('finetune', '')}) with a fraction of each "
-                    "nucleus's points; χ² per point on the remaining points, λ_k profiled there."
-                ),
-                plot_pane(transfer_plot(transfer)),
-                _table(transfer, css_classes=["numl-xsec-transfer"]),
-            ]
-        else:
-            self.transfer_tab[:] = [pn.pane.Markdown("*Set `with_transfer` to compare transfer learning.*")]
+        self.transfer_tab[:] = self._transfer_views(result)
         return self
 
+    @staticmethod
+    def _transfer_views(result: XsecResult | TransferResult) -> list[Any]:
+        transfer = result.transfer
+        if transfer is None or transfer.empty:
+            return [pn.pane.Markdown("*Set `with_transfer` to compare transfer learning.*")]
+        return [
+            pn.pane.Markdown(
+                f"Base model carried over ({result.finetune}) with a fraction of each "
+                "nucleus's points; χ² per point on the remaining points, λ_k profiled there."
+            ),
+            plot_pane(transfer_plot(transfer)),
+            table(transfer, css_classes=["numl-xsec-transfer"]),
+        ]
+
     def _draw_spectrum(self) -> None:
-        if self.setting.value is not None and "curves" in self.result:
+        if self.setting.value is not None and isinstance(self.result, XsecResult):
             self.plot.object = spectrum_plot(self.result, self.setting.value)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
 
 
-def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
+def show_result(result: XsecResult | TransferResult) -> pn.viewable.Viewable:
     """The results view of a stored or in-memory cross-section result."""
     return XsecResults().show(result)
 
@@ -306,19 +256,9 @@ class DataSetPicker(pn.viewable.Viewer):
         return pn.Column(pn.pane.Markdown("**Data sets**"), self.experiments, self.excluded, width=300)
 
 
-def build_page(ctx: AppContext) -> pn.viewable.Viewable:
-    """The cross-section page: the job panel with a data-set picker and this workflow's results."""
-    workflow = ctx.workflows()[WORKFLOW_NAME]
-    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
-    config = workflow.config_cls(**defaults)
-    results = XsecResults()
-    panel = JobPanel(
-        workflow,
-        ctx,
-        config=config,
-        on_result=results.show,
-        extra_controls=[DataSetPicker(config)],
-        metric_group=metric_group,
-        expected_series=expected_series,
-    )
-    return panel
+PAGE = PageSpec(
+    workflow=WORKFLOW_NAME,
+    result_view=show_result,
+    defaults=APP_DEFAULTS,
+    controls=lambda config: [DataSetPicker(config)],
+)

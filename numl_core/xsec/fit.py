@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from numl_core.xsec.model import XsecNet
+from numl_core.xsec.points import PointSet
 
 
 class NormalisedModel(nn.Module):
@@ -85,26 +86,20 @@ class Chi2Loss:
         return {"loss": per_member.sum(), "chi2": (r**2).mean()}
 
     @classmethod
-    def from_arrays(
-        cls,
-        x: np.ndarray,
-        xsec: np.ndarray,
-        error: np.ndarray,
-        group: np.ndarray,
-        prior: np.ndarray,
-        n_points: int,
-        device: torch.device,
-        residual: str = "log",
+    def from_points(
+        cls, points: PointSet, n_points: int, device: torch.device, residual: str = "log"
     ) -> Chi2Loss:
+        """The loss over ``points`` (all of them on ``device``), the prior shared over ``n_points``."""
+
         def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.tensor(np.asarray(a), dtype=dtype, device=device)
 
         return cls(
-            t(x),
-            t(np.log(xsec)),
-            t(error / xsec),
-            t(group, torch.long),
-            t(prior),
+            t(points.x),
+            t(np.log(points.xsec)),
+            t(points.error / points.xsec),
+            t(points.group, torch.long),
+            t(points.prior),
             int(n_points),
             residual,
         )

@@ -15,39 +15,60 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from numl_core.jobs import Progress
-from numl_core.xsec.ensemble import EnsembleSettings, band, predict_log, train_model
+from numl_core.training import TrainSettings
 from numl_core.xsec.fit import NormalisedModel, chi2_per_point
-from numl_core.xsec.model import XsecNet, features
+from numl_core.xsec.metrics import band, predict_log
+from numl_core.xsec.model import XsecNet
+from numl_core.xsec.points import PointSet
+from numl_core.xsec.train import EnsembleSettings, train_model, train_settings
+
+FINETUNE, SCRATCH = "finetune", "scratch"
+"""Names of the fine-tuned and the from-scratch fits: their checkpoints are ``{name}-{tag}``, their live
+metrics carry the prefix ``{name}_{tag}_`` (:func:`metric_prefix`)."""
+
+
+def metric_prefix(method: str, tag: str) -> str:
+    """The live-metric prefix of transfer fit ``method`` (:data:`FINETUNE`, :data:`SCRATCH`) to ``tag``.
+
+    >>> metric_prefix(FINETUNE, "Al"), is_transfer_metric("finetune_Al_loss")
+    ('finetune_Al_', True)
+    """
+    return f"{method}_{tag}_"
+
+
+def is_transfer_metric(name: str) -> bool:
+    """Whether metric ``name`` comes from a transfer fit."""
+    return name.startswith((f"{FINETUNE}_", f"{SCRATCH}_"))
 
 
 @dataclass
 class TransferSettings:
     """``fraction`` of the target's points used for training (the rest scores); ``blocks``: fine-tune only
-    the last ``blocks`` blocks and the head (``None``: all layers); ``epochs`` passes of fine-tuning;
-    ``lr`` the fine-tuning learning rate (lower than pretraining's, so that a few points do not wash out
-    what the base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts close
-    to the data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the network
-    trained from scratch (at the pretraining settings); ``seed`` of the split."""
+    the last ``blocks`` blocks and the head (``None``: all layers); ``train``: the fine-tuning loop
+    (``epochs`` passes; ``lr`` lower than pretraining's, so that a few points do not wash out what the
+    base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts close to the
+    data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the network trained
+    from scratch (at the pretraining settings); ``seed`` of the split."""
 
     fraction: float = 0.1
     blocks: int | None = None
-    epochs: int = 300
-    lr: float = 1e-3
     residual: str = "linear"
     scratch_epochs: int = 1000
     seed: int = 0
+    train: TrainSettings = field(default_factory=lambda: train_settings(epochs=300, lr=1e-3))
 
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"fraction={self.fraction} must be in (0, 1)")
-        if self.epochs < 1 or self.scratch_epochs < 1 or not self.lr > 0:
-            raise ValueError("epochs and scratch_epochs must be >= 1 and lr > 0")
+        if self.scratch_epochs < 1:
+            raise ValueError(f"scratch_epochs={self.scratch_epochs} must be >= 1")
+        self.train.validate()
 
 
 def split_fraction(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,55 +131,50 @@ def transfer_nucleus(
     settings.validate()
     progress = progress if progress is not None else Progress()
     a_target = int(table["A"].iloc[0])
-    x, xsec, err = features(table), table["xsec"].to_numpy(), table["error"].to_numpy()
+    points = PointSet.from_table(table, group, prior)
     train, held = split_fraction(len(table), settings.fraction, settings.seed)
 
     start = carried_over(base, a_base, a_target, settings.blocks)
     t0 = time.perf_counter()
     tuned = train_model(
-        x,
-        xsec,
-        err,
-        group,
-        prior,
+        points,
         train,
         None,
-        replace(ensemble, epochs=settings.epochs, lr=settings.lr, residual=settings.residual),
+        replace(ensemble, train=settings.train, residual=settings.residual),
         progress,
         init=NormalisedModel(start, len(prior)),
-        name=f"finetune-{tag}",
-        metric_prefix=f"finetune_{tag}_",
+        name=f"{FINETUNE}-{tag}",
+        metric_prefix=metric_prefix(FINETUNE, tag),
     )
     finetune_seconds = time.perf_counter() - t0
     progress.check_cancelled()
     scratch = train_model(
-        x,
-        xsec,
-        err,
-        group,
-        prior,
+        points,
         train,
         None,
-        replace(ensemble, epochs=settings.scratch_epochs),
+        ensemble.training(epochs=settings.scratch_epochs),
         progress,
-        name=f"scratch-{tag}",
-        metric_prefix=f"scratch_{tag}_",
+        name=f"{SCRATCH}-{tag}",
+        metric_prefix=metric_prefix(SCRATCH, tag),
     )
+    held_points = points.take(held)
+    x = held_points.x
     predictions = {
-        "finetuned": band(predict_log(tuned.model.net, x[held]))[0],
-        "scratch": band(predict_log(scratch.model.net, x[held]))[0],
-        "scaled_base": band(predict_log(carried_over(base, a_base, a_target, None), x[held]))[0],
+        "finetuned": band(predict_log(tuned.model.net, x))[0],
+        "scratch": band(predict_log(scratch.model.net, x))[0],
+        "scaled_base": band(predict_log(carried_over(base, a_base, a_target, None), x))[0],
     }
     row: dict[str, float] = {}
     for method, pred in predictions.items():
-        row[method] = chi2_per_point(pred, xsec[held], err[held], group[held], prior)[0]
+        row[method] = chi2_per_point(pred, held_points.xsec, held_points.error, held_points.group, prior)[0]
     row.update(
         finetune_seconds=finetune_seconds,
         scratch_seconds=scratch.seconds,
         train_points=float(len(train)),
         heldout_points=float(len(held)),
     )
-    points = table.iloc[held][["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]]
-    points = points.assign(group=group[held], **{f"pred_{k}": v for k, v in predictions.items()})
-    points = points.reset_index(drop=True)
-    return row, points
+    columns = ["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]
+    held_table = table.iloc[held][columns].assign(
+        group=group[held], **{f"pred_{k}": v for k, v in predictions.items()}
+    )
+    return row, held_table.reset_index(drop=True)

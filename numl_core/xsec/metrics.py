@@ -1,208 +1,26 @@
-"""Bootstrap ensembles and Monte-Carlo dropout for the cross-section network.
+"""Predictions of a fitted cross-section ensemble and their scores: bands, chi2 per point, coverage.
 
-A bootstrap ensemble of ``M`` members is one :class:`~numl_core.xsec.model.XsecNet` with stacked
-weights trained in one loop by :func:`numl_core.training.fit`: member ``m`` is trained on its own
-bootstrap resample of the training points (drawn with replacement, Efron 1979), so its batches and
-batch-norm statistics are its own. The spread of the members' predictions estimates the model
-uncertainty. Monte-Carlo dropout (Gal & Ghahramani, arXiv:1506.02142) instead trains one network with
-dropout and samples predictions with dropout left on.
+A fitted ensemble predicts log cross sections per member (or per dropout sample); :func:`band` turns
+them into a mean and a spread, :func:`normalised_band` into the prediction for a measured point
+(scaled by its data set's normalisation factor). The predictive of a measured point (:func:`coverage`)
+adds the point's error, a relative model misfit and the prior widths of unfitted normalisations, with
+Student-t tails fitted on validation points (:func:`fit_student_t`); :func:`method_summary` collects
+chi2 per point and coverage of one method.
 
->>> rng = np.random.default_rng(0)
->>> bootstrap_indices(5, 3, rng).shape
-(5, 3)
+>>> band(np.log(np.array([[1.0, 2.0], [3.0, 2.0]])))[0].tolist()
+[2.0, 2.0]
 """
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, replace
-
 import numpy as np
+import pandas as pd
 import torch
 from scipy import optimize, stats
 
-from numl_core.device import resolve_device
-from numl_core.jobs import Progress
-from numl_core.training import FitResult, TrainSettings, fit
-from numl_core.xsec.fit import Chi2Loss, NormalisedModel
+from numl_core.xsec.fit import chi2_per_point
 from numl_core.xsec.model import XsecNet
-
-
-@dataclass
-class EnsembleSettings:
-    """Network and training settings.
-
-    ``members`` networks of ``depth`` blocks x ``width`` units with ``dropout``; ``bootstrap``: each
-    member trains on a bootstrap resample (otherwise all see every point and differ by initialisation);
-    ``epochs`` passes over the training points, reported in at most ``max_reports`` trainer epochs
-    (each then covers several passes, which keeps checkpoints and live metrics affordable);
-    AdamW with ``lr``, ``weight_decay`` and ``schedule``; ``patience`` reports without a lower
-    validation loss before stopping (0: never); ``residual`` of the chi2, "log", "linear" (see
-    :class:`~numl_core.xsec.fit.Chi2Loss`) or "hybrid" (log for the first half of the epochs, then
-    linear); ``device``; ``seed`` of initialisation and resampling.
-    """
-
-    members: int = 10
-    depth: int = 4
-    width: int = 64
-    dropout: float = 0.0
-    batch_norm: bool = True
-    bootstrap: bool = True
-    epochs: int = 1000
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    patience: int = 0
-    max_reports: int = 150
-    residual: str = "hybrid"
-    device: str = "auto"
-    seed: int = 0
-
-    @property
-    def passes_per_report(self) -> int:
-        return max(1, math.ceil(self.epochs / self.max_reports))
-
-
-@dataclass
-class TrainedModel:
-    """A fitted :class:`NormalisedModel`, the trainer's record, the wall time [s] and the passes over
-    the training points run."""
-
-    model: NormalisedModel
-    fit: FitResult
-    seconds: float
-    passes: int
-
-
-def bootstrap_indices(n: int, members: int, rng: np.random.Generator, bootstrap: bool = True) -> np.ndarray:
-    """Point indices ``(n, members)``: column ``m`` is member ``m``'s resample (or ``arange(n)``)."""
-    if not bootstrap:
-        return np.repeat(np.arange(n)[:, None], members, axis=1)
-    return rng.integers(0, n, size=(n, members))
-
-
-def train_model(
-    x: np.ndarray,
-    xsec: np.ndarray,
-    error: np.ndarray,
-    group: np.ndarray,
-    prior: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray | None,
-    settings: EnsembleSettings,
-    progress: Progress | None = None,
-    *,
-    init: NormalisedModel | None = None,
-    name: str = "ensemble",
-    metric_prefix: str = "",
-) -> TrainedModel:
-    """Fit a (bootstrap) ensemble to the points ``train`` of a data set, validating on ``val``.
-
-    ``x`` (N, 5) features, ``xsec``/``error`` (N,) [nb/sr/GeV], ``group`` (N,) data-set index into
-    ``prior`` (K,) relative normalisation uncertainties; ``train``/``val`` index arrays into them.
-    ``init`` continues from an existing model (transfer learning; its frozen blocks stay frozen);
-    otherwise a new :class:`XsecNet` is built from ``settings`` and scaled to the training points.
-    """
-    progress = progress if progress is not None else Progress()
-    if settings.residual == "hybrid":
-        return _train_hybrid(
-            x, xsec, error, group, prior, train, val, settings, progress, init, name, metric_prefix
-        )
-    device = resolve_device(settings.device)
-    rng = np.random.default_rng([settings.seed, 11])
-    if init is None:
-        torch.manual_seed(settings.seed)
-        net = XsecNet(settings.members, settings.depth, settings.width, settings.dropout, settings.batch_norm)
-        net.set_scaling(torch.as_tensor(x[train]), torch.as_tensor(np.log(xsec[train])))
-        model = NormalisedModel(net, len(prior))
-    else:
-        model = init
-    members = model.net.n_members
-    loss = Chi2Loss.from_arrays(x, xsec, error, group, prior, len(train), device, settings.residual)
-    columns = bootstrap_indices(len(train), members, rng, settings.bootstrap and members > 1)
-    train_idx = np.tile(np.asarray(train)[columns], (settings.passes_per_report, 1))
-    val_data = None
-    if val is not None and len(val):
-        val_data = (torch.as_tensor(np.repeat(np.asarray(val)[:, None], members, axis=1)),)
-    trainer = TrainSettings(
-        epochs=math.ceil(settings.epochs / settings.passes_per_report),
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        schedule=settings.schedule,
-        patience=settings.patience,
-        mixed_precision=False,  # bf16 keeps ~3 digits: too coarse for percent-level residuals of log(xsec)
-        device=settings.device,
-        seed=settings.seed,
-    )
-    t0 = time.perf_counter()
-    result = fit(
-        model,
-        loss,
-        (torch.as_tensor(train_idx),),
-        val_data,
-        trainer,
-        progress,
-        name=name,
-        metric_prefix=metric_prefix,
-        fingerprint={"members": members, "n_train": len(train), "passes": settings.passes_per_report},
-    )
-    passes = result.epochs_run * settings.passes_per_report
-    return TrainedModel(model.cpu().eval(), result, time.perf_counter() - t0, passes)
-
-
-def _train_hybrid(
-    x: np.ndarray,
-    xsec: np.ndarray,
-    error: np.ndarray,
-    group: np.ndarray,
-    prior: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray | None,
-    settings: EnsembleSettings,
-    progress: Progress,
-    init: NormalisedModel | None,
-    name: str,
-    metric_prefix: str,
-) -> TrainedModel:
-    """Half the epochs with log residuals (robust far from the data), the rest with linear ones (the
-    chi2 that is reported); live metrics of the first half carry the prefix ``{metric_prefix}log_``."""
-    first_epochs = max(1, settings.epochs // 2)
-    first = train_model(
-        x,
-        xsec,
-        error,
-        group,
-        prior,
-        train,
-        val,
-        replace(settings, residual="log", epochs=first_epochs),
-        progress.subrange(0.0, 0.5),
-        init=init,
-        name=f"{name}-log",
-        metric_prefix=f"{metric_prefix}log_",
-    )
-    second = train_model(
-        x,
-        xsec,
-        error,
-        group,
-        prior,
-        train,
-        val,
-        replace(settings, residual="linear", epochs=max(1, settings.epochs - first_epochs)),
-        progress.subrange(0.5, 1.0),
-        init=first.model,
-        name=name,
-        metric_prefix=metric_prefix,
-    )
-    second.fit.history = first.fit.history + second.fit.history
-    second.fit.epochs_run += first.fit.epochs_run
-    return TrainedModel(
-        second.model, second.fit, first.seconds + second.seconds, first.passes + second.passes
-    )
+from numl_core.xsec.points import PointSet
 
 
 @torch.no_grad()
@@ -376,3 +194,59 @@ def coverage(
     z = np.abs(scale * mean - data) / sigma
     limits = (1.0, 2.0) if np.isinf(nu) else (stats.t.ppf(0.5 + p / 2, nu) for p in GAUSS_COVERAGE.values())
     return {key: float(np.mean(z < limit)) for key, limit in zip(GAUSS_COVERAGE, limits, strict=True)}
+
+
+def method_summary(
+    frame: pd.DataFrame, labels: np.ndarray, points: PointSet, method: str, lam: np.ndarray
+) -> dict[str, float]:
+    """chi2 per point per split (fitted lambda, and profiled on the test points) and test coverage.
+
+    ``frame`` holds one row per point of ``points`` with the method's predictions: the mean and spread
+    of sigma over members (``{method}_mean``, ``{method}_std``) and of lambda_k sigma (``{method}_pred``,
+    ``{method}_pred_std``); ``labels`` (N,) the split of each point; ``lam`` (K,) the fitted lambda_k.
+
+    Coverage uses the predictive distribution of a measured point, a Student-t located at the mean of
+    lambda_k sigma over members (``{method}_pred``) with scale^2 = (kappa x spread of lambda_k sigma)^2
+    (``{method}_pred_std``) + the point's error^2 + (tau prediction)^2 + (prior width of a data set
+    without training points x prediction)^2; the relative misfit tau (``misfit_student_t``), the
+    degrees of freedom nu (``nu_student_t``, in [2, 100]) and the spread scale kappa
+    (``spread_scale_student_t``) are fitted jointly by maximum likelihood on
+    the validation points. ``coverage_1sigma`` / ``coverage_2sigma`` are the fractions of test points
+    inside its central intervals of probability 0.6827 / 0.9545 (:func:`coverage`).
+    ``coverage_*_gaussian`` use a Gaussian with the same terms and tau fitted by Gaussian likelihood
+    on the validation points (``misfit``; 0 without validation points); ``coverage_*_no_misfit`` a
+    Gaussian without the misfit term.
+    """
+    out: dict[str, float] = {}
+    mean = frame[f"{method}_mean"].to_numpy()
+    spread = frame[f"{method}_std"].to_numpy()
+    pred, pred_std = frame[f"{method}_pred"].to_numpy(), frame[f"{method}_pred_std"].to_numpy()
+    xsec, err, group, prior = points.xsec, points.error, points.group, points.prior
+    for split in ("train", "val", "test"):
+        m = labels == split
+        if m.any():
+            out[f"chi2_{split}"] = chi2_per_point(mean[m], xsec[m], err[m], group[m], prior, lam)[0]
+    test, val = labels == "test", labels == "val"
+    out["chi2_test_profiled"] = chi2_per_point(mean[test], xsec[test], err[test], group[test], prior)[0]
+    fitted = np.bincount(group[labels == "train"], minlength=len(prior)) > 0
+    norm = np.where(fitted[group], 0.0, np.where(np.isfinite(prior), prior, 0.0)[group])
+    misfit = fit_misfit(pred[val], pred_std[val], xsec[val], err[val]) if val.any() else 0.0
+    if val.sum() >= 2:
+        misfit_t, nu, kappa = fit_student_t(pred[val], pred_std[val], xsec[val], err[val], norm[val])
+    else:  # nothing to fit the tails on: the Gaussian limit
+        misfit_t, nu, kappa = misfit, float("inf"), 1.0
+    ones = np.ones(int(test.sum()))
+    args = (pred[test], pred_std[test], ones, xsec[test], err[test])
+    cov = coverage(
+        pred[test], kappa * pred_std[test], ones, xsec[test], err[test], misfit_t, norm[test], nu=nu
+    )
+    out.update({f"coverage_{k}": v for k, v in cov.items()})
+    for tag, tau in (("_gaussian", misfit), ("_no_misfit", 0.0)):
+        cov = coverage(*args, tau, norm[test])
+        out.update({f"coverage_{k}{tag}": v for k, v in cov.items()})
+    out["misfit"] = misfit
+    out["misfit_student_t"] = misfit_t
+    out["nu_student_t"] = nu
+    out["spread_scale_student_t"] = kappa
+    out["median_rel_band"] = float(np.median(spread / mean))
+    return out
