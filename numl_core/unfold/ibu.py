@@ -277,6 +277,49 @@ def _check_prior(prior: np.ndarray | None, n_causes: int) -> np.ndarray:
     return prior
 
 
+def _checked_arrays(
+    data: np.ndarray,
+    data_err: np.ndarray,
+    response: np.ndarray,
+    response_err: np.ndarray,
+    efficiencies: np.ndarray,
+    efficiencies_err: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The inputs of :func:`iterative_bayesian_unfold` as float64 arrays, checked for sign and shape."""
+    inputs = {
+        "data": data,
+        "data_err": data_err,
+        "response": response,
+        "response_err": response_err,
+        "efficiencies": efficiencies,
+        "efficiencies_err": efficiencies_err,
+    }
+    arrays = {}
+    for name, value in inputs.items():
+        if value is None:
+            raise ValueError(f"{name} must not be None")
+        arrays[name] = np.asarray(value, dtype=np.float64)
+        if np.min(arrays[name]) < 0:
+            raise ValueError(f"{name} must be non-negative")
+    p = arrays["response"]
+    if p.ndim != 2:
+        raise ValueError(f"response must be 2-D (effects, causes), got shape {p.shape}")
+    n_effects, n_causes = p.shape
+    expected = {
+        "data": (n_effects,),
+        "data_err": (n_effects,),
+        "response_err": p.shape,
+        "efficiencies": (n_causes,),
+        "efficiencies_err": (n_causes,),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} for a {p.shape} response, got {arrays[name].shape}"
+            )
+    return arrays
+
+
 def iterative_bayesian_unfold(
     data: np.ndarray,
     data_err: np.ndarray,
@@ -308,37 +351,9 @@ def iterative_bayesian_unfold(
     >>> r.n_iterations, np.round(r.unfolded, 4).tolist(), np.round(r.sys_err, 5).tolist()
     (4, [94.3209, 155.6791], [0.65571, 0.65571])
     """
-    inputs = {
-        "data": data,
-        "data_err": data_err,
-        "response": response,
-        "response_err": response_err,
-        "efficiencies": efficiencies,
-        "efficiencies_err": efficiencies_err,
-    }
-    arrays = {}
-    for name, value in inputs.items():
-        if value is None:
-            raise ValueError(f"{name} must not be None")
-        arrays[name] = np.asarray(value, dtype=np.float64)
-        if np.min(arrays[name]) < 0:
-            raise ValueError(f"{name} must be non-negative")
+    arrays = _checked_arrays(data, data_err, response, response_err, efficiencies, efficiencies_err)
     p, eps = arrays["response"], arrays["efficiencies"]
-    if p.ndim != 2:
-        raise ValueError(f"response must be 2-D (effects, causes), got shape {p.shape}")
     n_effects, n_causes = p.shape
-    expected = {
-        "data": (n_effects,),
-        "data_err": (n_effects,),
-        "response_err": p.shape,
-        "efficiencies": (n_causes,),
-        "efficiencies_err": (n_causes,),
-    }
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise ValueError(
-                f"{name} must have shape {shape} for a {p.shape} response, got {arrays[name].shape}"
-            )
     if ts not in TEST_STATISTICS:
         raise ValueError(f"ts must be one of {sorted(TEST_STATISTICS)}, got {ts!r}")
     cov_type = cov_type.lower()
