@@ -36,6 +36,7 @@ METHOD_STYLE = {
 }
 DATA_METHODS = {"t2k": {"color": "#b2182b", "label": "T2K data"}}
 BANDED = ("omnifold", "ibu")
+TABS = ("Distributions", "T2K data", "Weight diagnostics", "χ²", "Export")
 DISTRIBUTIONS_TAB, DIAGNOSTICS_TAB = 0, 2
 PLOT_HEIGHT = 320
 #: Width of each plot in a layout of several (responsive sizing does not work inside HoloViews layouts).
@@ -220,19 +221,11 @@ class UnfoldingResults(pn.viewable.Viewer):
         self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-unfold-summary"])
         self.distributions_tab = pn.Column(self.distribution, self.plot, sizing_mode="stretch_width")
-        self.t2k_tab = pn.Column(sizing_mode="stretch_width")
-        self.diagnostics_tab = pn.Column(sizing_mode="stretch_width")
-        self.chi2_tab = pn.Column(sizing_mode="stretch_width")
-        self.export_tab = pn.Column(sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(
-            ("Distributions", self.distributions_tab),
-            ("T2K data", self.t2k_tab),
-            ("Weight diagnostics", self.diagnostics_tab),
-            ("χ²", self.chi2_tab),
-            ("Export", self.export_tab),
-            dynamic=True,
-            sizing_mode="stretch_width",
+        self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab = (
+            pn.Column(sizing_mode="stretch_width") for _ in range(4)
         )
+        views = (self.distributions_tab, self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab)
+        self.tabs = pn.Tabs(*zip(TABS, views, strict=True), dynamic=True, sizing_mode="stretch_width")
         self._drawn: set[int] = set()
         self._histograms_shown: pd.DataFrame | None = None
         self.tabs.param.watch(lambda event: self._draw_tab(event.new), "active")
@@ -361,7 +354,7 @@ class UnfoldingResults(pn.viewable.Viewer):
         if self.fields.get("weights") is not None:
             frames["weights.csv"] = weights_frame(self.fields["weights"])
         buttons = [
-            csv_download(frame, name, label=name, button_type="primary", width=220)
+            csv_download(frame, name, label=name, width=220)
             for name, frame in frames.items()
             if isinstance(frame, pd.DataFrame)
         ]
