@@ -36,16 +36,15 @@ import torch
 from numl_core.data.binning import BINNINGS, Binning
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.jobs import Progress
-from numl_core.unfold.ensemble import ClassifierSettings, EnsembleMLP, derived_seed, train_classifiers
+from numl_core.unfold import workflow
+from numl_core.unfold.compare import ibu_inputs
+from numl_core.unfold.events import reco_features, truth_features
 from numl_core.unfold.ibu import ResponseInputs, ibu_throws, iterative_bayesian_unfold
+from numl_core.unfold.inputs import UnfoldingInputs
+from numl_core.unfold.model import EnsembleMLP, derived_seed
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
-from numl_core.unfold.workflow import (
-    UnfoldingConfig,
-    ibu_inputs,
-    reco_features,
-    run_unfolding,
-    truth_features,
-)
+from numl_core.unfold.train import ClassifierSettings, train_classifiers
+from numl_core.unfold.workflow import UnfoldingConfig, run_unfolding
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -180,20 +179,14 @@ def make_sample(n_events: int, fake_data: str = FAKE_DATA, seed: int = SEED) -> 
 
 def omnifold_settings(iterations: int, trials: int, epochs: int | None = None) -> OmniFoldSettings:
     """The unfolding workflow's default classifier settings on the CPU, with these iterations and trials."""
-    c = UnfoldingConfig()
-    return OmniFoldSettings(
-        iterations=iterations,
-        trials=trials,
-        hidden=(c.hidden_units,) * c.hidden_layers,
-        lr=c.learning_rate,
-        batch_size=c.batch_size,
-        epochs=c.epochs if epochs is None else epochs,
-        patience=c.patience,
-        weight_clip=(0.0, c.weight_clip_max),
-        warm_start=c.warm_start,
-        device="cpu",
-        seed=SEED,
-    )
+    changes = {} if epochs is None else {"epochs": epochs}
+    config = UnfoldingConfig(iterations=iterations, trials=trials, device="cpu", seed=SEED, **changes)
+    return workflow.omnifold_settings(config)
+
+
+def with_training(settings: T, **changes: Any) -> T:
+    """``settings`` with these changes to its training loop (``batch_size``, ``device`` ...)."""
+    return dataclasses.replace(settings, train=dataclasses.replace(settings.train, **changes))
 
 
 def selected_data(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -213,13 +206,15 @@ def run_numl_omnifold(sample: Sample, settings: OmniFoldSettings) -> tuple[float
     x_data, w_data = selected_data(sample)
     seconds, result = timed(
         lambda: unfold_omnifold(
-            reco_features(sample.mc),
-            truth_features(sample.mc),
-            pass_reco,
-            pass_truth,
-            x_data,
-            sample.mc_w,
-            w_data,
+            UnfoldingInputs(
+                reco_features(sample.mc),
+                truth_features(sample.mc),
+                pass_reco,
+                pass_truth,
+                x_data,
+                sample.mc_w,
+                w_data,
+            ),
             settings,
             progress=Progress(),
         )
@@ -244,7 +239,7 @@ def run_numl_omnifold(sample: Sample, settings: OmniFoldSettings) -> tuple[float
 def bench_omnifold_full(sample: Sample, sizes: Sizes, device: str = "cpu") -> dict[str, Any]:
     """Wall time of numl's OmniFold on all events with the workflow's settings, on ``device``."""
     # the full-size speed run caps epochs (warm-started classifiers): the CPU budget of the 10-minute target
-    settings = dataclasses.replace(
+    settings = with_training(
         omnifold_settings(sizes.omnifold_iterations, sizes.omnifold_trials, epochs=sizes.omnifold_epochs),
         batch_size=sizes.omnifold_batch_size,
         device=device,
@@ -264,9 +259,9 @@ def bench_omnifold_full(sample: Sample, sizes: Sizes, device: str = "cpu") -> di
             **volume,
             "iterations": settings.iterations,
             "trials": settings.trials,
-            "max_epochs": settings.epochs,
-            "patience": settings.patience,
-            "batch_size": settings.batch_size,
+            "max_epochs": settings.train.epochs,
+            "patience": settings.train.patience,
+            "batch_size": settings.train.batch_size,
             "hidden": "x".join(map(str, settings.hidden)),
             "target_s": 600.0,
         },
@@ -298,7 +293,7 @@ def time_batched_vs_loop(
     """
     x0, x1, w0, w1 = inputs
     n_members = len(w0)
-    b = settings.batch_size
+    b = settings.train.batch_size
     train_classifiers(
         x0[:b], x1[:b], w0[:1, :b], w1[:1, :b], settings
     )  # warm-up: threads, allocator, kernels
@@ -306,7 +301,9 @@ def time_batched_vs_loop(
     def loop() -> list[Any]:
         fits = []
         for m in range(n_members):
-            init = EnsembleMLP(1, x0.shape[1], settings.hidden, seeds=[derived_seed(settings.seed, 1, m)])
+            init = EnsembleMLP(
+                1, x0.shape[1], settings.hidden, seeds=[derived_seed(settings.train.seed, 1, m)]
+            )
             fits.append(train_classifiers(x0, x1, w0[m], w1[m], settings, init=init))
         return fits
 
@@ -322,7 +319,7 @@ def time_batched_vs_loop(
     diff = max(
         float((fits[m].logits(probe)[0] - batched.logits(probe)[m]).abs().max()) for m in range(n_members)
     )
-    logger.info("ensemble on %s: batched %.1f s, loop %.1f s", settings.device, batched_s, loop_s)
+    logger.info("ensemble on %s: batched %.1f s, loop %.1f s", settings.train.device, batched_s, loop_s)
     return {
         "batched_s": batched_s,
         "loop_s": loop_s,
@@ -338,12 +335,13 @@ def ensemble_settings(sizes: Sizes, device: str = "cpu") -> ClassifierSettings:
     base = omnifold_settings(1, 1)
     return ClassifierSettings(
         hidden=base.hidden,
-        lr=base.lr,
-        batch_size=base.batch_size,
-        epochs=sizes.ensemble_epochs,
-        patience=sizes.ensemble_epochs,  # never stops early: a fixed number of epochs
-        device=device,
-        seed=SEED,
+        train=dataclasses.replace(
+            base.train,
+            epochs=sizes.ensemble_epochs,
+            patience=sizes.ensemble_epochs,  # never stops early: a fixed number of epochs
+            device=device,
+            seed=SEED,
+        ),
     )
 
 
@@ -356,12 +354,12 @@ def bench_batched_vs_loop(sample: Sample, sizes: Sizes) -> dict[str, Any]:
         len(inputs[2]),
         len(inputs[0]),
         len(inputs[1]),
-        settings.epochs,
+        settings.train.epochs,
     )
     cpu = time_batched_vs_loop(inputs, settings)
     gpu = None
     if torch.cuda.is_available():
-        gpu = time_batched_vs_loop(inputs, dataclasses.replace(settings, device="cuda"))
+        gpu = time_batched_vs_loop(inputs, with_training(settings, device="cuda"))
     return {
         "batched_vs_loop_speedup_cpu": cpu["speedup"],
         "batched_vs_loop_speedup_gpu": None if gpu is None else gpu["speedup"],
@@ -369,8 +367,8 @@ def bench_batched_vs_loop(sample: Sample, sizes: Sizes) -> dict[str, Any]:
             "members": len(inputs[2]),
             "events_class0": len(inputs[0]),
             "events_class1": len(inputs[1]),
-            "epochs": settings.epochs,
-            "batch_size": settings.batch_size,
+            "epochs": settings.train.epochs,
+            "batch_size": settings.train.batch_size,
             "hidden": "x".join(map(str, settings.hidden)),
             "max_members_per_chunk": settings.max_members_per_chunk,
             "cpu": cpu,
@@ -443,11 +441,11 @@ def run_peer(python: Path, settings: OmniFoldSettings, sample: Sample, workdir: 
         str(inputs),
         str(output),
         f"--iterations={settings.iterations}",
-        f"--epochs={settings.epochs}",
-        f"--batch-size={settings.batch_size}",
-        f"--lr={settings.lr}",
-        f"--patience={settings.patience}",
-        f"--seed={settings.seed}",
+        f"--epochs={settings.train.epochs}",
+        f"--batch-size={settings.train.batch_size}",
+        f"--lr={settings.train.lr}",
+        f"--patience={settings.train.patience}",
+        f"--seed={settings.train.seed}",
         f"--workdir={workdir / 'peer'}",
         "--hidden",
         *map(str, settings.hidden),
@@ -511,7 +509,7 @@ def peer_quality(sample: Sample, numl_push: np.ndarray, peer_push: np.ndarray) -
 def bench_peer(sample: Sample, sizes: Sizes) -> dict[str, Any]:
     """numl's OmniFold vs the ``omnifold`` package on the same events and settings (one trial)."""
     part = sample.head(sizes.peer_events)
-    settings = dataclasses.replace(
+    settings = with_training(
         omnifold_settings(sizes.peer_iterations, 1, epochs=sizes.peer_epochs),
         batch_size=sizes.peer_batch_size,
     )
@@ -519,9 +517,9 @@ def bench_peer(sample: Sample, sizes: Sizes) -> dict[str, Any]:
         "n_mc": len(part.mc),
         "n_data": len(part.data),
         "iterations": settings.iterations,
-        "max_epochs": settings.epochs,
-        "patience": settings.patience,
-        "batch_size": settings.batch_size,
+        "max_epochs": settings.train.epochs,
+        "patience": settings.train.patience,
+        "batch_size": settings.train.batch_size,
         "hidden": "x".join(map(str, settings.hidden)),
         "requirements": " ".join(PEER_REQUIREMENTS),
     }
@@ -727,7 +725,7 @@ def bench_chi2_table(sizes: Sizes) -> dict[str, Any]:
         )
         logger.info("chi2 table: fake data %s", fake)
         seconds[fake], result = timed(lambda config=config: run_unfolding(config, Progress()))
-        records += chi2_records(result["chi2_table"])
+        records += chi2_records(result.chi2_table)
     for rec in records:
         logger.info("chi2 %s", rec)
     return {

@@ -25,6 +25,8 @@ from app.context import AppContext, Settings, Shared, new_token, valid_token
 from app.main import create_app, page_modules
 from app.pages import unfolding
 from numl_core.config import Config
+from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.workflow import LIVE_PLOTS as UNFOLD_LIVE
 from numl_core.workflows import Workflow
 
 TIMEOUT = 20.0
@@ -128,8 +130,8 @@ def test_records_group_into_overlaid_plots() -> None:
     assert list(groups["ess"]) == ["step1_ess", "step2_ess"]
     assert series_key(records[-1]) == "ibu_ts (dpt)"
     assert plot_key({"name": "omnifold_change"}) == "omnifold_change"
-    assert unfolding.metric_group({"name": "omnifold_change"}) == "convergence"
-    assert unfolding.metric_group({"name": "step2_n_extreme"}) is None
+    assert UNFOLD_LIVE.group({"name": "omnifold_change"}) == "convergence"
+    assert UNFOLD_LIVE.group({"name": "step2_n_extreme"}) is None
 
 
 def test_restarting_steps_are_laid_end_to_end_across_batches() -> None:
@@ -159,8 +161,8 @@ def test_live_curves_stream_into_one_buffer_per_series() -> None:
 
 
 def test_prepared_series_are_drawn_once_and_then_only_streamed() -> None:
-    curves = LiveCurves(group=unfolding.metric_group)
-    curves.prepare(unfolding.expected_series(None))
+    curves = LiveCurves(group=UNFOLD_LIVE.group)
+    curves.prepare(UNFOLD_LIVE.expected(None))
     render(curves)
     panes = dict(curves._panes)
     assert list(panes) == ["loss", "ess", "convergence"]
@@ -179,7 +181,7 @@ def test_prepared_series_are_drawn_once_and_then_only_streamed() -> None:
 
 
 def test_metrics_grouped_to_none_are_counted_but_not_drawn() -> None:
-    curves = LiveCurves(group=unfolding.metric_group)
+    curves = LiveCurves(group=UNFOLD_LIVE.group)
     curves.push(
         [{"name": "step1_finite", "value": 1.0, "step": 0}, {"name": "step1_ess", "value": 9.0, "step": 0}]
     )
@@ -382,7 +384,7 @@ def test_run_browser_reattaches_a_running_job_to_its_page(shared: Shared, gate: 
 
 
 # -- pages and the app ----------------------------------------------------------------------------------
-def synthetic_unfolding_result() -> dict[str, Any]:
+def synthetic_unfolding_result() -> UnfoldResult:
     rng = np.random.default_rng(1)
     rows = []
     for method in ("truth", "prior", "omnifold", "ibu", "t2k"):
@@ -435,18 +437,20 @@ def synthetic_unfolding_result() -> dict[str, Any]:
     histograms = pd.DataFrame(rows)
     t2k = histograms[histograms["distribution"] == "dpt"].assign(distribution="dpt_t2k")
     t2k_chi2 = pd.DataFrame({"distribution": "dpt_t2k", "method": ["prior", "omnifold"], "chi2": [9.0, 7.5]})
-    return {
-        "t2k_comparison": t2k[t2k["method"] != "ibu"],
-        "t2k_chi2": t2k_chi2,
-        "histograms": pd.DataFrame(rows),
-        "chi2_table": chi2,
-        "diagnostics": diagnostics,
-        "weights": rng.lognormal(0, 0.3, 1000).astype(np.float32),
-        "converged_at": 2,
-        "n_mc": 1000,
-        "n_data": 1000,
-        "seconds": 1.5,
-    }
+    return UnfoldResult(
+        t2k_comparison=t2k[t2k["method"] != "ibu"],
+        t2k_chi2=t2k_chi2,
+        histograms=pd.DataFrame(rows),
+        chi2_table=chi2,
+        diagnostics=diagnostics,
+        uncertainty_budget=pd.DataFrame(),
+        weights=rng.lognormal(0, 0.3, 1000).astype(np.float32),
+        converged_at=2,
+        xsec_scale=1e-39,
+        n_mc=1000,
+        n_data=1000,
+        seconds=1.5,
+    )
 
 
 def test_unfolding_result_view_renders_every_tab() -> None:
@@ -456,7 +460,7 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     for name in view.distribution.options:
         view.distribution.value = name
         render(view.plot)
-    two_d = unfolding.distribution_plot(view.result["histograms"], "muon_p_cos")
+    two_d = unfolding.distribution_plot(view.result.histograms, "muon_p_cos")
     assert len(two_d) == 2  # one overlay per slice
     for i in range(len(view.tabs)):
         view.tabs.active = i
@@ -469,6 +473,18 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     assert [d.filename for d in downloads] == ["histograms.csv", "chi2.csv", "diagnostics.csv", "weights.csv"]
     weights = pd.read_csv(downloads[3].callback())
     assert len(weights) == 1000 and list(weights.columns) == ["event", "weight"]
+
+
+def test_unfolding_live_view_shows_intermediate_histograms_then_the_result() -> None:
+    result = synthetic_unfolding_result()
+    live = unfolding.PAGE.artefact_view({"histograms": result.histograms})
+    assert live.distribution.options == ["dpt", "muon_p_cos"] and live.result is None
+    assert "still running" in live.summary.object
+    live.tabs.active = 3
+    assert "No χ² table yet" in live.chi2_tab[0].object
+    assert unfolding.PAGE.workflow == "unfold" and unfolding.PAGE.defaults["iterations"] == 4
+    done = unfolding.PAGE.result_view(result)
+    assert done.result is result and "1000 MC events" in done.summary.object
 
 
 def test_display_edges_close_open_and_overflow_bins() -> None:

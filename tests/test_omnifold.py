@@ -6,8 +6,10 @@ import torch
 
 from numl_core.jobs import JobCancelled, Progress
 from numl_core.runs import RunDir
-from numl_core.unfold.ensemble import ClassifierSettings, EnsembleMLP, train_classifiers
+from numl_core.unfold.inputs import UnfoldingInputs
+from numl_core.unfold.model import EnsembleMLP
 from numl_core.unfold.omnifold import CHECKPOINT, DIAGNOSTICS, OmniFoldSettings, unfold_omnifold
+from numl_core.unfold.train import ClassifierSettings, classifier_training, train_classifiers
 
 SMEAR = 0.5  # Gaussian detector resolution of the toy, in units of the truth width
 DATA_SHIFT = 0.5  # truth mean of the pseudo-data; the simulation has mean 0
@@ -35,7 +37,8 @@ def tiny_settings(**changes) -> OmniFoldSettings:
         seed=7,
     )
     values.update(changes)
-    return OmniFoldSettings(**values)
+    train = {k: values.pop(k) for k in ("batch_size", "epochs", "lr", "patience", "device", "seed")}
+    return OmniFoldSettings(**values, train=classifier_training(**train))
 
 
 def gaussian(rng: np.random.Generator, n: int, mean: float) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +85,9 @@ def test_batched_training_equals_members_trained_alone():
     rng = np.random.default_rng(1)
     x0, x1 = rng.normal(0.0, 1.0, (600, 2)), rng.normal(0.4, 1.0, (500, 2))
     w0, w1 = rng.uniform(0.5, 1.5, (3, 600)), rng.uniform(0.5, 1.5, (3, 500))
-    settings = ClassifierSettings(hidden=(8, 8), batch_size=128, epochs=8, patience=2, lr=1e-2, device="cpu")
+    settings = ClassifierSettings(
+        hidden=(8, 8), train=classifier_training(batch_size=128, epochs=8, patience=2, lr=1e-2, device="cpu")
+    )
     init = EnsembleMLP(3, 2, settings.hidden, seeds=[11, 12, 13])
     batched = train_classifiers(x0, x1, w0, w1, settings, init=init, seed=5)
     chunked = train_classifiers(
@@ -112,9 +117,11 @@ def test_batched_training_equals_members_trained_alone():
 def test_early_stopping_keeps_each_members_best_parameters():
     rng = np.random.default_rng(2)
     x0, x1 = rng.normal(0.0, 1.0, (400, 1)), rng.normal(0.0, 1.0, (400, 1))  # nothing to learn
-    settings = ClassifierSettings(hidden=(32,), batch_size=32, epochs=30, patience=2, lr=3e-2, device="cpu")
+    settings = ClassifierSettings(
+        hidden=(32,), train=classifier_training(batch_size=32, epochs=30, patience=2, lr=3e-2, device="cpu")
+    )
     fit = train_classifiers(x0, x1, np.ones((2, 400)), np.ones((2, 400)), settings, seed=3)
-    assert len(fit.val_loss) < settings.epochs  # overfitting noise stops every member early
+    assert len(fit.val_loss) < settings.train.epochs  # overfitting noise stops every member early
     best = fit.val_loss[fit.best_epoch, np.arange(2)]
     np.testing.assert_allclose(best, fit.val_loss.min(axis=0))
 
@@ -125,7 +132,9 @@ def test_gaussian_closure_moves_truth_to_data():
     truth, reco = gaussian(rng, n, 0.0)
     truth_data, reco_data = gaussian(rng, nd, DATA_SHIFT)
     ok = np.ones(n, bool)
-    result = unfold_omnifold(reco, truth, ok, ok, reco_data, settings=tiny_settings(iterations=3, trials=4))
+    result = unfold_omnifold(
+        UnfoldingInputs(reco, truth, ok, ok, reco_data), settings=tiny_settings(iterations=3, trials=4)
+    )
     target = float(truth_data.mean())
     ess = float(result.diagnostics[-1]["ess"][0])
     # error of the unfolded mean against this data set's own truth mean: the data's smearing
@@ -147,7 +156,7 @@ def test_unfolding_simulation_onto_itself_gives_unit_weights():
     truth, reco = gaussian(rng, n, 0.0)
     ok = np.ones(n, bool)
     settings = tiny_settings()
-    result = unfold_omnifold(reco, truth, ok, ok, reco, settings=settings)
+    result = unfold_omnifold(UnfoldingInputs(reco, truth, ok, ok, reco), settings=settings)
     n_train = 2 * n * (1 - settings.val_fraction)
     for step in (1, 2):
         w = result.weights(step=step)
@@ -166,7 +175,9 @@ def test_result_shapes_diagnostics_and_metrics(tmp_path):
     prior = rng.uniform(0.8, 1.2, (throws, n)).astype(np.float32)
     progress = Progress()
     result = unfold_omnifold(
-        reco, truth, ok, ok, reco_data, prior, settings=tiny_settings(epochs=3), progress=progress
+        UnfoldingInputs(reco, truth, ok, ok, reco_data, prior),
+        settings=tiny_settings(epochs=3),
+        progress=progress,
     )
     assert result.history.shape == (2, 2, throws, n) and result.history.dtype == np.float32
     assert result.weights().shape == (throws, n) and result.weights(0, step=1).shape == (throws, n)
@@ -197,7 +208,8 @@ def test_failing_reco_and_truth_are_handled_without_nan():
     truth, reco, pass_reco, pass_truth = with_acceptance(rng, 4000, 0.0)
     truth_d, reco_d, pass_reco_d, pass_truth_d = with_acceptance(rng, 4000, DATA_SHIFT)
     result = unfold_omnifold(
-        reco, truth, pass_reco, pass_truth, reco_d[pass_reco_d], settings=tiny_settings(iterations=5)
+        UnfoldingInputs(reco, truth, pass_reco, pass_truth, reco_d[pass_reco_d]),
+        settings=tiny_settings(iterations=5),
     )
     assert np.isfinite(result.history).all()
     # background (no truth) is reweighted in step 1 like any reco event but keeps its prior weight
@@ -222,8 +234,10 @@ def test_same_seed_same_weights_and_cancel_resume_is_identical(tmp_path):
     ok = np.ones(1000, bool)
     settings = tiny_settings(epochs=3)
     args = (reco, truth, ok, ok, reco_data)
-    reference = unfold_omnifold(*args, settings=settings)
-    np.testing.assert_array_equal(unfold_omnifold(*args, settings=settings).history, reference.history)
+    reference = unfold_omnifold(UnfoldingInputs(*args), settings=settings)
+    np.testing.assert_array_equal(
+        unfold_omnifold(UnfoldingInputs(*args), settings=settings).history, reference.history
+    )
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
@@ -235,16 +249,18 @@ def test_same_seed_same_weights_and_cancel_resume_is_identical(tmp_path):
 
     progress.listeners.append(cancel_after_first_iteration)
     with pytest.raises(JobCancelled):
-        unfold_omnifold(*args, settings=settings, progress=progress)
+        unfold_omnifold(UnfoldingInputs(*args), settings=settings, progress=progress)
     assert run.load_checkpoint(CHECKPOINT)["done"] == 1
-    resumed = unfold_omnifold(*args, settings=settings, progress=Progress(run))
+    resumed = unfold_omnifold(UnfoldingInputs(*args), settings=settings, progress=Progress(run))
     np.testing.assert_array_equal(resumed.history, reference.history)
     np.testing.assert_array_equal(resumed.trial_weights, reference.trial_weights)
     assert resumed.convergence == reference.convergence
     with pytest.raises(ValueError, match="other settings"):
-        unfold_omnifold(*args, settings=tiny_settings(epochs=3, seed=8), progress=Progress(run))
+        unfold_omnifold(
+            UnfoldingInputs(*args), settings=tiny_settings(epochs=3, seed=8), progress=Progress(run)
+        )
     fresh = unfold_omnifold(
-        *args, settings=tiny_settings(epochs=3, seed=8), progress=Progress(run), resume=False
+        UnfoldingInputs(*args), settings=tiny_settings(epochs=3, seed=8), progress=Progress(run), resume=False
     )
     assert not np.array_equal(fresh.history, reference.history)
 
@@ -254,11 +270,14 @@ def test_stop_on_convergence_ends_at_first_converged_iteration():
     truth, reco = gaussian(rng, 1500, 0.0)
     _, reco_data = gaussian(rng, 1500, DATA_SHIFT)
     ok = np.ones(1500, bool)
-    full = unfold_omnifold(reco, truth, ok, ok, reco_data, settings=tiny_settings(iterations=4))
+    full = unfold_omnifold(
+        UnfoldingInputs(reco, truth, ok, ok, reco_data), settings=tiny_settings(iterations=4)
+    )
     first = next((r["iteration"] for r in full.convergence if r["change"] < r["trial_spread"]), None)
     assert full.converged_at == first
     stopped = unfold_omnifold(
-        reco, truth, ok, ok, reco_data, settings=tiny_settings(iterations=4, stop_on_convergence=True)
+        UnfoldingInputs(reco, truth, ok, ok, reco_data),
+        settings=tiny_settings(iterations=4, stop_on_convergence=True),
     )
     n_kept = 4 if first is None else first + 1  # with this seed the toy converges before iteration 4
     assert stopped.n_iterations == n_kept and stopped.converged_at == first
@@ -271,7 +290,9 @@ def test_weight_clip_bounds_every_step_ratio():
     _, reco_data = gaussian(rng, 1500, 2 * DATA_SHIFT)
     ok = np.ones(1500, bool)
     lo, hi = 0.8, 1.25
-    result = unfold_omnifold(reco, truth, ok, ok, reco_data, settings=tiny_settings(weight_clip=(lo, hi)))
+    result = unfold_omnifold(
+        UnfoldingInputs(reco, truth, ok, ok, reco_data), settings=tiny_settings(weight_clip=(lo, hi))
+    )
     push = result.history[:, 1, 0]
     # trial averages of clipped ratios times a common previous weight stay inside the clip range
     ratios = np.concatenate([push[0], push[1] / push[0], result.history[0, 0, 0]])
@@ -288,6 +309,6 @@ def test_identical_throws_give_identical_weights():
     ok = np.ones(1000, bool)
     prior = np.repeat(rng.uniform(0.5, 1.5, (1, 1000)), 2, axis=0)
     settings = tiny_settings(epochs=3, max_members_per_chunk=4)
-    result = unfold_omnifold(reco, truth, ok, ok, reco_data, prior, settings=settings)
+    result = unfold_omnifold(UnfoldingInputs(reco, truth, ok, ok, reco_data, prior), settings=settings)
     np.testing.assert_array_equal(result.history[:, :, 0], result.history[:, :, 1])
     assert not np.array_equal(result.trial_weights[0], result.trial_weights[1])

@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 
 from numl_core.jobs import JobCancelled, Progress
+from numl_core.unfold.inputs import UnfoldingInputs
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
 from numl_core.unfold.omnifold_distributed import merge_results, unfold_omnifold_distributed
+from numl_core.unfold.train import classifier_training
 
 SETTINGS = OmniFoldSettings(
-    iterations=2, trials=2, hidden=(8,), batch_size=250, epochs=2, device="cpu", seed=3
+    iterations=2,
+    trials=2,
+    hidden=(8,),
+    train=classifier_training(batch_size=250, epochs=2, device="cpu", seed=3),
 )
 
 
@@ -27,8 +32,10 @@ def _inputs(n: int = 1000, throws: int = 3) -> tuple[np.ndarray, ...]:
 
 def test_split_throws_reproduce_one_batched_run():
     reco, truth, pr, pt, data, mc_w = _inputs()
-    whole = unfold_omnifold(reco, truth, pr, pt, data, mc_w, settings=SETTINGS)
-    split = unfold_omnifold_distributed(reco, truth, pr, pt, data, mc_w, settings=SETTINGS, throws_per_task=2)
+    whole = unfold_omnifold(UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=SETTINGS)
+    split = unfold_omnifold_distributed(
+        UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=SETTINGS, throws_per_task=2
+    )
     assert split.history.shape == whole.history.shape == (2, 2, 3, 1000)
     # the same members with the same seeds and batches; only float reductions may differ
     np.testing.assert_allclose(split.history, whole.history, rtol=1e-4, atol=1e-5)
@@ -42,16 +49,15 @@ def test_split_throws_reproduce_one_batched_run():
 
 def test_a_local_dask_cluster_gives_the_in_process_answer():
     reco, truth, pr, pt, data, mc_w = _inputs(600, throws=2)
-    settings = OmniFoldSettings(iterations=1, trials=1, hidden=(8,), batch_size=300, epochs=1, device="cpu")
-    here = unfold_omnifold_distributed(reco, truth, pr, pt, data, mc_w, settings=settings, throws_per_task=1)
+    settings = OmniFoldSettings(
+        iterations=1, trials=1, hidden=(8,), train=classifier_training(batch_size=300, epochs=1, device="cpu")
+    )
+    here = unfold_omnifold_distributed(
+        UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=settings, throws_per_task=1
+    )
     progress = Progress()
     there = unfold_omnifold_distributed(
-        reco,
-        truth,
-        pr,
-        pt,
-        data,
-        mc_w,
+        UnfoldingInputs(reco, truth, pr, pt, data, mc_w),
         settings=settings,
         throws_per_task=1,
         scheduler="local",
@@ -67,15 +73,19 @@ def test_a_cancel_stops_before_the_next_task():
     progress = Progress()
     progress.request_cancel()
     with pytest.raises(JobCancelled):
-        unfold_omnifold_distributed(reco, truth, pr, pt, data, mc_w, settings=SETTINGS, progress=progress)
+        unfold_omnifold_distributed(
+            UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=SETTINGS, progress=progress
+        )
 
 
 def test_refusals_name_the_problem():
     reco, truth, pr, pt, data, mc_w = _inputs(200)
     stop = OmniFoldSettings(iterations=2, stop_on_convergence=True)
     with pytest.raises(ValueError, match="stop_on_convergence cannot be used"):
-        unfold_omnifold_distributed(reco, truth, pr, pt, data, mc_w, settings=stop)
+        unfold_omnifold_distributed(UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=stop)
     with pytest.raises(ValueError, match="throws_per_task = 0"):
-        unfold_omnifold_distributed(reco, truth, pr, pt, data, mc_w, settings=SETTINGS, throws_per_task=0)
+        unfold_omnifold_distributed(
+            UnfoldingInputs(reco, truth, pr, pt, data, mc_w), settings=SETTINGS, throws_per_task=0
+        )
     with pytest.raises(ValueError, match="no OmniFold results"):
         merge_results([])

@@ -7,37 +7,19 @@ from numl_core.config import ConfigError
 from numl_core.data.io import write_table
 from numl_core.data.schema import DataError
 from numl_core.jobs import JobRunner, Progress
+from numl_core.live import series_key
 from numl_core.runs import RunStore
-from numl_core.unfold.workflow import WORKFLOW, UnfoldingConfig, run_unfolding
+from numl_core.unfold import omnifold
+from numl_core.unfold.inputs import UnfoldingInputs
+from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.workflow import LIVE_PLOTS, WORKFLOW, UnfoldingConfig, run_unfolding
+from tests.fixtures.unfold import UNFOLD_TINY
 
-TINY = dict(
-    n_events=12_000,
-    iterations=2,
-    trials=1,
-    n_throws=3,
-    n_bootstrap=3,
-    epochs=3,
-    hidden_units=16,
-    batch_size=2_000,
-    distributions=["dpt", "dphit"],
-    device="cpu",
-)
+TINY = UNFOLD_TINY
 
 
-@pytest.fixture(scope="module")
-def tiny_run():
-    progress = Progress()
-    result = run_unfolding(UnfoldingConfig(**{**TINY, "trials": 2}, fake_data="dphit_shape_norm"), progress)
-    return result, progress
-
-
-@pytest.fixture(scope="module")
-def tiny_result(tiny_run):
-    return tiny_run[0]
-
-
-def test_live_metrics_cover_both_methods(tiny_run):
-    records, _ = tiny_run[1].read_metrics(0)
+def test_live_metrics_cover_both_methods(unfold_tiny_run):
+    records, _ = unfold_tiny_run[1].read_metrics(0)
     names = {r["name"] for r in records}
     assert {"step1_loss", "step2_loss", "omnifold_change", "ibu_ts"} <= names
     ibu_ts = [r for r in records if r["name"] == "ibu_ts"]
@@ -45,21 +27,21 @@ def test_live_metrics_cover_both_methods(tiny_run):
     assert all(r["value"] >= 0 for r in ibu_ts)
 
 
-def test_result_has_contracted_tables(tiny_result):
-    h = tiny_result["histograms"]
+def test_result_has_contracted_tables(unfold_tiny_result):
+    h = unfold_tiny_result.histograms
     assert set(h["method"]) == {"truth", "prior", "omnifold", "ibu"}
     assert set(h["distribution"]) == {"dpt", "dphit"}
     assert np.isfinite(h["value"]).all() and (h["error"] >= 0).all()
-    table = tiny_result["chi2_table"].set_index("method")
+    table = unfold_tiny_result.chi2_table.set_index("method")
     assert {"omnifold", "ibu", "ndof"} <= set(table.index)
     assert table.loc["ndof", "dpt"] == 14 and table.loc["ndof", "dphit"] == 14
     assert (table.loc[["omnifold", "ibu"], ["dpt", "dphit"]].to_numpy() >= 0).all()
-    assert tiny_result["weights"].shape == (tiny_result["n_mc"],)
-    assert np.isfinite(tiny_result["weights"]).all()
+    assert unfold_tiny_result.weights.shape == (unfold_tiny_result.n_mc,)
+    assert np.isfinite(unfold_tiny_result.weights).all()
 
 
-def test_uncertainty_budget_splits_throws_and_initialisation(tiny_result):
-    budget = tiny_result["uncertainty_budget"]
+def test_uncertainty_budget_splits_throws_and_initialisation(unfold_tiny_result):
+    budget = unfold_tiny_result.uncertainty_budget
     assert set(budget["distribution"]) == {"dpt", "dphit"} and len(budget) == 28
     np.testing.assert_allclose(
         budget["sigma_total"] ** 2, budget["sigma_throws"] ** 2 + budget["sigma_init"] ** 2
@@ -67,10 +49,10 @@ def test_uncertainty_budget_splits_throws_and_initialisation(tiny_result):
     assert ((budget["init_fraction"] >= 0) & (budget["init_fraction"] <= 1)).all()
 
 
-def test_unfolding_moves_towards_the_fake_data_normalisation(tiny_result):
+def test_unfolding_moves_towards_the_fake_data_normalisation(unfold_tiny_result):
     # dphit_shape_norm changes the signal normalisation; both methods must recover most of it:
     # the total of the unfolded distribution is closer to the truth total than the prior's is.
-    h = tiny_result["histograms"]
+    h = unfold_tiny_result.histograms
     totals = h[h["distribution"] == "dphit"].groupby("method")["value"].sum()
     for method in ("omnifold", "ibu"):
         assert abs(totals[method] - totals["truth"]) < abs(totals["prior"] - totals["truth"])
@@ -89,8 +71,8 @@ def test_a_dask_scheduler_gives_the_in_process_histograms():
     cfg = UnfoldingConfig(
         **{**TINY, "n_events": 6_000, "n_bootstrap": 0, "run_ibu": False, "distributions": ["dpt"]}
     )
-    here = run_unfolding(cfg, Progress())["histograms"]
-    there = run_unfolding(cfg.copy(scheduler="local", throws_per_task=2), Progress())["histograms"]
+    here = run_unfolding(cfg, Progress()).histograms
+    there = run_unfolding(cfg.copy(scheduler="local", throws_per_task=2), Progress()).histograms
     omnifold = here["method"] == "omnifold"
     assert omnifold.any()
     np.testing.assert_allclose(there[omnifold]["value"], here[omnifold]["value"], rtol=1e-4)
@@ -118,7 +100,7 @@ def test_user_file_runs_like_the_builtin_sample(tmp_path):
         ),
         Progress(),
     )
-    assert set(result["histograms"]["method"]) == {"truth", "prior", "omnifold"}
+    assert set(result.histograms["method"]) == {"truth", "prior", "omnifold"}
 
 
 def test_cancelled_run_resumes_from_its_checkpoint(tmp_path):
@@ -139,16 +121,16 @@ def test_cancelled_run_resumes_from_its_checkpoint(tmp_path):
         resumed = runner.submit(WORKFLOW.run, cfg, run)
         assert resumed.wait(120) == "done"
         fresh = run_unfolding(cfg, Progress())
-        np.testing.assert_allclose(resumed.result["weights"], fresh["weights"], rtol=1e-5)
+        np.testing.assert_allclose(resumed.result.weights, fresh.weights, rtol=1e-5)
         assert run.read_info()["state"] == "done"
     finally:
         runner.shutdown()
 
 
-def test_t2k_overlay_is_in_the_measurement_phase_space_binning_and_units(tiny_result):
+def test_t2k_overlay_is_in_the_measurement_phase_space_binning_and_units(unfold_tiny_result):
     from numl_core.data.reference import load_t2k_stv
 
-    rows, chi2 = tiny_result["t2k_comparison"], tiny_result["t2k_chi2"]
+    rows, chi2 = unfold_tiny_result.t2k_comparison, unfold_tiny_result.t2k_chi2
     assert set(rows["distribution"]) == {"dpt_t2k", "dalphat_t2k", "dphit_t2k"}
     assert set(rows["method"]) == {"t2k", "prior", "truth", "omnifold"}
     meas = load_t2k_stv("dphit")
@@ -160,3 +142,49 @@ def test_t2k_overlay_is_in_the_measurement_phase_space_binning_and_units(tiny_re
     assert (chi2["ndof"] == 8).all()
     omnifold = rows[rows["method"] == "omnifold"]
     assert (omnifold["error"] > 0).all()
+
+
+def test_run_returns_its_result_type_which_loads_back_from_the_run_dir(unfold_tiny_result, tmp_path):
+    assert isinstance(unfold_tiny_result, UnfoldResult)
+    run = RunStore(tmp_path).create("unfold", UnfoldingConfig(**TINY))
+    unfold_tiny_result.save(run)
+    loaded = WORKFLOW.load_result(run)
+    assert isinstance(loaded, UnfoldResult)
+    assert set(loaded.to_tables()) == set(unfold_tiny_result.to_tables())
+    np.testing.assert_array_equal(loaded.weights, unfold_tiny_result.weights)
+    np.testing.assert_allclose(loaded.histograms["value"], unfold_tiny_result.histograms["value"])
+    assert loaded.n_mc == unfold_tiny_result.n_mc and loaded.xsec_scale == unfold_tiny_result.xsec_scale
+    assert loaded.converged_at == unfold_tiny_result.converged_at
+
+
+def test_every_live_metric_drawn_is_a_declared_series(unfold_tiny_run):
+    config = UnfoldingConfig(**{**TINY, "trials": 2}, fake_data="dphit_shape_norm")
+    expected = LIVE_PLOTS.expected(config)
+    records, _ = unfold_tiny_run[1].read_metrics(0)
+    drawn = {(LIVE_PLOTS.group(r), series_key(r)) for r in records if LIVE_PLOTS.group(r) is not None}
+    assert {plot for plot, _ in drawn} == set(expected) == {"loss", "ess", "convergence", "ibu_ts"}
+    assert drawn == {(plot, s) for plot, names in expected.items() for s in names}
+    assert {s.key for s in LIVE_PLOTS.plots} == set(expected)
+    assert LIVE_PLOTS.group({"name": "step2_n_extreme"}) is None  # diagnostics are not drawn live
+
+
+def test_renaming_a_metric_in_the_core_renames_what_is_emitted_and_expected(monkeypatch):
+    monkeypatch.setattr(omnifold, "CHANGE_METRIC", "omnifold_delta")
+    monkeypatch.setattr(omnifold, "step_metric", lambda step, quantity: f"pass{step}_{quantity}")
+    expected = LIVE_PLOTS.expected(UnfoldingConfig(**TINY))
+    assert "omnifold_delta" in expected["convergence"] and "omnifold_change" not in expected["convergence"]
+    assert "pass1_loss (val)" in expected["loss"] and expected["ess"] == ["pass1_ess", "pass2_ess"]
+    assert LIVE_PLOTS.group({"name": "omnifold_delta"}) == "convergence"
+    assert LIVE_PLOTS.group({"name": "omnifold_change"}) is None
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 1)).astype(np.float32)
+    ok = np.ones(400, bool)
+    settings = omnifold.OmniFoldSettings(
+        iterations=1, trials=1, hidden=(4,), train=omnifold.classifier_training(epochs=1, device="cpu")
+    )
+    progress = Progress()
+    omnifold.unfold_omnifold(UnfoldingInputs(x, x, ok, ok, x[:200]), settings, progress)
+    emitted = {series_key(r) for r in progress.read_metrics(0)[0]}
+    assert {"omnifold_delta", "pass1_loss (val)", "pass2_ess"} <= emitted
+    assert not any(name.startswith(("omnifold_change", "step1_", "step2_")) for name in emitted)

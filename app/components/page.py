@@ -42,6 +42,9 @@ class PageSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     controls: Callable[[Config], Sequence[pn.viewable.Viewable]] = _no_controls
     below: Callable[[JobPanel, AppContext], Sequence[pn.viewable.Viewable]] | None = None
+    #: ``artefact_view(artefacts)``: a view of a running job's intermediate artefacts, shown in the
+    #: result area while the job runs (None: only the finished result is shown).
+    artefact_view: Callable[[Mapping[str, Any]], pn.viewable.Viewable] | None = None
 
 
 def build_page(spec: PageSpec, ctx: AppContext) -> pn.viewable.Viewable:
@@ -49,11 +52,16 @@ def build_page(spec: PageSpec, ctx: AppContext) -> pn.viewable.Viewable:
     workflow = ctx.workflows()[spec.workflow]
     defaults = {k: v for k, v in spec.defaults.items() if k in workflow.config_cls.param}
     config = workflow.config_cls(**defaults)
+
+    def on_artefact(artefacts: Mapping[str, Any]) -> None:
+        panel.show_in_result_area(spec.artefact_view(artefacts))
+
     panel = JobPanel(
         workflow,
         ctx,
         config=config,
         on_result=spec.result_view,
+        on_artefact=on_artefact if spec.artefact_view is not None else None,
         extra_controls=list(spec.controls(config)),
         restore=False,
     )

@@ -1,9 +1,10 @@
 """The unfolding page: OmniFold vs IBU, their error bands against truth, diagnostics, chi2, export.
 
-Live step 1 / step 2 loss curves come from the generic job panel; this module adds the
-result views. Every view takes the result dict of the ``unfold`` workflow (or its
-intermediate ``histograms`` artefact), so the same views show a finished job, a run
-reopened from disk, or a result built in a notebook.
+The live plots (losses, ESS, convergence, IBU's test statistic) are declared by the workflow and
+drawn by the generic job panel; this module adds the result views. A view takes the
+:class:`~numl_core.unfold.result.UnfoldResult` of the ``unfold`` workflow (or a running job's
+intermediate ``histograms`` artefact), so the same views show a finished job, a run reopened
+from disk, or a result built in a notebook.
 
 Histogram tables are in long format: ``distribution, method, bin, low, high, value, error``
 (plus ``slice_low, slice_high`` of the second variable of 2-D distributions); values are
@@ -12,23 +13,19 @@ drawn per unit of the variable (value / bin width).
 
 from __future__ import annotations
 
-import io
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
-from app.components.job_panel import JobPanel
-from app.components.live_curve import plot_key, plot_pane, use_bokeh
+from app.components.page import PageSpec
+from app.components.plots import plot_pane, steps, use_bokeh
+from app.components.tables import csv_download, table
+from numl_core.unfold.result import UnfoldResult
 
-if TYPE_CHECKING:
-    from app.context import AppContext
-
-WORKFLOW_NAME = "unfold"
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
 APP_DEFAULTS = {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 5, "n_bootstrap": 5}
 METHOD_STYLE = {
@@ -39,32 +36,13 @@ METHOD_STYLE = {
 }
 DATA_METHODS = {"t2k": {"color": "#b2182b", "label": "T2K data"}}
 BANDED = ("omnifold", "ibu")
+TABS = ("Distributions", "T2K data", "Weight diagnostics", "χ²", "Export")
 DISTRIBUTIONS_TAB, DIAGNOSTICS_TAB = 0, 2
-LIVE_PLOTS = ("loss", "ess", "convergence", "ibu_ts")
 PLOT_HEIGHT = 320
 #: Width of each plot in a layout of several (responsive sizing does not work inside HoloViews layouts).
 SMALL_WIDTH = 420
-
-
-def metric_group(record: dict[str, Any]) -> str | None:
-    """Plot of a live metric: losses, ESS, convergence (change between iterations against the
-    spread of trials) and IBU's test statistic. The other weight diagnostics are shown in the
-    result's diagnostics tab, not live: fewer live plots keep a busy server responsive.
-    """
-    if record["name"] in ("omnifold_change", "omnifold_trial_spread"):
-        return "convergence"
-    key = plot_key(record)
-    return key if key in LIVE_PLOTS else None
-
-
-def expected_series(config: Any) -> dict[str, list[str]]:
-    """The live plots and series of an unfolding job (see :func:`metric_group`)."""
-    losses = [f"step{k}_loss ({split})" for k in (1, 2) for split in ("train", "val")]
-    return {
-        "loss": losses,
-        "ess": ["step1_ess", "step2_ess"],
-        "convergence": ["omnifold_change", "omnifold_trial_spread"],
-    }
+#: The tables offered as CSV files, by result field.
+EXPORTS = {"histograms": "histograms.csv", "chi2_table": "chi2.csv", "diagnostics": "diagnostics.csv"}
 
 
 # -- pure plotting helpers -------------------------------------------------------------------------
@@ -103,10 +81,6 @@ def _density(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return low, high, rows["value"].to_numpy(float) / width, np.nan_to_num(error) / width
 
 
-def _steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
-
-
 def method_elements(rows: pd.DataFrame, method: str, xlabel: str) -> list[Any]:
     """HoloViews elements of one method in one (slice of a) distribution."""
     low, high, y, err = _density(rows)
@@ -118,11 +92,11 @@ def method_elements(rows: pd.DataFrame, method: str, xlabel: str) -> list[Any]:
             hv.Scatter((centre, y), xlabel, "y", label=style["label"]).opts(color=style["color"], size=6),
         ]
     style = METHOD_STYLE.get(method, {"color": "#2ca02c", "line_dash": "dotted", "label": method})
-    x, ys = _steps(low, high, y)
+    x, ys = steps(low, high, y)
     out = []
     if method in BANDED:
-        _, lo = _steps(low, high, y - err)
-        _, hi = _steps(low, high, y + err)
+        _, lo = steps(low, high, y - err)
+        _, hi = steps(low, high, y + err)
         out.append(
             hv.Area((x, lo, hi), xlabel, ["y", "y2"]).opts(
                 color=style["color"], alpha=0.25, line_alpha=0, show_legend=False
@@ -216,24 +190,10 @@ def weights_plot(weights: np.ndarray, bins: int = 60) -> hv.Histogram:
     )
 
 
-def csv_bytes(frame: pd.DataFrame) -> io.BytesIO:
-    """A CSV file in memory (for download buttons)."""
-    return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
-
-
 def weights_frame(weights: np.ndarray) -> pd.DataFrame:
     """Per-event weights as a table: ``event`` (row of the MC sample), ``weight``."""
     w = np.asarray(weights)
     return pd.DataFrame({"event": np.arange(len(w)), "weight": w})
-
-
-def _table(frame: pd.DataFrame, **kwargs: Any) -> pn.widgets.Tabulator:
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index()
-    floats = {c: NumberFormatter(format="0.[0000]") for c in frame.select_dtypes("float").columns}
-    return pn.widgets.Tabulator(
-        frame, disabled=True, show_index=False, formatters=floats, sizing_mode="stretch_width", **kwargs
-    )
 
 
 def _first_one_dimensional(histograms: pd.DataFrame, options: list[str]) -> str:
@@ -246,29 +206,26 @@ def _first_one_dimensional(histograms: pd.DataFrame, options: list[str]) -> str:
 
 # -- the results view -------------------------------------------------------------------------------
 class UnfoldingResults(pn.viewable.Viewer):
-    """Tabs of an unfolding result: distributions, T2K, diagnostics, chi2, export."""
+    """Tabs of an unfolding result: distributions, T2K, diagnostics, chi2, export.
+
+    ``result`` is the :class:`~numl_core.unfold.result.UnfoldResult` shown (None while a job runs);
+    ``fields`` what is drawn: the result's fields, or a running job's intermediate artefacts.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.result: dict[str, Any] = {}
+        self.result: UnfoldResult | None = None
+        self.fields: dict[str, Any] = {}
         self.distribution = pn.widgets.Select(label="Distribution", options=[], width=240)
         self.distribution.param.watch(lambda _e: self._draw_distribution(), "value")
         self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-unfold-summary"])
         self.distributions_tab = pn.Column(self.distribution, self.plot, sizing_mode="stretch_width")
-        self.t2k_tab = pn.Column(sizing_mode="stretch_width")
-        self.diagnostics_tab = pn.Column(sizing_mode="stretch_width")
-        self.chi2_tab = pn.Column(sizing_mode="stretch_width")
-        self.export_tab = pn.Column(sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(
-            ("Distributions", self.distributions_tab),
-            ("T2K data", self.t2k_tab),
-            ("Weight diagnostics", self.diagnostics_tab),
-            ("χ²", self.chi2_tab),
-            ("Export", self.export_tab),
-            dynamic=True,
-            sizing_mode="stretch_width",
+        self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab = (
+            pn.Column(sizing_mode="stretch_width") for _ in range(4)
         )
+        views = (self.distributions_tab, self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab)
+        self.tabs = pn.Tabs(*zip(TABS, views, strict=True), dynamic=True, sizing_mode="stretch_width")
         self._drawn: set[int] = set()
         self._histograms_shown: pd.DataFrame | None = None
         self.tabs.param.watch(lambda event: self._draw_tab(event.new), "active")
@@ -276,29 +233,31 @@ class UnfoldingResults(pn.viewable.Viewer):
             self.summary, self.tabs, sizing_mode="stretch_width", css_classes=["numl-unfold-results"]
         )
 
-    def show(self, result: dict[str, Any]) -> UnfoldingResults:
-        """Draw a complete result dict; returns ``self`` for the job panel's result area.
+    def show(self, result: UnfoldResult) -> UnfoldingResults:
+        """Draw a finished result; returns ``self`` for the job panel's result area.
 
         Only the open tab is drawn now, the others when they are opened: drawing runs on the
         server's event loop, which every session shares.
         """
-        self.result = dict(result)
+        self.result = result
+        self.fields = result.to_dict()
         self._drawn.clear()
-        self._set_histograms(result.get("histograms"))
+        self._set_histograms(result.histograms)
         self.summary.object = self._summary_text(result)
         self._draw_tab(self.tabs.active)
         return self
 
-    def show_live(self, artefacts: dict[str, Any]) -> None:
+    def show_live(self, artefacts: Mapping[str, Any]) -> UnfoldingResults:
         """Draw intermediate artefacts (``histograms``, ``diagnostics``) while the job runs."""
         if isinstance(artefacts.get("histograms"), pd.DataFrame):
-            self.result["histograms"] = artefacts["histograms"]
+            self.fields["histograms"] = artefacts["histograms"]
             self._set_histograms(artefacts["histograms"])
             self.summary.object = "*Intermediate result: the job is still running.*"
         if isinstance(artefacts.get("diagnostics"), pd.DataFrame):
-            self.result["diagnostics"] = artefacts["diagnostics"]
+            self.fields["diagnostics"] = artefacts["diagnostics"]
             self._drawn.discard(DIAGNOSTICS_TAB)
             self._draw_tab(self.tabs.active)
+        return self
 
     def _draw_tab(self, index: int) -> None:
         if index in self._drawn or index == DISTRIBUTIONS_TAB:
@@ -310,29 +269,25 @@ class UnfoldingResults(pn.viewable.Viewer):
             3: self._draw_chi2,
             4: self._draw_export,
         }
-        draw[index](self.result)
+        draw[index]()
 
     # -- pieces --------------------------------------------------------------------------------
     @staticmethod
-    def _summary_text(result: dict[str, Any]) -> str:
-        parts = []
-        for key, fmt in (
-            ("n_mc", "{} MC events"),
-            ("n_data", "{} data events"),
-            ("converged_at", "converged at iteration {}"),
-            ("seconds", "{:.1f} s"),
-        ):
-            value = result.get(key)
-            if value is not None and not (isinstance(value, float) and not np.isfinite(value)):
-                parts.append(fmt.format(value))
-        return "**Result:** " + (", ".join(parts) if parts else "done")
+    def _summary_text(result: UnfoldResult) -> str:
+        parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
+        if result.converged_at is not None:
+            parts.append(f"converged at iteration {result.converged_at}")
+        if np.isfinite(result.seconds):
+            parts.append(f"{result.seconds:.1f} s")
+        return "**Result:** " + ", ".join(parts)
 
-    def _set_histograms(self, histograms: Any) -> None:
-        if (
-            not isinstance(histograms, pd.DataFrame)
-            or histograms.empty
-            or histograms is self._histograms_shown
-        ):
+    def _frame(self, key: str) -> pd.DataFrame | None:
+        """The table ``key`` if it is shown and not empty."""
+        frame = self.fields.get(key)
+        return frame if isinstance(frame, pd.DataFrame) and not frame.empty else None
+
+    def _set_histograms(self, histograms: pd.DataFrame) -> None:
+        if histograms.empty or histograms is self._histograms_shown:
             return
         self._histograms_shown = histograms
         options = list(dict.fromkeys(histograms["distribution"]))
@@ -344,24 +299,22 @@ class UnfoldingResults(pn.viewable.Viewer):
             self.distribution.value = _first_one_dimensional(histograms, options)
 
     def _draw_distribution(self) -> None:
-        histograms = self.result.get("histograms")
-        if isinstance(histograms, pd.DataFrame) and self.distribution.value:
+        histograms = self._frame("histograms")
+        if histograms is not None and self.distribution.value:
             self.plot.object = distribution_plot(histograms, self.distribution.value)
 
-    def _draw_t2k(self, result: dict[str, Any]) -> None:
+    def _draw_t2k(self) -> None:
         parts: list[Any] = []
-        histograms = result.get("histograms")
-        if isinstance(histograms, pd.DataFrame) and "t2k" in set(histograms["method"]):
+        histograms, comparison, chi2 = (self._frame(k) for k in ("histograms", "t2k_comparison", "t2k_chi2"))
+        if histograms is not None and "t2k" in set(histograms["method"]):
             parts.append(pn.pane.Markdown("T2K data points are overlaid on the distribution plots."))
-        comparison = result.get("t2k_comparison")
-        if isinstance(comparison, pd.DataFrame) and not comparison.empty:
+        if comparison is not None:
             if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
                 for name in dict.fromkeys(comparison["distribution"]):
                     parts.append(plot_pane(distribution_plot(comparison, name)))
             else:
-                parts.append(_table(comparison, pagination="local", page_size=15))
-        chi2 = result.get("t2k_chi2")
-        if isinstance(chi2, pd.DataFrame) and not chi2.empty:
+                parts.append(table(comparison, pagination="local", page_size=15))
+        if chi2 is not None:
             parts.insert(
                 0,
                 pn.pane.Markdown(
@@ -370,88 +323,55 @@ class UnfoldingResults(pn.viewable.Viewer):
                     "T2K's covariance (plus OmniFold's own)."
                 ),
             )
-            parts.append(_table(chi2, pagination="local", page_size=15))
+            parts.append(table(chi2, pagination="local", page_size=15))
         self.t2k_tab[:] = parts or [pn.pane.Markdown("*This result holds no comparison with T2K data.*")]
 
-    def _draw_diagnostics(self, result: dict[str, Any]) -> None:
+    def _draw_diagnostics(self) -> None:
         parts: list[Any] = []
-        diagnostics = result.get("diagnostics")
-        if isinstance(diagnostics, pd.DataFrame) and not diagnostics.empty:
+        diagnostics = self._frame("diagnostics")
+        if diagnostics is not None:
             parts += [
                 plot_pane(diagnostics_plot(diagnostics)),
-                _table(diagnostics, pagination="local", page_size=10),
+                table(diagnostics, pagination="local", page_size=10),
             ]
-        weights = result.get("weights")
-        if weights is not None:
-            parts.append(plot_pane(weights_plot(weights)))
+        if self.fields.get("weights") is not None:
+            parts.append(plot_pane(weights_plot(self.fields["weights"])))
         self.diagnostics_tab[:] = parts or [pn.pane.Markdown("*No weight diagnostics yet.*")]
 
-    def _draw_chi2(self, result: dict[str, Any]) -> None:
-        chi2 = result.get("chi2_table")
-        if isinstance(chi2, pd.DataFrame) and not chi2.empty:
+    def _draw_chi2(self) -> None:
+        chi2 = self._frame("chi2_table")
+        if chi2 is not None:
             note = pn.pane.Markdown(
                 "χ² of each method against the truth with the full covariance "
                 "(throws + bootstrap); the `ndof` row gives the bins per distribution."
             )
-            self.chi2_tab[:] = [note, _table(chi2, css_classes=["numl-chi2-table"])]
+            self.chi2_tab[:] = [note, table(chi2, css_classes=["numl-chi2-table"])]
         else:
             self.chi2_tab[:] = [pn.pane.Markdown("*No χ² table yet.*")]
 
-    def _draw_export(self, result: dict[str, Any]) -> None:
-        buttons = []
-        for key, filename in (
-            ("histograms", "histograms.csv"),
-            ("chi2_table", "chi2.csv"),
-            ("diagnostics", "diagnostics.csv"),
-        ):
-            if isinstance(result.get(key), pd.DataFrame):
-                buttons.append(
-                    pn.widgets.FileDownload(
-                        callback=partial(csv_bytes, result[key]),
-                        filename=filename,
-                        color="primary",
-                        width=220,
-                    )
-                )
-        if result.get("weights") is not None:
-            buttons.append(
-                pn.widgets.FileDownload(
-                    callback=partial(csv_bytes, weights_frame(result["weights"])),
-                    filename="weights.csv",
-                    color="primary",
-                    width=220,
-                )
-            )
+    def _draw_export(self) -> None:
+        frames = {name: self.fields.get(key) for key, name in EXPORTS.items()}
+        if self.fields.get("weights") is not None:
+            frames["weights.csv"] = weights_frame(self.fields["weights"])
+        buttons = [
+            csv_download(frame, name, label=name, width=220)
+            for name, frame in frames.items()
+            if isinstance(frame, pd.DataFrame)
+        ]
         self.export_tab[:] = [pn.pane.Markdown("Download the result as CSV files."), pn.FlexBox(*buttons)]
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
 
 
-def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
+def result_view(result: UnfoldResult) -> pn.viewable.Viewable:
     """The results view of a stored or in-memory unfolding result."""
     return UnfoldingResults().show(result)
 
 
-def build_page(ctx: AppContext) -> pn.viewable.Viewable:
-    """The unfolding page: the job panel with this workflow's results below it."""
-    workflow = ctx.workflows()[WORKFLOW_NAME]
-    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
-    results = UnfoldingResults()
+def live_view(artefacts: Mapping[str, Any]) -> pn.viewable.Viewable:
+    """The results view of a running job's intermediate artefacts (its ``histograms``)."""
+    return UnfoldingResults().show_live(artefacts)
 
-    def on_artefact(artefacts: dict[str, Any]) -> None:
-        results.show_live(artefacts)
-        panel.show_in_result_area(results)
 
-    panel = JobPanel(
-        workflow,
-        ctx,
-        config=workflow.config_cls(**defaults),
-        on_result=results.show,
-        on_artefact=on_artefact,
-        metric_group=metric_group,
-        expected_series=expected_series,
-        restore=False,
-    )
-    panel.restore()
-    return panel
+PAGE = PageSpec(workflow="unfold", result_view=result_view, defaults=APP_DEFAULTS, artefact_view=live_view)

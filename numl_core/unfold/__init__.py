@@ -1,1 +1,8 @@
-"""Unfolding: Iterative Bayesian Unfolding and OmniFold, with throws and metrics."""
+"""Unfolding: OmniFold and Iterative Bayesian Unfolding on the ND280 CC0pi sample, with throws and metrics.
+
+``config`` (UnfoldingConfig), ``events`` (sample, features, ensemble weights), ``inputs``
+(UnfoldingInputs), ``model`` (classifier ensembles), ``train`` (their training), ``omnifold`` and
+``omnifold_distributed`` (the unbinned algorithm, here or on a Dask cluster), ``ibu`` (D'Agostini's
+iterative unfolding), ``compare`` (histograms, covariances, chi2, the T2K overlay), ``metrics``,
+``result`` (UnfoldResult), ``workflow`` (run, live plots, the registered WORKFLOW) and ``plots``.
+"""

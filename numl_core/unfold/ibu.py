@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -277,6 +278,47 @@ def _check_prior(prior: np.ndarray | None, n_causes: int) -> np.ndarray:
     return prior
 
 
+def _checked_arrays(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The array inputs of :func:`iterative_bayesian_unfold` by name, as float64 arrays checked for sign
+    and shape."""
+    arrays = {}
+    for name, value in inputs.items():
+        if value is None:
+            raise ValueError(f"{name} must not be None")
+        arrays[name] = np.asarray(value, dtype=np.float64)
+        if np.min(arrays[name]) < 0:
+            raise ValueError(f"{name} must be non-negative")
+    p = arrays["response"]
+    if p.ndim != 2:
+        raise ValueError(f"response must be 2-D (effects, causes), got shape {p.shape}")
+    n_effects, n_causes = p.shape
+    expected = {
+        "data": (n_effects,),
+        "data_err": (n_effects,),
+        "response_err": p.shape,
+        "efficiencies": (n_causes,),
+        "efficiencies_err": (n_causes,),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} for a {p.shape} response, got {arrays[name].shape}"
+            )
+    return arrays
+
+
+def _checked_options(ts: str, cov_type: str, max_iter: int) -> str:
+    """Check the options of :func:`iterative_bayesian_unfold`; return ``cov_type`` in lower case."""
+    if ts not in TEST_STATISTICS:
+        raise ValueError(f"ts must be one of {sorted(TEST_STATISTICS)}, got {ts!r}")
+    cov_type = cov_type.lower()
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    return cov_type
+
+
 def iterative_bayesian_unfold(
     data: np.ndarray,
     data_err: np.ndarray,
@@ -308,44 +350,19 @@ def iterative_bayesian_unfold(
     >>> r.n_iterations, np.round(r.unfolded, 4).tolist(), np.round(r.sys_err, 5).tolist()
     (4, [94.3209, 155.6791], [0.65571, 0.65571])
     """
-    inputs = {
-        "data": data,
-        "data_err": data_err,
-        "response": response,
-        "response_err": response_err,
-        "efficiencies": efficiencies,
-        "efficiencies_err": efficiencies_err,
-    }
-    arrays = {}
-    for name, value in inputs.items():
-        if value is None:
-            raise ValueError(f"{name} must not be None")
-        arrays[name] = np.asarray(value, dtype=np.float64)
-        if np.min(arrays[name]) < 0:
-            raise ValueError(f"{name} must be non-negative")
+    arrays = _checked_arrays(
+        {
+            "data": data,
+            "data_err": data_err,
+            "response": response,
+            "response_err": response_err,
+            "efficiencies": efficiencies,
+            "efficiencies_err": efficiencies_err,
+        }
+    )
     p, eps = arrays["response"], arrays["efficiencies"]
-    if p.ndim != 2:
-        raise ValueError(f"response must be 2-D (effects, causes), got shape {p.shape}")
-    n_effects, n_causes = p.shape
-    expected = {
-        "data": (n_effects,),
-        "data_err": (n_effects,),
-        "response_err": p.shape,
-        "efficiencies": (n_causes,),
-        "efficiencies_err": (n_causes,),
-    }
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise ValueError(
-                f"{name} must have shape {shape} for a {p.shape} response, got {arrays[name].shape}"
-            )
-    if ts not in TEST_STATISTICS:
-        raise ValueError(f"ts must be one of {sorted(TEST_STATISTICS)}, got {ts!r}")
-    cov_type = cov_type.lower()
-    if cov_type not in COV_TYPES:
-        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    n_causes = p.shape[1]
+    cov_type = _checked_options(ts, cov_type, max_iter)
     data = arrays["data"]
     if background is not None:
         data = np.clip(data - np.asarray(background, dtype=np.float64), 0.0, None)

@@ -20,7 +20,7 @@ follows the MultiFold implementations (github.com/ViniciusMikuni/omnifold).
 
 Every systematic throw ``t`` (its own prior and data weights) and classifier trial ``k`` (its
 own initialisation) is one member ``m = t * trials + k`` of a batched classifier ensemble
-(:mod:`numl_core.unfold.ensemble`). Trial ``k`` starts from the same initial parameters in every
+(:mod:`numl_core.unfold.train`). Trial ``k`` starts from the same initial parameters in every
 throw, so throw-to-throw differences reflect the weights, not the initialisation.
 """
 
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,12 +41,31 @@ from torch import Tensor
 from numl_core.device import resolve_device
 from numl_core.jobs import Progress
 from numl_core.stats import kish_ess
-from numl_core.unfold.ensemble import ClassifierSettings, EnsembleMLP, derived_seed, train_classifiers
+from numl_core.unfold.inputs import UnfoldingInputs
+from numl_core.unfold.model import EnsembleMLP, derived_seed
+from numl_core.unfold.train import (  # noqa: F401 - classifier_training: re-exported for callers
+    ClassifierSettings,
+    classifier_training,
+    train_classifiers,
+)
 
 CHECKPOINT = "omnifold"
 CHECKPOINT_FORMAT = 1
 EXTREME_FACTOR = 1000.0
 DIAGNOSTICS = ("finite", "n_extreme", "ess", "normalisation")
+#: Live metrics per iteration: the change of the push factors between iterations and their spread
+#: across trials (see :func:`unfold_omnifold`); per step, :func:`step_metric` names the others.
+CHANGE_METRIC = "omnifold_change"
+SPREAD_METRIC = "omnifold_trial_spread"
+
+
+def step_metric(step: int, quantity: str) -> str:
+    """Name of the live metric ``quantity`` (``loss``, or one of :data:`DIAGNOSTICS`) of OmniFold's ``step``.
+
+    >>> step_metric(2, "ess")
+    'step2_ess'
+    """
+    return f"step{step}_{quantity}"
 
 
 @dataclass
@@ -80,19 +101,9 @@ class OmniFoldSettings(ClassifierSettings):
     def fingerprint(self) -> Tensor:
         """The settings that change the result, as numbers (checkpoints refuse to resume on change)."""
         lo, hi = self.weight_clip if self.weight_clip is not None else (-math.inf, math.inf)
-        values = [
-            self.lr,
-            self.batch_size,
-            self.epochs,
-            self.patience,
-            self.val_fraction,
-            lo,
-            hi,
-            float(self.warm_start),
-            self.seed,
-            self.trials,
-            *self.hidden,
-        ]
+        t = self.train
+        values = [t.lr, t.batch_size, t.epochs, t.patience, self.val_fraction, lo, hi, float(self.warm_start)]
+        values += [t.seed, self.trials, *self.hidden]
         return torch.tensor(values, dtype=torch.float64)
 
 
@@ -184,34 +195,12 @@ def diagnostics_frame(diagnostics: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["iteration", "step", "throw", *DIAGNOSTICS])
 
 
-def _per_throw(w: np.ndarray | None, n: int, name: str) -> np.ndarray:
-    w = np.ones(n, np.float32) if w is None else np.asarray(w, np.float32)
-    w = w[None] if w.ndim == 1 else w
-    if w.ndim != 2 or w.shape[1] != n:
-        raise ValueError(f"{name} must have shape ({n},) or (T, {n}), got {w.shape}")
-    if not np.isfinite(w).all():
-        raise ValueError(f"{name} holds non-finite weights")
-    return w
-
-
 def _standardised(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """(x - mean) / std with the moments of ``ref``; constant features keep unit scale."""
     ref64 = ref.astype(np.float64)
     mean, std = ref64.mean(axis=0), ref64.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return ((x - mean) / std).astype(np.float32)
-
-
-def _features(x: np.ndarray, mask: np.ndarray, n: int, name: str) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    x = x[:, None] if x.ndim == 1 else x
-    if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n}, D), got {x.shape}")
-    rows = x[mask]
-    if not np.isfinite(rows).all():
-        bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
-        raise ValueError(f"{name}: row {int(np.flatnonzero(mask)[bad])} is selected but not finite")
-    return rows
 
 
 def _clip(r: Tensor, clip: tuple[float, float] | None) -> Tensor:
@@ -304,40 +293,181 @@ def _from_checkpoint(
             state.models[s] = model.to(device)
 
 
-def _data_fingerprint(*arrays: np.ndarray) -> Tensor:
-    values = []
-    for a in arrays:
-        a64 = np.asarray(a, np.float64)
-        values += [float(a64.size), float(a64.sum()), float((a64**2).sum())]
-    return torch.tensor(values, dtype=torch.float64)
+def _initial_state(n_members: int, n_throws: int, n: int, n_iter: int, device: torch.device) -> _State:
+    return _State(
+        done=0,
+        push=torch.ones(n_members, n, device=device),
+        history=np.zeros((n_iter, 2, n_throws, n), np.float32),
+        spread=np.zeros((n_iter, n_throws, n), np.float32),
+        change=[],
+        trial_rms=[],
+        diag=np.zeros((n_iter, 2, len(DIAGNOSTICS), n_throws), np.float64),
+        losses=[],
+        models=[None, None],
+    )
+
+
+class _Iterations:
+    """OmniFold's iterations on one batch of throws: standardised features and weights on the device,
+    the :class:`_State` they advance, and the two steps of an iteration."""
+
+    def __init__(self, inputs: UnfoldingInputs, settings: OmniFoldSettings, progress: Progress) -> None:
+        self.settings, self.progress = settings, progress
+        device = resolve_device(settings.train.device)
+        reco_sel, truth_sel = inputs.reco_mc[inputs.pass_reco], inputs.truth_mc[inputs.pass_truth]
+        self.n_throws, self.n = inputs.mc_weights.shape
+        self.k = settings.trials
+        self.n_members = self.n_throws * self.k
+        self.x_reco = torch.from_numpy(_standardised(reco_sel, reco_sel)).to(device)
+        self.x_data = torch.from_numpy(_standardised(inputs.reco_data, reco_sel)).to(device)
+        self.x_truth = torch.from_numpy(_standardised(truth_sel, truth_sel)).to(device)
+        self.reco_idx = torch.from_numpy(np.flatnonzero(inputs.pass_reco)).to(device)
+        self.truth_idx = torch.from_numpy(np.flatnonzero(inputs.pass_truth)).to(device)
+        self.prior = torch.from_numpy(inputs.mc_weights).to(device)
+        self.w_data = torch.from_numpy(inputs.data_weights).to(device).repeat_interleave(self.k, dim=0)
+        self.fingerprint = inputs.fingerprint()
+        self.state = _initial_state(self.n_members, self.n_throws, self.n, settings.iterations, device)
+        self.device = device
+
+    def resume(self) -> None:
+        """Continue from the run directory's checkpoint, if there is one."""
+        run_dir = self.progress.run_dir
+        ckpt = run_dir.load_checkpoint(CHECKPOINT) if run_dir is not None else None
+        if ckpt is not None:
+            dims = (self.x_reco.shape[1], self.x_truth.shape[1])
+            _from_checkpoint(ckpt, self.state, self.settings, self.fingerprint, dims, self.device)
+            self.progress.log(f"omnifold: resuming after iteration {self.state.done}")
+
+    def absolute(self, factors: Tensor, idx: Tensor) -> Tensor:
+        """Event weights prior x factor of the events ``idx``, per member: (M, len(idx))."""
+        per_throw = self.prior[:, None, idx] * factors[:, idx].view(self.n_throws, self.k, -1)
+        return per_throw.reshape(self.n_members, -1)
+
+    def record_step(self, i: int, step: int, w: Tensor, idx: Tensor) -> Tensor:
+        """Trial-average ``w`` (M, N), store it, check and report its diagnostics; return the mean."""
+        mean = w.view(self.n_throws, self.k, self.n).mean(dim=1)
+        self.state.history[i, step - 1] = mean.cpu().numpy()
+        diag = weight_diagnostics(self.prior[:, idx] * mean[:, idx], self.prior[:, idx])
+        for j, name in enumerate(DIAGNOSTICS):
+            self.state.diag[i, step - 1, j] = diag[name]
+        metric = partial(self.progress.metric, step=i, iteration=i)
+        metric(step_metric(step, "ess"), float(diag["ess"].mean()))
+        metric(step_metric(step, "normalisation"), float(diag["normalisation"].mean()))
+        metric(step_metric(step, "n_extreme"), float(diag["n_extreme"].sum()))
+        metric(step_metric(step, "finite"), float(diag["finite"].all()))
+        if not diag["finite"].all():
+            raise FloatingPointError(f"omnifold: non-finite weights after step {step} of iteration {i}")
+        return mean
+
+    def fit(self, step: int, i: int, x0: Tensor, x1: Tensor | None, w0: Tensor, w1: Tensor) -> Tensor:
+        """Train step ``step``'s ensemble at iteration ``i``; return the clipped ratio on ``x0``."""
+        settings, state = self.settings, self.state
+        init = state.models[step - 1] if settings.warm_start else None
+        if init is None:
+            seed = settings.train.seed
+            seeds = [derived_seed(seed, i, step, 1, t) for _ in range(self.n_throws) for t in range(self.k)]
+            init = EnsembleMLP(self.n_members, x0.shape[1], settings.hidden, seeds=seeds)
+        result = train_classifiers(
+            x0,
+            x1,
+            w0,
+            w1,
+            settings,
+            self.progress,
+            step_metric(step, "loss"),
+            init=init,
+            seed=derived_seed(settings.train.seed, i, step, 0),
+            iteration=i,
+        )
+        if settings.warm_start:
+            state.models[step - 1] = result.model
+        losses = {"train": result.train_loss.mean(axis=1), "val": result.val_loss.mean(axis=1)}
+        state.losses.append({"iteration": i, "step": step, **losses})
+        # A classifier estimates the normalisation W1/W0 only as well as it is calibrated (an
+        # under-trained one is biased); the totals are known exactly, so impose them per member, then clip.
+        ratio = torch.exp(result.log_ratio(x0))
+        total0 = (w0 * ratio).sum(dim=1, dtype=torch.float64)
+        ratio = ratio * (w1.sum(dim=1, dtype=torch.float64) / total0).to(ratio.dtype)[:, None]
+        return _clip(ratio, settings.weight_clip)
+
+    def iterate(self, i: int, n_iter: int) -> None:
+        """Iteration ``i``: pull (step 1) and push (step 2), then convergence and checkpoint."""
+        state, push, reco_idx, truth_idx = self.state, self.state.push, self.reco_idx, self.truth_idx
+        self.progress.update(i / n_iter, f"omnifold iteration {i + 1}/{n_iter}: step 1")
+        pull = push.clone()
+        w_reco = self.absolute(push, reco_idx)
+        pull[:, reco_idx] = push[:, reco_idx] * self.fit(1, i, self.x_reco, self.x_data, w_reco, self.w_data)
+        self.record_step(i, 1, pull, reco_idx)
+
+        self.progress.update((i + 0.5) / n_iter, f"omnifold iteration {i + 1}/{n_iter}: step 2")
+        new = push.clone()
+        w_prior, w_pull = self.absolute(push, truth_idx), self.absolute(pull, truth_idx)
+        new[:, truth_idx] = push[:, truth_idx] * self.fit(2, i, self.x_truth, None, w_prior, w_pull)
+        mean = self.record_step(i, 2, new, truth_idx)
+
+        per_trial = new[:, truth_idx].view(self.n_throws, self.k, -1)
+        spread = per_trial.std(dim=1) if self.k > 1 else torch.zeros_like(per_trial[:, 0])
+        state.spread[i][:, truth_idx.cpu().numpy()] = spread.cpu().numpy()
+        previous = push[:, truth_idx].view(self.n_throws, self.k, -1).mean(dim=1)
+        state.change.append(_rms(mean[:, truth_idx] - previous))
+        state.trial_rms.append(_rms(spread))
+        state.push = new
+        state.done = i + 1
+        if self.progress.run_dir is not None:
+            self.progress.run_dir.save_checkpoint(
+                CHECKPOINT, _to_checkpoint(state, self.settings, self.fingerprint)
+            )
+        self.progress.metric(CHANGE_METRIC, state.change[-1], step=i, iteration=i)
+        self.progress.metric(SPREAD_METRIC, state.trial_rms[-1], step=i, iteration=i)
+        self.progress.log(
+            f"omnifold: iteration {i + 1} change {state.change[-1]:.4g}, "
+            f"trial spread {state.trial_rms[-1]:.4g}"
+        )
+
+    def run(self) -> OmniFoldResult:
+        """The remaining iterations (all, or up to the first converged one when asked to stop there)."""
+        state, stop = self.state, self.settings.stop_on_convergence
+        n_iter = self.settings.iterations
+        if stop and _first_converged(state.change, state.trial_rms) is not None:
+            n_iter = state.done
+        for i in range(state.done, n_iter):
+            self.iterate(i, n_iter)
+            if stop and _first_converged(state.change, state.trial_rms) is not None:
+                break
+        self.progress.update(1.0, "omnifold done")
+        return _result(state, self.settings, self.n_throws, self.k, self.n)
+
+
+def unfold_throws(
+    inputs: UnfoldingInputs, settings: OmniFoldSettings, progress: Progress, resume: bool = True
+) -> OmniFoldResult:
+    """Unfold every throw of checked ``inputs`` here, batched as one classifier ensemble per step."""
+    iterations = _Iterations(inputs, settings, progress)
+    if resume:
+        iterations.resume()
+    return iterations.run()
+
+
+#: How a batch of throws is unfolded: ``(checked inputs, settings, progress, resume) -> result``.
+TrainThrows = Callable[[UnfoldingInputs, OmniFoldSettings, Progress, bool], OmniFoldResult]
 
 
 def unfold_omnifold(
-    reco_mc: np.ndarray,
-    truth_mc: np.ndarray,
-    pass_reco: np.ndarray,
-    pass_truth: np.ndarray,
-    reco_data: np.ndarray,
-    mc_weights: np.ndarray | None = None,
-    data_weights: np.ndarray | None = None,
+    inputs: UnfoldingInputs,
     settings: OmniFoldSettings | None = None,
     progress: Progress | None = None,
     resume: bool = True,
+    *,
+    train_throws: TrainThrows = unfold_throws,
 ) -> OmniFoldResult:
-    """Unfold ``reco_data`` with simulated (reco, truth) pairs by OmniFold; see the module docstring.
+    """Unfold ``inputs.reco_data`` with simulated (reco, truth) pairs by OmniFold; see the module docstring.
 
-    Parameters
-    ----------
-    reco_mc : (N, Dr) float32 reco features of simulated events (rows failing reco are ignored).
-    truth_mc : (N, Dt) truth features (rows failing truth are ignored).
-    pass_reco, pass_truth : (N,) bool; an event may fail either (inefficiency, background).
-    reco_data : (Nd, Dr) measured reco features.
-    mc_weights : (N,) or (T, N) prior weights per systematic throw (ones when not given).
-    data_weights : (Nd,) or (T, Nd) data weights per throw (e.g. Poisson bootstrap; ones when not given).
-    settings : :class:`OmniFoldSettings`.
-    progress : receives losses, weight diagnostics and convergence metrics; its ``run_dir``, if
-        set, gets a checkpoint after every iteration.
-    resume : continue from the run directory's checkpoint when there is one.
+    ``inputs``: :class:`~numl_core.unfold.inputs.UnfoldingInputs` (features, masks, weights per throw).
+    ``settings``: :class:`OmniFoldSettings`. ``progress`` receives losses, weight diagnostics and
+    convergence metrics; its ``run_dir``, if set, gets a checkpoint after every iteration; with ``resume``
+    the unfolding continues from that checkpoint when there is one. ``train_throws`` unfolds the batch
+    of throws: all at once in this process (:func:`unfold_throws`), or split over a cluster
+    (:func:`numl_core.unfold.omnifold_distributed.unfold_omnifold_distributed`).
 
     Features are standardised with the simulated events' moments. Returns an
     :class:`OmniFoldResult` whose ``weights()`` multiply ``mc_weights`` into the unfolded weights.
@@ -352,166 +482,16 @@ def unfold_omnifold(
     >>> t = rng.normal(0, 1, (600, 1)).astype(np.float32)
     >>> r = t + rng.normal(0, 0.5, t.shape).astype(np.float32)
     >>> ok = np.ones(600, bool)
-    >>> s = OmniFoldSettings(iterations=1, trials=2, hidden=(8,), batch_size=200, epochs=2, device="cpu")
-    >>> res = unfold_omnifold(r, t, ok, ok, r[:300], settings=s)
+    >>> train = classifier_training(batch_size=200, epochs=2, device="cpu")
+    >>> s = OmniFoldSettings(iterations=1, trials=2, hidden=(8,), train=train)
+    >>> res = unfold_omnifold(UnfoldingInputs(r, t, ok, ok, r[:300]), settings=s)
     >>> res.weights().shape, res.history.shape
     ((600,), (1, 2, 1, 600))
     """
     settings = OmniFoldSettings() if settings is None else settings
     settings.validate()
     progress = progress if progress is not None else Progress()
-    device = resolve_device(settings.device)
-
-    pass_reco = np.asarray(pass_reco, bool)
-    pass_truth = np.asarray(pass_truth, bool)
-    n = pass_reco.shape[0]
-    if pass_truth.shape != (n,):
-        raise ValueError(f"pass_truth must have shape ({n},), got {pass_truth.shape}")
-    if not (pass_reco.any() and pass_truth.any()):
-        raise ValueError("at least one simulated event must pass reco and one must pass truth")
-    reco_sel = _features(reco_mc, pass_reco, n, "reco_mc")
-    truth_sel = _features(truth_mc, pass_truth, n, "truth_mc")
-    data = np.asarray(reco_data, np.float32)
-    data = data[:, None] if data.ndim == 1 else data
-    nd = data.shape[0]
-    data = _features(data, np.ones(nd, bool), nd, "reco_data")
-    if data.shape[1] != reco_sel.shape[1]:
-        raise ValueError(f"reco_data has {data.shape[1]} features but reco_mc has {reco_sel.shape[1]}")
-    prior = _per_throw(mc_weights, n, "mc_weights")
-    dweights = _per_throw(data_weights, nd, "data_weights")
-    n_throws = max(prior.shape[0], dweights.shape[0])
-    if {prior.shape[0], dweights.shape[0]} - {1, n_throws}:
-        raise ValueError(f"mc_weights has {prior.shape[0]} throws but data_weights has {dweights.shape[0]}")
-    prior = np.array(np.broadcast_to(prior, (n_throws, n)))
-    dweights = np.array(np.broadcast_to(dweights, (n_throws, nd)))
-    fingerprint = _data_fingerprint(reco_sel, truth_sel, data, pass_reco, pass_truth, prior, dweights)
-
-    k = settings.trials
-    n_members = n_throws * k
-    x_reco = torch.from_numpy(_standardised(reco_sel, reco_sel)).to(device)
-    x_data = torch.from_numpy(_standardised(data, reco_sel)).to(device)
-    x_truth = torch.from_numpy(_standardised(truth_sel, truth_sel)).to(device)
-    reco_idx = torch.from_numpy(np.flatnonzero(pass_reco)).to(device)
-    truth_idx = torch.from_numpy(np.flatnonzero(pass_truth)).to(device)
-    prior_t = torch.from_numpy(prior).to(device)
-    w_data = torch.from_numpy(dweights).to(device).repeat_interleave(k, dim=0)
-    dims = (x_reco.shape[1], x_truth.shape[1])
-
-    n_iter = settings.iterations
-    state = _State(
-        done=0,
-        push=torch.ones(n_members, n, device=device),
-        history=np.zeros((n_iter, 2, n_throws, n), np.float32),
-        spread=np.zeros((n_iter, n_throws, n), np.float32),
-        change=[],
-        trial_rms=[],
-        diag=np.zeros((n_iter, 2, len(DIAGNOSTICS), n_throws), np.float64),
-        losses=[],
-        models=[None, None],
-    )
-    run_dir = progress.run_dir
-    if resume and run_dir is not None:
-        ckpt = run_dir.load_checkpoint(CHECKPOINT)
-        if ckpt is not None:
-            _from_checkpoint(ckpt, state, settings, fingerprint, dims, device)
-            progress.log(f"omnifold: resuming after iteration {state.done}")
-
-    def absolute(factors: Tensor, idx: Tensor) -> Tensor:
-        """Event weights prior x factor of the events ``idx``, per member: (M, len(idx))."""
-        per_throw = prior_t[:, None, idx] * factors[:, idx].view(n_throws, k, -1)
-        return per_throw.reshape(n_members, -1)
-
-    def record_step(i: int, step: int, w: Tensor, idx: Tensor) -> Tensor:
-        """Trial-average ``w`` (M, N), store it, check and report its diagnostics; return the mean."""
-        mean = w.view(n_throws, k, n).mean(dim=1)
-        state.history[i, step - 1] = mean.cpu().numpy()
-        diag = weight_diagnostics(prior_t[:, idx] * mean[:, idx], prior_t[:, idx])
-        for j, name in enumerate(DIAGNOSTICS):
-            state.diag[i, step - 1, j] = diag[name]
-        progress.metric(f"step{step}_ess", float(diag["ess"].mean()), step=i, iteration=i)
-        progress.metric(f"step{step}_normalisation", float(diag["normalisation"].mean()), step=i, iteration=i)
-        progress.metric(f"step{step}_n_extreme", float(diag["n_extreme"].sum()), step=i, iteration=i)
-        progress.metric(f"step{step}_finite", float(diag["finite"].all()), step=i, iteration=i)
-        if not diag["finite"].all():
-            raise FloatingPointError(f"omnifold: non-finite weights after step {step} of iteration {i}")
-        return mean
-
-    def fit(step: int, i: int, x0: Tensor, x1: Tensor | None, w0: Tensor, w1: Tensor) -> Tensor:
-        """Train step ``step``'s ensemble at iteration ``i``; return the clipped ratio on ``x0``."""
-        init = state.models[step - 1] if settings.warm_start else None
-        if init is None:
-            seeds = [
-                derived_seed(settings.seed, i, step, 1, trial) for _ in range(n_throws) for trial in range(k)
-            ]
-            init = EnsembleMLP(n_members, x0.shape[1], settings.hidden, seeds=seeds)
-        result = train_classifiers(
-            x0,
-            x1,
-            w0,
-            w1,
-            settings,
-            progress,
-            f"step{step}",
-            init=init,
-            seed=derived_seed(settings.seed, i, step, 0),
-            iteration=i,
-        )
-        if settings.warm_start:
-            state.models[step - 1] = result.model
-        state.losses.append(
-            {
-                "iteration": i,
-                "step": step,
-                "train": result.train_loss.mean(axis=1),
-                "val": result.val_loss.mean(axis=1),
-            }
-        )
-        # A classifier estimates the normalisation W1/W0 only as well as it is calibrated (an
-        # under-trained one is biased); the totals are known exactly, so impose them per member, then clip.
-        ratio = torch.exp(result.log_ratio(x0))
-        total0 = (w0 * ratio).sum(dim=1, dtype=torch.float64)
-        ratio = ratio * (w1.sum(dim=1, dtype=torch.float64) / total0).to(ratio.dtype)[:, None]
-        return _clip(ratio, settings.weight_clip)
-
-    start = state.done
-    converged_at = _first_converged(state.change, state.trial_rms)
-    if settings.stop_on_convergence and converged_at is not None:
-        n_iter = state.done
-    for i in range(start, n_iter):
-        push = state.push
-        progress.update(i / n_iter, f"omnifold iteration {i + 1}/{n_iter}: step 1")
-        pull = push.clone()
-        pull[:, reco_idx] = push[:, reco_idx] * fit(1, i, x_reco, x_data, absolute(push, reco_idx), w_data)
-        record_step(i, 1, pull, reco_idx)
-
-        progress.update((i + 0.5) / n_iter, f"omnifold iteration {i + 1}/{n_iter}: step 2")
-        new = push.clone()
-        new[:, truth_idx] = push[:, truth_idx] * fit(
-            2, i, x_truth, None, absolute(push, truth_idx), absolute(pull, truth_idx)
-        )
-        mean = record_step(i, 2, new, truth_idx)
-
-        per_trial = new[:, truth_idx].view(n_throws, k, -1)
-        spread = per_trial.std(dim=1) if k > 1 else torch.zeros_like(per_trial[:, 0])
-        state.spread[i][:, truth_idx.cpu().numpy()] = spread.cpu().numpy()
-        previous = push[:, truth_idx].view(n_throws, k, -1).mean(dim=1)
-        state.change.append(_rms(mean[:, truth_idx] - previous))
-        state.trial_rms.append(_rms(spread))
-        state.push = new
-        state.done = i + 1
-        if run_dir is not None:
-            run_dir.save_checkpoint(CHECKPOINT, _to_checkpoint(state, settings, fingerprint))
-        progress.metric("omnifold_change", state.change[-1], step=i, iteration=i)
-        progress.metric("omnifold_trial_spread", state.trial_rms[-1], step=i, iteration=i)
-        progress.log(
-            f"omnifold: iteration {i + 1} change {state.change[-1]:.4g}, "
-            f"trial spread {state.trial_rms[-1]:.4g}"
-        )
-        converged_at = _first_converged(state.change, state.trial_rms)
-        if settings.stop_on_convergence and converged_at is not None:
-            break
-    progress.update(1.0, "omnifold done")
-    return _result(state, settings, n_throws, k, n)
+    return train_throws(inputs.checked(), settings, progress, resume)
 
 
 def _first_converged(change: list[float], spread: list[float]) -> int | None:

@@ -2,30 +2,41 @@
 
 Every throw (and bootstrap replica) is an independent OmniFold unfolding, so the throws are
 split into groups, each group is unfolded by :func:`~numl_core.unfold.omnifold.unfold_omnifold`
-on a worker (batched there as usual), and the groups' results are merged into one
+on a worker (batched there as usual: the same body as an unsplit run, which trains all throws in
+this process), and the groups' results are merged into one
 :class:`~numl_core.unfold.omnifold.OmniFoldResult`. Classifier seeds depend on the iteration,
 step and trial, not on the group, so a split run trains the same members as an unsplit one.
 
+>>> from numl_core.unfold.train import classifier_training
 >>> rng = np.random.default_rng(1)
 >>> t = rng.normal(0, 1, (400, 1)).astype(np.float32)
 >>> r = t + rng.normal(0, 0.5, t.shape).astype(np.float32)
 >>> ok = np.ones(400, bool)
->>> s = OmniFoldSettings(iterations=1, trials=1, hidden=(8,), batch_size=200, epochs=1, device="cpu")
+>>> train = classifier_training(batch_size=200, epochs=1, device="cpu")
+>>> s = OmniFoldSettings(iterations=1, trials=1, hidden=(8,), train=train)
 >>> w = rng.uniform(0.5, 1.5, (3, 400)).astype(np.float32)
->>> unfold_omnifold_distributed(r, t, ok, ok, r[:200], w, settings=s, throws_per_task=2).history.shape
+>>> inputs = UnfoldingInputs(r, t, ok, ok, r[:200], w)
+>>> unfold_omnifold_distributed(inputs, settings=s, throws_per_task=2).history.shape
 (1, 2, 3, 400)
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from numl_core.distributed import map_members
 from numl_core.jobs import Progress
-from numl_core.unfold.omnifold import OmniFoldResult, OmniFoldSettings, unfold_omnifold
+from numl_core.unfold.inputs import UnfoldingInputs
+from numl_core.unfold.omnifold import (
+    OmniFoldResult,
+    OmniFoldSettings,
+    step_metric,
+    unfold_omnifold,
+)
 
 
 def _rms_merge(values: list[float], counts: list[int]) -> float:
@@ -82,14 +93,45 @@ def merge_results(parts: list[OmniFoldResult]) -> OmniFoldResult:
     )
 
 
+def _throws_on_cluster(
+    inputs: UnfoldingInputs,
+    settings: OmniFoldSettings,
+    progress: Progress,
+    resume: bool,
+    *,
+    scheduler: str | None,
+    throws_per_task: int,
+    n_workers: int,
+) -> OmniFoldResult:
+    """Unfold checked ``inputs`` in groups of ``throws_per_task`` throws, one
+    :func:`~numl_core.unfold.omnifold.unfold_omnifold` task per group, and merge the groups' results.
+    Tasks keep no checkpoints (``resume`` does not apply) and report no live metrics: the merged loss
+    curves are reported here once all are done."""
+    if settings.stop_on_convergence:
+        raise ValueError("stop_on_convergence cannot be used when throws are split into tasks")
+    if throws_per_task < 1:
+        raise ValueError(f"throws_per_task = {throws_per_task} must be >= 1")
+    tasks = [(group, dataclasses.replace(settings)) for group in inputs.split_throws(throws_per_task)]
+    progress.log(
+        f"omnifold: {inputs.n_throws} throws in {len(tasks)} task(s) on {scheduler or 'this process'}"
+    )
+    parts = map_members(unfold_omnifold, tasks, scheduler=scheduler, n_workers=n_workers, progress=progress)
+    merged = merge_results(parts)
+    for record in merged.losses:
+        for split in ("train", "val"):
+            for epoch, value in enumerate(record[split]):
+                progress.metric(
+                    step_metric(record["step"], "loss"),
+                    float(value),
+                    step=epoch,
+                    iteration=record["iteration"],
+                    split=split,
+                )
+    return merged
+
+
 def unfold_omnifold_distributed(
-    reco_mc: np.ndarray,
-    truth_mc: np.ndarray,
-    pass_reco: np.ndarray,
-    pass_truth: np.ndarray,
-    reco_data: np.ndarray,
-    mc_weights: np.ndarray | None = None,
-    data_weights: np.ndarray | None = None,
+    inputs: UnfoldingInputs,
     settings: OmniFoldSettings | None = None,
     progress: Progress | None = None,
     *,
@@ -101,52 +143,9 @@ def unfold_omnifold_distributed(
     ``throws_per_task`` and run through :func:`~numl_core.distributed.map_members` on ``scheduler``
     (None: in this process; ``"local"``: a LocalCluster of ``n_workers``; or an address).
 
-    Weight arrays are as in ``unfold_omnifold``: (N,) or (T, N). Stopping on convergence is
-    refused, since groups could stop at different iterations. Tasks report no live metrics; the
-    merged loss curves and diagnostics are in the result.
+    Stopping on convergence is refused, since groups could stop at different iterations.
     """
-    settings = OmniFoldSettings() if settings is None else settings
-    settings.validate()
-    if settings.stop_on_convergence:
-        raise ValueError("stop_on_convergence cannot be used when throws are split into tasks")
-    if throws_per_task < 1:
-        raise ValueError(f"throws_per_task = {throws_per_task} must be >= 1")
-    n, nd = len(pass_reco), len(reco_data)
-    mc = np.atleast_2d(np.ones(n, np.float32) if mc_weights is None else np.asarray(mc_weights, np.float32))
-    dw = np.atleast_2d(
-        np.ones(nd, np.float32) if data_weights is None else np.asarray(data_weights, np.float32)
+    train = partial(
+        _throws_on_cluster, scheduler=scheduler, throws_per_task=throws_per_task, n_workers=n_workers
     )
-    n_throws = max(mc.shape[0], dw.shape[0])
-    if {mc.shape[0], dw.shape[0]} - {1, n_throws}:
-        raise ValueError(f"mc_weights has {mc.shape[0]} throws but data_weights has {dw.shape[0]}")
-    mc, dw = np.broadcast_to(mc, (n_throws, n)), np.broadcast_to(dw, (n_throws, nd))
-    task_settings = dataclasses.replace(settings)
-    tasks = [
-        (
-            reco_mc,
-            truth_mc,
-            pass_reco,
-            pass_truth,
-            reco_data,
-            mc[a : a + throws_per_task].copy(),
-            dw[a : a + throws_per_task].copy(),
-            task_settings,
-        )
-        for a in range(0, n_throws, throws_per_task)
-    ]
-    if progress is not None:
-        progress.log(f"omnifold: {n_throws} throws in {len(tasks)} task(s) on {scheduler or 'this process'}")
-    parts = map_members(unfold_omnifold, tasks, scheduler=scheduler, n_workers=n_workers, progress=progress)
-    merged = merge_results(parts)
-    if progress is not None:
-        for record in merged.losses:
-            for split in ("train", "val"):
-                for epoch, value in enumerate(record[split]):
-                    progress.metric(
-                        f"step{record['step']}_loss",
-                        float(value),
-                        step=epoch,
-                        iteration=record["iteration"],
-                        split=split,
-                    )
-    return merged
+    return unfold_omnifold(inputs, settings, progress, resume=False, train_throws=train)
