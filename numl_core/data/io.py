@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import awkward as ak
@@ -21,6 +22,8 @@ from numl_core.runs import atomic_open
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".root": "root"}
 DEFAULT_TREE = "events"
+TEXT_SUFFIX = "__utf8"
+"""Branch-name suffix of a text column in a ROOT file numl writes (UTF-8 bytes per row)."""
 
 
 def table_format(path: str | Path) -> str:
@@ -39,10 +42,16 @@ def _is_sequence(x: object) -> bool:
     return isinstance(x, (list, tuple, np.ndarray)) and not isinstance(x, str)
 
 
-def read_table(path: str | Path, schema: Schema | None = None, tree: str = DEFAULT_TREE) -> pd.DataFrame:
+def read_table(
+    path: str | Path,
+    schema: Schema | None = None,
+    tree: str = DEFAULT_TREE,
+    list_columns: Sequence[str] = (),
+) -> pd.DataFrame:
     """Read an event table; validate it against ``schema`` when given.
 
-    List columns named by the schema are parsed from CSV strings ("1.0,2.0") into arrays.
+    List columns named by the schema or by ``list_columns`` are parsed from CSV strings ("1.0,2.0", as
+    :func:`write_table` writes them; one entry reads as a number and none as empty) into arrays.
     """
     path = Path(path)
     fmt = table_format(path)
@@ -53,6 +62,7 @@ def read_table(path: str | Path, schema: Schema | None = None, tree: str = DEFAU
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     list_cols = [c.name for c in schema.columns if c.is_list] if schema is not None else []
+    list_cols += [c for c in list_columns if c not in list_cols]
     if fmt == "csv":
         df = _read_csv(path, list_cols)
     elif fmt == "parquet":
@@ -150,7 +160,9 @@ def _read_root(path: Path, tree: str) -> pd.DataFrame:
         if name in counters:
             continue
         col = arrays[name]
-        if name in jagged:
+        if name.endswith(TEXT_SUFFIX):  # a text column, stored as its UTF-8 bytes (see _write_root)
+            columns[name[: -len(TEXT_SUFFIX)]] = [bytes(x).decode("utf-8") for x in ak.to_list(col)]
+        elif name in jagged:
             columns[name] = [np.asarray(x, dtype=float) for x in ak.to_list(col)]
         else:
             columns[name] = ak.to_numpy(col)
@@ -186,6 +198,10 @@ def _write_root(df: pd.DataFrame, path: Path, tree: str, list_cols: list[str]) -
     for c in df.columns:
         if c in list_cols:
             branches[c] = ak.Array([np.asarray(v, dtype=np.float64) for v in df[c]])
+        elif df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+            # a TTree holds no strings: text goes as one UTF-8 byte list per row, named NAME__utf8
+            encoded = [np.frombuffer(str(v).encode("utf-8"), dtype=np.uint8) for v in df[c]]
+            branches[c + TEXT_SUFFIX] = ak.Array(encoded)
         else:
             values = df[c].to_numpy()
             branches[c] = values.astype(np.int8) if values.dtype == bool else values

@@ -100,7 +100,7 @@ def read_events(path: str | Path, config: EnergyConfig) -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() in HEPMC_SUFFIXES:
         return read_nuhepmc(path, thresholds_mev=config.thresholds_mev)
-    events = read_table(path)
+    events = read_table(path, list_columns=[*config.vector, *atm.VECTOR_COLUMNS])
     if all(c in events.columns for c in atm.VECTOR_COLUMNS):
         events = atm.apply_thresholds(events, config.thresholds_mev)
     return events
