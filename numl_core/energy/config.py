@@ -36,6 +36,22 @@ DEFAULT_LOSS = (
 """Default loss: the energy term is a mean absolute error (the model learns the conditional median of
 E / E_true, robust to the one-sided tail from invisible neutrons, which suits the 68% width reported);
 direction and energy-momentum consistency are added with smaller coefficients."""
+TRANSFORMER_EE_COLUMNS = {
+    "Nu_Energy": "enu_truth",
+    "Nu_Mom_X": "nu_px_truth",
+    "Nu_Mom_Y": "nu_py_truth",
+    "Nu_Mom_Z": "nu_pz_truth",
+    "Final_State_Particles_PDG": "part_pdg",
+    "Final_State_Particles_Mass": "part_mass",
+    "Final_State_Particles_Energy": "part_energy",
+    "Final_State_Particles_Momentum_X": "part_px",
+    "Final_State_Particles_Momentum_Y": "part_py",
+    "Final_State_Particles_Momentum_Z": "part_pz",
+}
+"""transformer_EE's column names -> numl's: the neutrino energy [GeV] and momentum [GeV/c] targets, and the
+final-state particle lists. A transformer_EE config's columns are renamed with it (its ``column_map``
+field, which a config may extend or override), so its runs get numl's physics targets: direction
+resolution, baselines and the resolution-vs-energy report."""
 TRANSFORMER_EE_KEYS = {
     "data_path",
     "vector",
@@ -120,6 +136,11 @@ class EnergyConfig(TrainingConfig):
     )
     weight_kwargs = param.Dict(default={"bins": 50, "maxweight": 10.0}, doc="Arguments of the weighter.")
     weight_column = param.String(default="", doc="Column holding weights when weight is 'column'.")
+    column_map = param.Dict(
+        default={},
+        doc="Data-file column -> numl column, applied when a file is read (e.g. transformer_EE's "
+        "Nu_Energy -> enu_truth; see TRANSFORMER_EE_COLUMNS).",
+    )
     d_model = param.Integer(default=64, bounds=(8, 1024), doc="Transformer width.")
     nhead = param.Integer(default=4, bounds=(1, 64), doc="Attention heads (must divide d_model).")
     num_layers = param.Integer(default=2, bounds=(1, 24), doc="Encoder layers.")
@@ -259,6 +280,21 @@ def _model(value: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     return out
 
 
+def _rename_columns(out: dict[str, Any], notes: list[str]) -> None:
+    """Rename transformer_EE's columns in ``vector``, ``scalar`` and ``target`` to numl's
+    (:data:`TRANSFORMER_EE_COLUMNS`, then the config's own ``column_map``), recording the map."""
+    used = {c for key in ("vector", "scalar", "target") for c in out.get(key, [])}
+    mapping = {k: v for k, v in TRANSFORMER_EE_COLUMNS.items() if k in used}
+    mapping.update(out.get("column_map", {}))
+    if not mapping:
+        return
+    for key in ("vector", "scalar", "target"):
+        if key in out:
+            out[key] = [mapping.get(c, c) for c in out[key]]
+    out["column_map"] = mapping
+    notes.append("columns read under numl's names: " + ", ".join(f"{k} -> {v}" for k, v in mapping.items()))
+
+
 def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """numl field values from a transformer_EE config dict; unmapped fields go to ``import_notes``."""
     where = f"{source}: " if source else ""
@@ -286,10 +322,13 @@ def from_transformer_ee(values: dict[str, Any], source: str | None = None) -> di
         elif key == "weight":
             out["weight"] = value.get("name", "none")
             out["weight_kwargs"] = dict(value.get("kwargs", {}))
+        elif key == "column_map":
+            out["column_map"] = dict(value)
         elif key == "save_path":
             notes.append("transformer_EE field 'save_path' is not used: results go to the numl run directory")
         else:
             notes.append(f"transformer_EE field {key!r} is not supported and was not applied")
+    _rename_columns(out, notes)
     targets = out.get("target", list(TARGET_COLUMNS))
     out["loss_terms"] = (
         _loss_terms(values.get("loss", {}), targets, notes)

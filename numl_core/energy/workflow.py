@@ -100,7 +100,10 @@ def read_events(path: str | Path, config: EnergyConfig) -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() in HEPMC_SUFFIXES:
         return read_nuhepmc(path, thresholds_mev=config.thresholds_mev)
-    events = read_table(path, list_columns=[*config.vector, *atm.VECTOR_COLUMNS])
+    mapping = dict(config.column_map)
+    lists = {*config.vector, *atm.VECTOR_COLUMNS}
+    lists |= {k for k, v in mapping.items() if v in lists}
+    events = read_table(path, list_columns=sorted(lists)).rename(columns=mapping)
     if all(c in events.columns for c in atm.VECTOR_COLUMNS):
         events = atm.apply_thresholds(events, config.thresholds_mev)
     return events
