@@ -49,7 +49,7 @@ def test_truncation_keeps_the_most_energetic_and_logs_once(caplog):
         ("part_energy", "0.5,abc", "row 0: expected a comma-separated list"),
         ("part_energy", "0.5", "row 0: list column 'part_energy' has 1 entries but 'part_pdg' has 2"),
         ("part_energy", "0.5,-1.0", "row 0: negative energy"),
-        ("part_energy", [0.5, float("nan")], "row 0: value is not finite"),
+        ("part_energy", [0.5, float("nan")], "row 0: nan is not a finite float32 number"),
         ("part_pdg", "13,4444", "row 0: unknown PDG code 4444"),
         ("part_pdg", "13,2212.5", "row 0: unknown PDG code 2212.5"),
     ],

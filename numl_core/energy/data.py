@@ -74,9 +74,13 @@ def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>")
             )
         values = np.concatenate(cells) if len(cells) and n.sum() else np.zeros(0)
         owner = np.repeat(np.arange(len(cells)), n)
-        bad = ~np.isfinite(values)
+        bad = ~_finite_in_float32(values)
         if bad.any():
-            raise DataError(f"{source}: column '{c}' row {owner[np.argmax(bad)]}: value is not finite")
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{source}: column '{c}' row {owner[i]}: {float(values[i])!r} is not a finite float32 number "
+                "(the model computes in float32)"
+            )
         if any(f in c.lower() for f in ENERGY_LIKE):
             neg = values < 0
             if neg.any():
@@ -96,6 +100,12 @@ def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>")
     return lengths, flat
 
 
+def _finite_in_float32(values: np.ndarray) -> np.ndarray:
+    """True where a value stays finite once cast to float32 (1e39 does not)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(np.asarray(values, np.float64).astype(np.float32))
+
+
 def _scalar_block(df: pd.DataFrame, columns: list[str], role: str, source: str) -> np.ndarray:
     _require(df, columns, role, source)
     if not columns:
@@ -103,11 +113,12 @@ def _scalar_block(df: pd.DataFrame, columns: list[str], role: str, source: str) 
     out = np.empty((len(df), len(columns)), np.float64)
     for j, c in enumerate(columns):
         values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
+        bad = ~_finite_in_float32(values)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(
-                f"{source}: {role} column '{c}' row {i}: expected a finite number, got {df[c].iloc[i]!r}"
+                f"{source}: {role} column '{c}' row {i}: expected a finite float32 number, "
+                f"got {df[c].iloc[i]!r}"
             )
         out[:, j] = values
     return out

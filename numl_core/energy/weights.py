@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from numl_core.data.schema import DataError
+
 WEIGHTERS = ("none", "FlatSpectralWeights", "FlatSpectraWeights", "column", "oscillated")
 OSCILLATION_COLUMNS = ("weight_physical", "nu_pdg", "enu_truth", "cos_zenith_truth", "is_cc")
 
@@ -72,11 +74,19 @@ def event_weights(
         values = events[first_target].to_numpy(float)
         w = FlatSpectralWeights(values[rows], **kwargs).getweight(values)
     elif name == "column":
-        if column not in events.columns:
-            raise ValueError(f"weight column {column!r} not found; the table has {list(events.columns)}")
-        w = events[column].to_numpy(float)
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"weight column {column!r} holds negative or non-finite values")
+        if not column or column not in events.columns:
+            raise DataError(
+                f"EnergyConfig.weight_column: column {column!r} not found; "
+                f"the table has {list(events.columns)}"
+            )
+        w = pd.to_numeric(events[column], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"weight column {column!r} row {i}: {events[column].iloc[i]!r}; "
+                "weights must be finite and >= 0"
+            )
     elif name == "oscillated":
         from numl_core.data.generators.atmospheric_oscillation import oscillation_weights
 
