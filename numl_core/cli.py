@@ -23,6 +23,10 @@ from numl_core.runs import RunDir, RunStore
 
 log = logging.getLogger("numl")
 
+#: Errors whose message names what is wrong (a field, a file and row, a diverging loss term): the command
+#: line shows the message alone.
+NAMED_ERRORS = (ConfigError, DataError, FloatingPointError)
+
 
 class _NumlGroup(click.Group):
     """Built-in commands plus one group per registered workflow, loaded on demand."""
@@ -250,8 +254,8 @@ def run_workflow(
     job = _follow(fn, cfg, run, f"{wf.name} {action}")
     click.echo(f"run {run.id}: {job.state} ({run.path})")
     if job.state == "failed":
-        if isinstance(job.error, (ConfigError, DataError)):
-            raise click.ClickException(str(job.error))
+        if isinstance(job.error, NAMED_ERRORS):  # the message says what is wrong; run.json keeps the trace
+            raise click.ClickException(f"{type(job.error).__name__}: {job.error}")
         click.echo(job.traceback, err=True)
         raise SystemExit(1)
     if job.state == "cancelled":

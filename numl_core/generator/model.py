@@ -50,6 +50,7 @@ from zuko.transforms import CircularShiftTransform, ComposedTransform, Monotonic
 
 from numl_core.data.generators.exclusive_1p1h import VARIABLES
 from numl_core.data.kinematics import MUON_MASS
+from numl_core.data.schema import DataError
 
 log = logging.getLogger(__name__)
 
@@ -467,8 +468,16 @@ def load_flow(
 
     A checkpoint for another ``domain`` or other condition names raises ``ValueError``.
     """
-    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
-    if payload.get("format") not in (1, CHECKPOINT_FORMAT):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no flow file here (train a flow with `numl generator run` first)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for files that are not its own
+        raise DataError(f"{path}: not a readable flow file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") not in (1, CHECKPOINT_FORMAT):
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise DataError(f"{path}: not a generator-flow checkpoint (format {found!r})")
         raise ValueError(f"{path}: not a generator-flow checkpoint (format {payload.get('format')!r})")
     spec_dict = dict(payload["spec"])
     if payload["format"] == 1:  # format 1 flows knew only beam-frame nucleon angles
@@ -479,7 +488,10 @@ def load_flow(
     if conditions is not None and tuple(spec.conditions) != tuple(conditions):
         raise ValueError(f"{path}: flow conditioned on {list(spec.conditions)}, expected {list(conditions)}")
     model = GeneratorFlow(spec)
-    model.load_state_dict(payload["state"])
+    try:
+        model.load_state_dict(payload["state"])
+    except (KeyError, RuntimeError) as exc:
+        raise DataError(f"{path}: the flow's weights do not fit its architecture ({exc})") from None
     model.eval()
     return model, payload["meta"]
 
