@@ -1,0 +1,87 @@
+"""A run killed with SIGKILL in the middle of training lists as interrupted, resumes from its last
+checkpoint, and ends with the metrics and results of a run that was never interrupted (same seed, CPU):
+no metric record twice, none missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from numl_core.cli import main
+from numl_core.runs import RunStore
+
+CONFIG = {
+    "n_events": 6000,
+    "epochs": 8,
+    "patience": 0,
+    "d_model": 16,
+    "nhead": 2,
+    "num_layers": 1,
+    "dim_feedforward": 32,
+    "batch_size": 64,
+    "baselines": False,
+    "export": False,
+    "device": "cpu",
+}
+
+
+def _epochs_done(run_dir) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    steps = {json.loads(x).get("step") for x in path.read_text().splitlines() if x.endswith("}")}
+    return len(steps)
+
+
+def _metric_table(records: list[dict]) -> pd.DataFrame:
+    keys = sorted({k for r in records for k in r} - {"t", "value"})
+    frame = pd.DataFrame(records).drop(columns="t")
+    return frame.sort_values(keys).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_a_killed_energy_run_resumes_to_the_uninterrupted_result(tmp_path):
+    config = tmp_path / "energy.json"
+    config.write_text(json.dumps(CONFIG))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = CliRunner().invoke(main, ["energy", "run", "--config", str(config), "--out", str(whole)])
+    assert done.exit_code == 0, done.output
+
+    cmd = [sys.executable, "-m", "numl_core.cli", "energy", "run", "--config", str(config), "--out", str(cut)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = list(cut.glob("*/run.json"))
+        if runs and _epochs_done(runs[0].parent) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    (info,) = RunStore(cut).list()
+    assert info["state"] == "interrupted"
+    assert 3 <= _epochs_done(cut / info["id"]) < CONFIG["epochs"]
+
+    resumed = CliRunner().invoke(main, ["energy", "run", "--resume", info["id"], "--out", str(cut)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed after epoch" in resumed.output
+    (whole_info,) = RunStore(whole).list()
+    a, b = RunStore(whole).get(whole_info["id"]), RunStore(cut).get(info["id"])
+    ma, mb = _metric_table(a.read_metrics()), _metric_table(b.read_metrics())
+    assert len(mb) == len(ma) and not mb.drop(columns="value").duplicated().any()
+    pd.testing.assert_frame_equal(ma.drop(columns="value"), mb.drop(columns="value"))
+    np.testing.assert_allclose(mb["value"], ma["value"], rtol=1e-5)
+    ra, rb = a.load_result(), b.load_result()
+    np.testing.assert_allclose(
+        rb["resolution"]["res68"].to_numpy(float), ra["resolution"]["res68"].to_numpy(float), rtol=1e-5
+    )
+    assert b.status() == "done"
