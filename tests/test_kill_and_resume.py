@@ -85,3 +85,60 @@ def test_a_killed_energy_run_resumes_to_the_uninterrupted_result(tmp_path):
         rb["resolution"]["res68"].to_numpy(float), ra["resolution"]["res68"].to_numpy(float), rtol=1e-5
     )
     assert b.status() == "done"
+
+
+UNFOLD = {
+    "n_events": 20000,
+    "iterations": 4,
+    "trials": 1,
+    "n_throws": 0,
+    "n_bootstrap": 0,
+    "epochs": 4,
+    "hidden_units": 16,
+    "batch_size": 500,
+    "distributions": ["dpt"],
+    "stop_on_convergence": False,
+    "run_ibu": False,
+    "device": "cpu",
+}
+
+
+def _iterations_started(run_dir) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    records = [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
+    return len({r["iteration"] for r in records if "iteration" in r})
+
+
+@pytest.mark.slow
+def test_a_killed_unfolding_resumes_without_repeating_the_partial_iterations_metrics(tmp_path):
+    config = tmp_path / "unfold.json"
+    config.write_text(json.dumps(UNFOLD))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = CliRunner().invoke(main, ["unfold", "run", "--config", str(config), "--out", str(whole)])
+    assert done.exit_code == 0, done.output
+
+    cmd = [sys.executable, "-m", "numl_core.cli", "unfold", "run", "--config", str(config), "--out", str(cut)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = list(cut.glob("*/run.json"))
+        if runs and _iterations_started(runs[0].parent) >= 3:  # the third iteration is under way
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    (info,) = RunStore(cut).list()
+    assert info["state"] == "interrupted"
+
+    resumed = CliRunner().invoke(main, ["unfold", "run", "--resume", info["id"], "--out", str(cut)])
+    assert resumed.exit_code == 0, resumed.output
+    (whole_info,) = RunStore(whole).list()
+    ma = _metric_table(RunStore(whole).get(whole_info["id"]).read_metrics())
+    mb = _metric_table(RunStore(cut).get(info["id"]).read_metrics())
+    assert not mb.drop(columns="value").duplicated().any()
+    pd.testing.assert_frame_equal(ma.drop(columns="value"), mb.drop(columns="value"))
+    lines = (cut / info["id"] / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(mb)  # the file itself holds each record once
