@@ -8,7 +8,7 @@ reopened from disk or a result built in a notebook.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import holoviews as hv
 import numpy as np
@@ -30,15 +30,33 @@ APP_DEFAULTS = {
     "hidden_features": 128,
     "n_pvalue_samples": 20_000,
 }
+
+
+class Style(NamedTuple):
+    """How a model is drawn and named."""
+
+    color: str
+    label: str
+
+
 MODEL_STYLE = {
-    "gaussian": {"color": "#ff7f0e", "label": "Gaussian (chi2)"},
-    "improved_baseline": {"color": "#d62728", "label": "Gaussian (density rank)"},
-    "marginal_gaussian": {"color": "#9467bd", "label": "transformed Gaussian"},
-    "flow": {"color": "#1f77b4", "label": "flow"},
-    "truth": {"color": "black", "label": "truth"},
+    "gaussian": Style("#ff7f0e", "Gaussian (chi2)"),
+    "improved_baseline": Style("#d62728", "Gaussian (density rank)"),
+    "marginal_gaussian": Style("#9467bd", "transformed Gaussian"),
+    "flow": Style("#1f77b4", "flow"),
+    "truth": Style("black", "truth"),
 }
 PLOT_HEIGHT = 320
 SMALL = 230
+
+
+def model_label(model: str) -> str:
+    """The readable name of a model of the metrics table (the name itself for an unknown one).
+
+    >>> model_label("marginal_gaussian"), model_label("other")
+    ('transformed Gaussian', 'other')
+    """
+    return MODEL_STYLE[model].label if model in MODEL_STYLE else model
 
 
 # -- pure plotting helpers ---------------------------------------------------------------------------
@@ -97,8 +115,8 @@ def pvalue_scatter(pvalues: pd.DataFrame, reference: str = "truth") -> Any:
         style = MODEL_STYLE[m]
         elements.append(
             hv.Scatter(
-                (pvalues[reference], pvalues[m]), f"p ({reference})", "p (model)", label=style["label"]
-            ).opts(color=style["color"], size=3, alpha=0.6)
+                (pvalues[reference], pvalues[m]), f"p ({reference})", "p (model)", label=style.label
+            ).opts(color=style.color, size=3, alpha=0.6)
         )
     return hv.Overlay(elements).opts(
         title=f"p-values against {reference}",
@@ -112,7 +130,7 @@ def metrics_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """The metrics table with readable model names and the columns in a fixed order."""
     columns = ["model", C2ST, "c2st_error", "nll", "pvalue_r", "pvalue_mse", "pvalue_r2"]
     frame = metrics[[c for c in columns if c in metrics]].reset_index(drop=True)
-    frame["model"] = [MODEL_STYLE.get(m, {"label": m})["label"] for m in frame["model"]]
+    frame["model"] = [model_label(m) for m in frame["model"]]
     return frame
 
 
@@ -126,8 +144,7 @@ def explain_observation(observed: pd.DataFrame) -> str:
     lines = ["| model | method | p-value |", "|---|---|---|"]
     for model, row in rows.iterrows():
         err = f" ± {row['error']:.4f}" if row["error"] > 0 else ""
-        name = MODEL_STYLE.get(model, {"label": model})["label"]
-        lines.append(f"| {name} | {row['method']} | {row['pvalue']:.4f}{err} |")
+        lines.append(f"| {model_label(model)} | {row['method']} | {row['pvalue']:.4f}{err} |")
     text = "\n".join(lines)
     if "gaussian" in rows.index and "flow" in rows.index:
         p_g, p_f = rows.loc["gaussian", "pvalue"], rows.loc["flow", "pvalue"]

@@ -28,10 +28,12 @@ from numl_core.data.generators import toys as toy_sets
 from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, plot_key, series
+from numl_core.training import FitResult
 from numl_core.uncertainty import ndfd, train
 from numl_core.uncertainty.c2st import c2st, latent_c2st
 from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
 from numl_core.uncertainty.model import (
+    FlowDensity,
     GaussianDensity,
     MarginalGaussianDensity,
     check_observation,
@@ -142,6 +144,21 @@ def _add_row(
     progress.metric(C2ST, rows[name][C2ST], step=0, model=name)
 
 
+def _train_flow(
+    config: UncertaintyConfig, data: ToySplit, progress: Progress
+) -> tuple[FlowDensity, FitResult, float]:
+    """The flow trained on the training toys (validation: ``data.val``), its fit and training seconds."""
+    progress.update(0.1, f"training the flow ({config.model})")
+    t_fit = time.perf_counter()
+    flow, fit_result = train.fit_flow(
+        data.train, data.val, config.flow_settings(), progress.subrange(0.1, 0.75)
+    )
+    train_seconds = time.perf_counter() - t_fit
+    progress.check_cancelled()
+    progress.update(0.75, "evaluating the flow")
+    return flow, fit_result, train_seconds
+
+
 def _pvalue_table(
     data: ToySplit,
     gaussian: GaussianDensity,
@@ -222,14 +239,7 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> Uncertaint
     rows["improved_baseline"] = {**rows["gaussian"], "model": "improved_baseline"}
     _add_row(rows, "marginal_gaussian", marginal, data, config, config.seed + 11, progress)
 
-    progress.update(0.1, f"training the flow ({config.model})")
-    t_fit = time.perf_counter()
-    flow, fit_result = train.fit_flow(
-        data.train, data.val, config.flow_settings(), progress.subrange(0.1, 0.75)
-    )
-    train_seconds = time.perf_counter() - t_fit
-    progress.check_cancelled()
-    progress.update(0.75, "evaluating the flow")
+    flow, fit_result, train_seconds = _train_flow(config, data, progress)
     _add_row(rows, "flow", flow, data, config, config.seed + 12, progress)
     latent = latent_c2st(
         flow.to_latent, data.test, seed=config.seed + 1, n_folds=config.c2st_folds, n_jobs=C2ST_JOBS
