@@ -109,9 +109,15 @@ def split_toys(config: UncertaintyConfig) -> ToySplit:
 
 # -- one run --------------------------------------------------------------------------------------
 def _model_row(
-    name: str, model: Any, test: np.ndarray, config: UncertaintyConfig, seed: int
+    name: str,
+    model: Any,
+    test: np.ndarray,
+    config: UncertaintyConfig,
+    seed: int,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """C2ST of ``n_test`` model samples against the held-out toys, and the held-out NLL."""
+    """C2ST of ``n_test`` model samples against the held-out toys (reported to ``progress`` if given),
+    and the held-out NLL."""
     samples = model.sample(len(test), seed)
     result = c2st(
         test,
@@ -121,6 +127,8 @@ def _model_row(
         classifier=config.c2st_classifier,
         n_jobs=C2ST_JOBS,
     )
+    if progress is not None:
+        progress.metric(C2ST, result.accuracy, step=0, model=name)
     return {
         "model": name,
         C2ST: result.accuracy,
@@ -129,19 +137,6 @@ def _model_row(
         "nll": heldout_nll(model, test),
         "samples": samples,
     }
-
-
-def _add_row(
-    rows: dict[str, dict[str, Any]],
-    name: str,
-    model: Any,
-    data: ToySplit,
-    config: UncertaintyConfig,
-    seed: int,
-    progress: Progress,
-) -> None:
-    rows[name] = _model_row(name, model, data.test, config, seed)
-    progress.metric(C2ST, rows[name][C2ST], step=0, model=name)
 
 
 def _train_flow(
@@ -235,12 +230,14 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> Uncertaint
     marginal = MarginalGaussianDensity.fit(data.toys)
     progress.update(0.05, "non-Gaussianity C2ST")
     rows: dict[str, dict[str, Any]] = {}
-    _add_row(rows, "gaussian", gaussian, data, config, config.seed + 10, progress)
+    rows["gaussian"] = _model_row("gaussian", gaussian, data.test, config, config.seed + 10, progress)
     rows["improved_baseline"] = {**rows["gaussian"], "model": "improved_baseline"}
-    _add_row(rows, "marginal_gaussian", marginal, data, config, config.seed + 11, progress)
+    rows["marginal_gaussian"] = _model_row(
+        "marginal_gaussian", marginal, data.test, config, config.seed + 11, progress
+    )
 
     flow, fit_result, train_seconds = _train_flow(config, data, progress)
-    _add_row(rows, "flow", flow, data, config, config.seed + 12, progress)
+    rows["flow"] = _model_row("flow", flow, data.test, config, config.seed + 12, progress)
     latent = latent_c2st(
         flow.to_latent, data.test, seed=config.seed + 1, n_folds=config.c2st_folds, n_jobs=C2ST_JOBS
     )
