@@ -16,19 +16,7 @@ from app.pages import uncertainty as page
 from numl_core.runs import RunDir
 from numl_core.uncertainty import train
 from numl_core.uncertainty.workflow import WORKFLOW, expected_series
-
-TINY = dict(
-    dim=3,
-    n_toys=800,
-    n_test=200,
-    epochs=3,
-    transforms=2,
-    hidden_features=8,
-    batch_size=200,
-    n_pvalue_samples=2_000,
-    c2st_folds=2,
-    device="cpu",
-)
+from tests.fixtures.uncertainty import UNCERTAINTY_TINY
 
 
 @pytest.fixture
@@ -117,7 +105,7 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
     panel = build_page(page.PAGE, ctx)
     assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
-    for key, value in TINY.items():
+    for key, value in UNCERTAINTY_TINY.items():
         setattr(panel.config, key, value)
     job = panel.start()
     assert job is not None and job.wait(120) == "done"

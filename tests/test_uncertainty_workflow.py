@@ -1,7 +1,6 @@
 """End-to-end uncertainty runs on tiny toy sets (seconds each); the shared tiny run is
 ``uncertainty_run`` (tests/fixtures/uncertainty.py)."""
 
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -11,6 +11,8 @@ from numl_core.training import SCHEDULES, TrainingConfig
 from numl_core.uncertainty.c2st import CLASSIFIERS
 from numl_core.uncertainty.model import FLOW_GRAD_CLIP, FLOW_MODELS, STANDARDISATIONS, FlowSettings
 
+FLOW_FIELDS = ("model", "transforms", "hidden_features", "hidden_layers", "coupling", "standardise")
+"""The config fields that are :class:`~numl_core.uncertainty.model.FlowSettings` fields of the same name."""
 TOY_SETS = [*toy_sets.TOY_KINDS, *(f"nd280_{k}" for k in toy_sets.UNIVERSE_KINDS), "file"]
 
 
@@ -96,12 +98,7 @@ class UncertaintyConfig(TrainingConfig):
     def flow_settings(self) -> FlowSettings:
         """The flow's architecture and training (schedule and patience from this config)."""
         return FlowSettings(
-            model=self.model,
-            transforms=self.transforms,
-            hidden_features=self.hidden_features,
-            hidden_layers=self.hidden_layers,
-            coupling=self.coupling,
-            standardise=self.standardise,
+            **{name: getattr(self, name) for name in FLOW_FIELDS},
             train=self.train_settings(grad_clip=FLOW_GRAD_CLIP, mixed_precision=False),
         )
 
