@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from numl_core.jobs import Progress
+from numl_core.uncertainty.config import UncertaintyConfig
 from numl_core.uncertainty.model import pvalue_metrics
-from numl_core.uncertainty.workflow import UncertaintyConfig, run_near_far, run_uncertainty
+from numl_core.uncertainty.result import UncertaintyResult
+from numl_core.uncertainty.workflow import run_near_far, run_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +80,23 @@ def _sizes(quick: bool) -> dict[str, Any]:
     }
 
 
-def _summary(result: dict[str, Any]) -> dict[str, Any]:
-    table = result["metrics"].set_index("model")
+def _summary(result: UncertaintyResult) -> dict[str, Any]:
+    table = result.metrics.set_index("model")
     models = {
         m: {k: float(table.loc[m, k]) for k in KEYS if k in table and np.isfinite(table.loc[m, k])}
         for m in table.index
     }
-    pvalues = result["pvalues"]
+    pvalues = result.pvalues
     return {
         "models": models,
         # how far the flow's p-values move from the chi2 ones (the only comparison without a truth)
         "flow_vs_gaussian_pvalues": pvalue_metrics(pvalues["flow"], pvalues["gaussian"]),
-        "non_gaussianity_c2st": result["non_gaussianity_c2st"],
-        "latent_c2st": result["latent_c2st"],
-        "train_seconds": result["train_seconds"],
-        "best_epoch": result["best_epoch"],
-        "n_train": result["n_train"],
-        "seconds": result["seconds"],
+        "non_gaussianity_c2st": result.non_gaussianity_c2st,
+        "latent_c2st": result.latent_c2st,
+        "train_seconds": result.train_seconds,
+        "best_epoch": result.best_epoch,
+        "n_train": result.n_train,
+        "seconds": result.seconds,
     }
 
 

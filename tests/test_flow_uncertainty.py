@@ -13,10 +13,11 @@ from numl_core.uncertainty.model import (
     MarginalGaussianDensity,
     check_observation,
     density_pvalues,
-    fit_flow,
+    flow_training,
     heldout_nll,
     pvalue_metrics,
 )
+from numl_core.uncertainty.train import fit_flow
 
 COV = np.array([[1.0, 0.6, 0.0], [0.6, 2.0, 0.3], [0.0, 0.3, 0.5]])
 
@@ -86,7 +87,8 @@ def test_pvalue_metrics_known_values():
     assert out["pvalue_r2"] == pytest.approx(1 - 0.04 / np.sum((truth - 0.5) ** 2))
 
 
-TINY_FLOW = {"transforms": 2, "hidden_features": 16, "epochs": 6, "batch_size": 200, "device": "cpu"}
+TINY_FLOW = {"transforms": 2, "hidden_features": 16}
+TINY_TRAIN = {"epochs": 6, "batch_size": 200, "device": "cpu"}
 
 
 @pytest.mark.parametrize(
@@ -96,7 +98,13 @@ TINY_FLOW = {"transforms": 2, "hidden_features": 16, "epochs": 6, "batch_size": 
 def test_flow_family_contract(model, coupling, standardise):
     rng = np.random.default_rng(3)
     x = rng.lognormal(0.0, 0.3, size=(1000, 2)) + 0.1
-    settings = FlowSettings(model=model, coupling=coupling, standardise=standardise, seed=4, **TINY_FLOW)
+    settings = FlowSettings(
+        model=model,
+        coupling=coupling,
+        standardise=standardise,
+        train=flow_training(seed=4, **TINY_TRAIN),
+        **TINY_FLOW,
+    )
     flow, result = fit_flow(x[:800], x[800:], settings)
     assert result.epochs_run >= 1 and np.isfinite(result.best_val_loss)
     lp = flow.log_prob(x[:50])
@@ -122,7 +130,10 @@ def test_flow_beats_the_gaussian_on_a_bimodal_toy():
     x = np.column_stack([sign[:, 0] * 2 + 0.4 * rng.normal(size=3000), rng.normal(size=3000)])
     torch.manual_seed(0)
     settings = FlowSettings(
-        model="nsf", coupling=False, seed=0, **{**TINY_FLOW, "epochs": 30, "hidden_features": 32}
+        model="nsf",
+        coupling=False,
+        train=flow_training(seed=0, **{**TINY_TRAIN, "epochs": 30}),
+        **{**TINY_FLOW, "hidden_features": 32},
     )
     flow, _ = fit_flow(x[:2000], x[2000:2500], settings)
     test = x[2500:]

@@ -7,6 +7,7 @@ import torch
 from numl_core.data.generators.toys import near_far_toy
 from numl_core.uncertainty import ndfd
 from numl_core.uncertainty.model import FlowSettings
+from numl_core.uncertainty.train import fit_near_far
 
 SETTINGS = ndfd.NearFarSettings(
     d_model=16,
@@ -14,11 +15,7 @@ SETTINGS = ndfd.NearFarSettings(
     n_layers=1,
     n_components=3,
     flow=FlowSettings(model="nsf", transforms=2, hidden_features=16, coupling=False),
-    epochs=5,
-    batch_size=256,
-    lr=3e-3,
-    device="cpu",
-    seed=0,
+    train=ndfd.near_far_training(epochs=5, batch_size=256, lr=3e-3, device="cpu", seed=0),
 )
 
 
@@ -78,9 +75,7 @@ def test_training_approaches_the_exact_conditional(pairs):
     test_near, test_far = toy.sample(300, seed=9)
     models = {}
     for kind in ndfd.NDFD_MODELS:
-        model, result = ndfd.fit_near_far(
-            kind, (near[:1600], far[:1600]), (near[1600:], far[1600:]), SETTINGS
-        )
+        model, result = fit_near_far(kind, (near[:1600], far[:1600]), (near[1600:], far[1600:]), SETTINGS)
         assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
         models[kind] = model
     table = ndfd.evaluate_near_far(models, toy, test_near, test_far, n_samples=200).set_index("model")

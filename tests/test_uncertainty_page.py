@@ -1,51 +1,45 @@
-"""The uncertainty page's views, built from a small real result, and one tiny job through the page."""
+"""The uncertainty page's views, built from the shared tiny run (``uncertainty_run``), and one tiny job
+through the page."""
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import pytest
 
+from app.components.page import build_page
 from app.pages import uncertainty as page
-from numl_core.jobs import Progress
-from numl_core.uncertainty.workflow import UncertaintyConfig, run_uncertainty
-
-TINY = dict(
-    dim=3,
-    n_toys=800,
-    n_test=200,
-    epochs=3,
-    transforms=2,
-    hidden_features=8,
-    batch_size=200,
-    n_pvalue_samples=2_000,
-    c2st_folds=2,
-    device="cpu",
-)
+from numl_core.runs import RunDir
+from numl_core.uncertainty import train
+from numl_core.uncertainty.workflow import WORKFLOW, expected_series
+from tests.fixtures.uncertainty import UNCERTAINTY_TINY
 
 
-@pytest.fixture(scope="module")
-def result():
-    return run_uncertainty(UncertaintyConfig(**TINY, observation="30, 30, 30"), Progress())
+@pytest.fixture
+def result(uncertainty_run):
+    return uncertainty_run[0]
 
 
 def test_corner_plot_has_every_pair(result):
-    layout = page.corner_plot(result["toys_sample"], result["flow_sample"], (0, 1, 2))
+    layout = page.corner_plot(result.toys_sample, result.flow_sample, (0, 1, 2))
     # 3 diagonal histograms + 3 pairs below the diagonal
     assert len(layout) == 6
     scatters = [el for panel in layout for el in panel if isinstance(el, hv.Scatter)]
-    assert len(scatters) == 6 and scatters[0].data.shape[0] == 200
+    assert len(scatters) == 6 and scatters[0].data.shape[0] == 400
 
 
 def test_c2st_and_pvalue_views(result):
-    bars = page.c2st_bars(result["metrics"])
+    bars = page.c2st_bars(result.metrics)
     models = list(bars.Bars.I.data["model"])
     assert models == ["gaussian", "marginal_gaussian", "flow", "truth"]
-    overlay = page.pvalue_scatter(result["pvalues"], "truth")
+    overlay = page.pvalue_scatter(result.pvalues, "truth")
     labels = [el.label for el in overlay if isinstance(el, hv.Scatter)]
     assert labels == ["Gaussian (chi2)", "Gaussian (density rank)", "transformed Gaussian", "flow"]
-    frame = page.metrics_frame(result["metrics"])
+    frame = page.metrics_frame(result.metrics)
     assert list(frame["model"]) == [
         "Gaussian (chi2)",
         "Gaussian (density rank)",
@@ -56,8 +50,8 @@ def test_c2st_and_pvalue_views(result):
 
 
 def test_observation_explanation_names_both_pvalues(result):
-    text = page.explain_observation(result["observed"])
-    observed = result["observed"].set_index("model")
+    text = page.explain_observation(result.observed)
+    observed = result.observed.set_index("model")
     assert (
         f"{observed.loc['gaussian', 'pvalue']:.4f}" in text
         and f"{observed.loc['flow', 'pvalue']:.4f}" in text
@@ -66,30 +60,52 @@ def test_observation_explanation_names_both_pvalues(result):
     assert "No observation" in page.explain_observation(pd.DataFrame())
 
 
-def test_result_view_tabs_and_summary(result):
+def test_result_view_tabs_and_summary(result, tmp_path):
     view = page.result_view(result)
     summary, tabs = view.objects
-    assert "non-Gaussianity C2ST" in summary.object and "3 dimensions" in summary.object
-    assert tabs._names == ["Toys vs samples", "C2ST", "p-values", "Observation", "Training"]
+    assert "non-Gaussianity C2ST" in summary.object and "6 dimensions" in summary.object
+    assert tabs._names == ["Toys vs samples", "C2ST", "p-values", "Observation", "Near → far", "Training"]
+    # the Runs tab's path: the result saved, loaded back as its type, and shown the same way
+    run_dir = RunDir(tmp_path / "run")
+    result.save(run_dir)
+    again = page.result_view(WORKFLOW.load_result(run_dir))
+    assert again.objects[0].object == summary.object and again.objects[1]._names == tabs._names
+    without = page.result_view(dataclasses.replace(result, near_far=None))
+    assert "Near → far" not in without.objects[1]._names
 
 
-def test_live_metric_routing_and_upload_parsing():
-    assert page.metric_group({"name": "flow_loss", "split": "val"}) == "loss"
-    assert page.metric_group({"name": "ndfd_transformer_loss"}) == "near_far"
-    assert page.metric_group({"name": "c2st"}) is None
-    assert set(page.expected_series(UncertaintyConfig(run_near_far=True))) == {"loss", "near_far"}
+def test_upload_parsing_uses_the_core_parser():
     assert page.observation_from_upload(b"1,2,3\n") == "1.0, 2.0, 3.0"
     assert page.observation_from_upload(b"x0,x1\n0.5,7\n") == "0.5, 7.0"
+    assert page.observation_from_upload(b"1 2; 3\n4,5\n") == "4.0, 5.0"  # the core's error, then row 2
+    with pytest.raises(ValueError, match="numbers separated by commas"):
+        page.observation_from_upload(b"a,b\nc,d\n")
+
+
+def test_the_page_names_no_metric():
+    """The live plots come from the core: the page spells none of the metric names it emits."""
+    source = inspect.getsource(page)
+    names = {
+        s.split(" (")[0]
+        for v in expected_series(page.UncertaintyConfig(run_near_far=True)).values()
+        for s in v
+    }
+    assert names == {train.loss_name(train.FLOW_PREFIX)} | {
+        train.loss_name(train.near_far_prefix(k)) for k in ("transformer", "flow")
+    }
+    # nor builds one from a prefix (a string opening with it), nor routes records itself
+    prefixes = (f'"{train.FLOW_PREFIX}', f'"{train.NEAR_FAR_PREFIX}', f'f"{train.NEAR_FAR_PREFIX}')
+    for name in (*names, *prefixes, '"c2st"', "metric_group", "expected_series"):
+        assert name not in source
 
 
 def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     from app.context import AppContext, new_token
-    from numl_core.uncertainty.workflow import WORKFLOW
 
     ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
-    panel = page.build_page(ctx)
+    panel = build_page(page.PAGE, ctx)
     assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
-    for key, value in TINY.items():
+    for key, value in UNCERTAINTY_TINY.items():
         setattr(panel.config, key, value)
     job = panel.start()
     assert job is not None and job.wait(120) == "done"
@@ -98,20 +114,22 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     shown = panel.result_area.objects[0]
     assert "toys **mixture**" in shown.objects[0].object
     assert panel.curves.received > 0  # the live NLL records reached the curves
-    assert np.isfinite(job.result["metrics"]["c2st"]).all()
+    assert np.isfinite(job.result.metrics["c2st"]).all()
 
 
 def test_views_without_truth_compare_against_the_flow(result):
-    no_truth = {
-        **result,
-        "metrics": result["metrics"][result["metrics"]["model"] != "truth"],
-        "pvalues": result["pvalues"].drop(columns=["truth", "truth_error"]),
-        "near_far": pd.DataFrame({"model": ["truth", "flow"], "nll": [1.0, 1.2]}),
-    }
+    no_truth = dataclasses.replace(
+        result,
+        metrics=result.metrics[result.metrics["model"] != "truth"],
+        pvalues=result.pvalues.drop(columns=["truth", "truth_error"]),
+        near_far=pd.DataFrame({"model": ["truth", "flow"], "nll": [1.0, 1.2]}),
+        has_truth=False,
+    )
     view = page.result_view(no_truth)
     tabs = view.objects[1]
     assert "Near → far" in tabs._names
-    overlay = page.pvalue_scatter(no_truth["pvalues"], "flow")
+    overlay = page.pvalue_scatter(no_truth.pvalues, "flow")
     scatters = [el for el in overlay if isinstance(el, hv.Scatter)]
     assert {el.kdims[0].name for el in scatters} == {"p (flow)"}
     assert "flow" not in {el.label for el in scatters}
+    assert list(page.metrics_frame(no_truth.metrics).index) == [0, 1, 2, 3]

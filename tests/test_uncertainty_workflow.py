@@ -1,4 +1,5 @@
-"""End-to-end uncertainty runs on tiny toy sets (seconds each)."""
+"""End-to-end uncertainty runs on tiny toy sets (seconds each); the shared tiny run is
+``uncertainty_run`` (tests/fixtures/uncertainty.py)."""
 
 import numpy as np
 import pandas as pd
@@ -7,59 +8,33 @@ import pytest
 from numl_core.config import ConfigError
 from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
+from numl_core.live import series_key
 from numl_core.runs import RunDir
-from numl_core.uncertainty.workflow import (
-    WORKFLOW,
-    UncertaintyConfig,
-    parse_observation,
-    run_uncertainty,
-)
-
-TINY = dict(
-    dim=6,
-    n_toys=2_000,
-    n_test=400,
-    epochs=4,
-    transforms=2,
-    hidden_features=16,
-    batch_size=256,
-    n_pvalue_samples=4_000,
-    c2st_folds=3,
-    device="cpu",
-)
+from numl_core.uncertainty import train
+from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
+from numl_core.uncertainty.model import FlowSettings, flow_training
+from numl_core.uncertainty.result import UncertaintyResult
+from numl_core.uncertainty.workflow import WORKFLOW, run_uncertainty
+from tests.fixtures.uncertainty import UNCERTAINTY_TINY as TINY
 
 
-@pytest.fixture(scope="module")
-def tiny_run():
-    progress = Progress()
-    config = UncertaintyConfig(
-        **TINY,
-        observation=", ".join(["0.1"] * 6),
-        run_near_far=True,
-        near_far_dim=2,
-        near_far_events=600,
-        near_far_epochs=2,
-    )
-    return run_uncertainty(config, progress), progress
-
-
-def test_metrics_table_has_every_model_and_the_truth_is_indistinguishable(tiny_run):
-    result, _ = tiny_run
-    table = result["metrics"].set_index("model")
+def test_metrics_table_has_every_model_and_the_truth_is_indistinguishable(uncertainty_run):
+    result, _ = uncertainty_run
+    table = result.metrics.set_index("model")
     assert list(table.index) == ["gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth"]
     # held-out toys against truth samples: 800 predictions, null sd 0.018; 4 sd
     assert abs(table.loc["truth", "c2st"] - 0.5) < 0.075
     # the 3-component mixture is far from Gaussian: the Gaussian's samples are told apart
-    assert table.loc["gaussian", "c2st"] > 0.6 and result["non_gaussianity_pvalue"] < 1e-4
+    assert table.loc["gaussian", "c2st"] > 0.6 and result.non_gaussianity_pvalue < 1e-4
     assert table.loc["truth", "pvalue_r"] == pytest.approx(1.0)
     assert table.loc["truth", "nll"] < table.loc["gaussian", "nll"]
     assert table.loc["gaussian", "nll"] == table.loc["improved_baseline", "nll"]
     assert np.isfinite(table[["c2st", "nll", "pvalue_r", "pvalue_mse", "pvalue_r2"]].to_numpy()).all()
 
 
-def test_pvalues_are_probabilities_with_errors(tiny_run):
-    result, _ = tiny_run
-    p = result["pvalues"]
+def test_pvalues_are_probabilities_with_errors(uncertainty_run):
+    result, _ = uncertainty_run
+    p = result.pvalues
     assert len(p) == 400
     for name in ("gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth"):
         assert p[name].between(0, 1).all()
@@ -68,30 +43,34 @@ def test_pvalues_are_probabilities_with_errors(tiny_run):
     np.testing.assert_allclose(p["flow_error"], np.sqrt(p["flow"] * (1 - p["flow"]) / 4_000))
 
 
-def test_observation_gets_both_pvalues(tiny_run):
-    observed = tiny_run[0]["observed"].set_index("model")
+def test_observation_gets_both_pvalues(uncertainty_run):
+    observed = uncertainty_run[0].observed.set_index("model")
     assert {"gaussian", "improved_baseline", "flow", "truth"} <= set(observed.index)
     assert observed.loc["gaussian", "method"].startswith("chi2")
     assert observed["pvalue"].between(0, 1).all() and observed.loc["gaussian", "chi2"] > 0
 
 
-def test_live_loss_near_far_and_samples(tiny_run):
-    result, progress = tiny_run
+def test_live_loss_near_far_and_samples(uncertainty_run):
+    result, progress = uncertainty_run
     records, _ = progress.read_metrics(0)
     names = {r["name"] for r in records}
     assert {"flow_loss", "c2st", "ndfd_transformer_loss", "ndfd_flow_loss"} <= names
-    assert result["toys_sample"].shape == result["flow_sample"].shape == (400, 6)
-    assert list(result["near_far"]["model"]) == ["truth", "transformer", "flow"]
-    assert len(result["history"]) >= 1 and "val_loss" in result["history"]
+    assert result.toys_sample.shape == result.flow_sample.shape == (400, 6)
+    assert list(result.near_far["model"]) == ["truth", "transformer", "flow"]
+    assert len(result.history) >= 1 and "val_loss" in result.history
 
 
-def test_result_round_trips_through_a_run_directory(tiny_run, tmp_path):
+def test_result_round_trips_through_a_run_directory(uncertainty_run, tmp_path):
+    result = uncertainty_run[0]
+    assert isinstance(result, UncertaintyResult)
     run_dir = RunDir(tmp_path / "run")
-    run_dir.save_result(tiny_run[0])
-    back = run_dir.load_result()
-    pd.testing.assert_frame_equal(back["metrics"], tiny_run[0]["metrics"])
-    np.testing.assert_array_equal(back["flow_sample"], tiny_run[0]["flow_sample"])
-    assert back["has_truth"] is True
+    result.save(run_dir)
+    back = WORKFLOW.load_result(run_dir)
+    assert isinstance(back, UncertaintyResult)
+    for name, frame in result.to_tables().items():
+        pd.testing.assert_frame_equal(getattr(back, name), frame)
+    np.testing.assert_array_equal(back.flow_sample, result.flow_sample)
+    assert back.scalars() == result.scalars() and back.has_truth is True
 
 
 def test_file_toys_without_truth(tmp_path):
@@ -103,9 +82,9 @@ def test_file_toys_without_truth(tmp_path):
         **{**TINY, "n_test": 200}, toys="file", toy_file=str(path), standardise="log", observation="1,1,1"
     )
     result = run_uncertainty(config, Progress())
-    table = result["metrics"].set_index("model")
+    table = result.metrics.set_index("model")
     assert "truth" not in table.index and table["pvalue_r"].isna().all()
-    assert result["n_test"] == 200 and result["dim"] == 3 and not result["has_truth"]
+    assert result.n_test == 200 and result.dim == 3 and not result.has_truth and result.near_far is None
     bad = config.copy(observation="1,1")
     with pytest.raises(DataError, match="2 values per row; the toys have 3 dimensions"):
         run_uncertainty(bad, Progress())
@@ -122,10 +101,44 @@ def test_config_round_trip_and_validation():
         parse_observation("1, two")
     assert WORKFLOW.name == "uncertainty" and WORKFLOW.config_cls is UncertaintyConfig
     cosine = UncertaintyConfig(**TINY, schedule="cosine")
-    assert UncertaintyConfig.from_json(cosine.to_json()).flow_settings().schedule == "cosine"
+    assert UncertaintyConfig.from_json(cosine.to_json()).flow_settings().train.schedule == "cosine"
     defaults = UncertaintyConfig()
-    assert defaults.flow_settings().schedule == "plateau"
+    # the config's training fields reach the flow's TrainSettings, with the flow's clip and precision
+    assert defaults.flow_settings().train == flow_training(seed=0, device="auto")
+    assert FlowSettings().train == flow_training()
+    tiny = UncertaintyConfig(**TINY, learning_rate=3e-3, patience=2, seed=7).flow_settings().train
+    assert (tiny.epochs, tiny.batch_size, tiny.lr, tiny.patience, tiny.seed) == (4, 256, 3e-3, 2, 7)
     assert defaults.dim == 50 and defaults.n_toys >= 20_000  # the full-size study is the default
+
+
+def test_every_live_record_is_declared(uncertainty_run):
+    """The live plots the workflow declares are exactly the loss series its training reports."""
+    records, _ = uncertainty_run[1].read_metrics(0)
+    plots = WORKFLOW.live_plots
+    drawn: dict[str, set[str]] = {}
+    for record in records:
+        group = plots.group(record)
+        if group is not None:
+            drawn.setdefault(group, set()).add(series_key(record))
+    config = UncertaintyConfig(run_near_far=True)
+    assert drawn == {k: set(v) for k, v in plots.expected(config).items()}
+    assert set(plots.expected(UncertaintyConfig())) == {"loss"}
+    assert {p.key for p in plots.plots} == {"loss", "near_far"}
+    assert all("NLL" in p.ylabel and "nats" in p.ylabel for p in plots.plots)
+
+
+def test_renaming_a_metric_is_one_change_in_the_core(monkeypatch):
+    """Change the flow's metric prefix in train.py alone: the records and the declared plots follow."""
+    monkeypatch.setattr(train, "FLOW_PREFIX", "density_")
+    progress = Progress()
+    x = np.random.default_rng(0).normal(size=(120, 2))
+    settings = FlowSettings(transforms=1, hidden_features=8, train=flow_training(epochs=1, device="cpu"))
+    train.fit_flow(x[:100], x[100:], settings, progress)
+    records, _ = progress.read_metrics(0)
+    assert {r["name"] for r in records} == {"density_loss"}
+    expected = WORKFLOW.live_plots.expected(UncertaintyConfig())
+    assert {WORKFLOW.live_plots.group(r) for r in records} == {"loss"}
+    assert {series_key(r) for r in records} == set(expected["loss"])
 
 
 def test_cli_run_writes_a_run_directory(tmp_path):

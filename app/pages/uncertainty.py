@@ -1,28 +1,27 @@
 """The uncertainty page: toys vs flow samples, C2ST per model, flow vs Gaussian p-values, near-to-far.
 
-The job panel streams the flow's training and validation NLL live; this module adds the result
-views. Every view takes the result dict of the ``uncertainty`` workflow, so the same views show a
-finished job, a run reopened from disk or a result built in a notebook.
+The job panel streams the flow's training and validation NLL live (the plots the workflow declares);
+this module adds the result views. Every view takes the workflow's
+:class:`~numl_core.uncertainty.result.UncertaintyResult`, so the same views show a finished job, a run
+reopened from disk or a result built in a notebook.
 """
 
 from __future__ import annotations
 
-import io
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
-from app.components.job_panel import JobPanel
-from app.components.live_curve import plot_key, plot_pane, use_bokeh
+from app.components.page import PageSpec
+from app.components.plots import plot_pane, use_bokeh
+from app.components.tables import table
+from numl_core.config import ConfigError
+from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
+from numl_core.uncertainty.result import C2ST, UncertaintyResult
 
-if TYPE_CHECKING:
-    from app.context import AppContext
-
-WORKFLOW_NAME = "uncertainty"
 #: Smaller than the workflow's defaults so that a run from the dashboard takes a minute or two on a laptop.
 APP_DEFAULTS = {
     "n_toys": 10_000,
@@ -31,37 +30,33 @@ APP_DEFAULTS = {
     "hidden_features": 128,
     "n_pvalue_samples": 20_000,
 }
+
+
+class Style(NamedTuple):
+    """How a model is drawn and named."""
+
+    color: str
+    label: str
+
+
 MODEL_STYLE = {
-    "gaussian": {"color": "#ff7f0e", "label": "Gaussian (chi2)"},
-    "improved_baseline": {"color": "#d62728", "label": "Gaussian (density rank)"},
-    "marginal_gaussian": {"color": "#9467bd", "label": "transformed Gaussian"},
-    "flow": {"color": "#1f77b4", "label": "flow"},
-    "truth": {"color": "black", "label": "truth"},
+    "gaussian": Style("#ff7f0e", "Gaussian (chi2)"),
+    "improved_baseline": Style("#d62728", "Gaussian (density rank)"),
+    "marginal_gaussian": Style("#9467bd", "transformed Gaussian"),
+    "flow": Style("#1f77b4", "flow"),
+    "truth": Style("black", "truth"),
 }
 PLOT_HEIGHT = 320
 SMALL = 230
 
 
-def metric_group(record: dict[str, Any]) -> str | None:
-    """Live plots: the flow's NLL (``loss``) and the near-to-far models' NLL (``near_far``)."""
-    name = str(record["name"])
-    if name.startswith("ndfd_"):
-        return "near_far"
-    if name == "c2st":
-        return None
-    return plot_key(record)
+def model_label(model: str) -> str:
+    """The readable name of a model of the metrics table (the name itself for an unknown one).
 
-
-def expected_series(config: Any) -> dict[str, list[str]]:
-    """The live plots and series of an uncertainty job."""
-    series = {"loss": [f"flow_loss ({split}, total)" for split in ("train", "val")]}
-    if getattr(config, "run_near_far", False):
-        series["near_far"] = [
-            f"ndfd_{kind}_loss ({split}, total)"
-            for kind in ("transformer", "flow")
-            for split in ("train", "val")
-        ]
-    return series
+    >>> model_label("marginal_gaussian"), model_label("other")
+    ('transformed Gaussian', 'other')
+    """
+    return MODEL_STYLE[model].label if model in MODEL_STYLE else model
 
 
 # -- pure plotting helpers ---------------------------------------------------------------------------
@@ -102,9 +97,9 @@ def corner_plot(
 def c2st_bars(metrics: pd.DataFrame) -> Any:
     """C2ST accuracy per model with its fold error; 0.5 means indistinguishable from held-out toys."""
     use_bokeh()
-    rows = metrics.drop_duplicates("c2st") if "improved_baseline" in set(metrics["model"]) else metrics
+    rows = metrics.drop_duplicates(C2ST) if "improved_baseline" in set(metrics["model"]) else metrics
     rows = rows[rows["model"] != "improved_baseline"]
-    bars = hv.Bars(rows[["model", "c2st"]], "model", "c2st").opts(color="#1f77b4", ylim=(0.4, 1.02))
+    bars = hv.Bars(rows[["model", C2ST]], "model", C2ST).opts(color="#1f77b4", ylim=(0.4, 1.02))
     chance = hv.HLine(0.5).opts(color="black", line_dash="dashed")
     return (bars * chance).opts(
         title="C2ST accuracy (0.5 = indistinguishable)", responsive=True, height=PLOT_HEIGHT
@@ -120,8 +115,8 @@ def pvalue_scatter(pvalues: pd.DataFrame, reference: str = "truth") -> Any:
         style = MODEL_STYLE[m]
         elements.append(
             hv.Scatter(
-                (pvalues[reference], pvalues[m]), f"p ({reference})", "p (model)", label=style["label"]
-            ).opts(color=style["color"], size=3, alpha=0.6)
+                (pvalues[reference], pvalues[m]), f"p ({reference})", "p (model)", label=style.label
+            ).opts(color=style.color, size=3, alpha=0.6)
         )
     return hv.Overlay(elements).opts(
         title=f"p-values against {reference}",
@@ -133,9 +128,9 @@ def pvalue_scatter(pvalues: pd.DataFrame, reference: str = "truth") -> Any:
 
 def metrics_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """The metrics table with readable model names and the columns in a fixed order."""
-    columns = ["model", "c2st", "c2st_error", "nll", "pvalue_r", "pvalue_mse", "pvalue_r2"]
-    frame = metrics[[c for c in columns if c in metrics]].copy()
-    frame["model"] = [MODEL_STYLE.get(m, {"label": m})["label"] for m in frame["model"]]
+    columns = ["model", C2ST, "c2st_error", "nll", "pvalue_r", "pvalue_mse", "pvalue_r2"]
+    frame = metrics[[c for c in columns if c in metrics]].reset_index(drop=True)
+    frame["model"] = [model_label(m) for m in frame["model"]]
     return frame
 
 
@@ -149,8 +144,7 @@ def explain_observation(observed: pd.DataFrame) -> str:
     lines = ["| model | method | p-value |", "|---|---|---|"]
     for model, row in rows.iterrows():
         err = f" ± {row['error']:.4f}" if row["error"] > 0 else ""
-        name = MODEL_STYLE.get(model, {"label": model})["label"]
-        lines.append(f"| {name} | {row['method']} | {row['pvalue']:.4f}{err} |")
+        lines.append(f"| {model_label(model)} | {row['method']} | {row['pvalue']:.4f}{err} |")
     text = "\n".join(lines)
     if "gaussian" in rows.index and "flow" in rows.index:
         p_g, p_f = rows.loc["gaussian", "pvalue"], rows.loc["flow", "pvalue"]
@@ -171,99 +165,88 @@ def explain_observation(observed: pd.DataFrame) -> str:
 
 
 def observation_from_upload(data: bytes) -> str:
-    """The first row of an uploaded CSV (with or without header) as the comma-separated config string.
+    """The first row of numbers of an uploaded CSV (with or without a header row) as the comma-separated
+    config string, read by the core's :func:`~numl_core.uncertainty.config.parse_observation`.
 
     >>> observation_from_upload(b"a,b\\n1.5,2\\n")
     '1.5, 2.0'
     """
-    text = data.decode("utf-8")
-    first = text.strip().splitlines()[0].split(",")
+    lines = data.decode("utf-8").strip().splitlines()
     try:
-        values = [float(v) for v in first]
-    except ValueError:
-        values = [float(v) for v in pd.read_csv(io.StringIO(text)).iloc[0]]
+        values = parse_observation(lines[0])
+    except ConfigError:
+        values = parse_observation(lines[1])
     return ", ".join(str(float(v)) for v in values)
 
 
-def _table(frame: pd.DataFrame, **kwargs: Any) -> pn.widgets.Tabulator:
-    floats = {c: NumberFormatter(format="0.[0000]") for c in frame.select_dtypes("float").columns}
-    return pn.widgets.Tabulator(
-        frame.reset_index(drop=True),
-        disabled=True,
-        show_index=False,
-        formatters=floats,
+def summary_text(result: UncertaintyResult) -> str:
+    """One line: toys, size, non-Gaussianity C2ST, the latent C2ST and the run time."""
+    return "**Result:** " + ", ".join(
+        [
+            f"toys **{result.toys}**",
+            f"{result.dim} dimensions",
+            f"{result.n_train} training / {result.n_test} held-out toys",
+            f"non-Gaussianity C2ST {result.non_gaussianity_c2st:.3f} "
+            f"(p = {result.non_gaussianity_pvalue:.2g})",
+            f"latent C2ST of the flow {result.latent_c2st:.3f}",
+            f"{result.seconds:.0f} s",
+        ]
+    )
+
+
+def _corner_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
+    dims = tuple(range(min(3, result.toys_sample.shape[1])))
+    gaussian = pn.Card(
+        plot_pane(corner_plot(result.toys_sample, result.gaussian_sample, dims, "Gaussian")),
+        title="Gaussian samples",
+        collapsed=True,
         sizing_mode="stretch_width",
-        **kwargs,
+    )
+    flow = plot_pane(corner_plot(result.toys_sample, result.flow_sample, dims, "flow"))
+    return pn.Column(flow, gaussian, sizing_mode="stretch_width")
+
+
+def _pvalue_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
+    reference = "truth" if "truth" in result.pvalues else "flow"
+    return pn.Column(
+        plot_pane(pvalue_scatter(result.pvalues, reference)),
+        table(metrics_frame(result.metrics), css_classes=["numl-uncertainty-metrics"]),
+        sizing_mode="stretch_width",
     )
 
 
-def summary_text(result: dict[str, Any]) -> str:
-    """One line: toys, size, non-Gaussianity C2ST and the latent C2ST."""
-    parts = [f"toys **{result.get('toys', '?')}**", f"{result.get('dim', '?')} dimensions"]
-    if "n_train" in result:
-        parts.append(f"{result['n_train']} training / {result.get('n_test', '?')} held-out toys")
-    if "non_gaussianity_c2st" in result:
-        c2st, p = result["non_gaussianity_c2st"], result["non_gaussianity_pvalue"]
-        parts.append(f"non-Gaussianity C2ST {c2st:.3f} (p = {p:.2g})")
-    if "latent_c2st" in result:
-        parts.append(f"latent C2ST of the flow {result['latent_c2st']:.3f}")
-    if "seconds" in result:
-        parts.append(f"{result['seconds']:.0f} s")
-    return "**Result:** " + ", ".join(parts)
-
-
-def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
-    """Tabs of an uncertainty result: corner plot, C2ST, p-values and metrics, observation, near-to-far."""
-    metrics = result.get("metrics")
-    pvalues = result.get("pvalues")
-    tabs = []
-    toys, flow = result.get("toys_sample"), result.get("flow_sample")
-    if toys is not None and flow is not None:
-        dims = tuple(range(min(3, np.shape(toys)[1])))
-        gauss = result.get("gaussian_sample")
-        corner = [plot_pane(corner_plot(toys, flow, dims, "flow"))]
-        if gauss is not None:
-            corner.append(
-                pn.Card(
-                    plot_pane(corner_plot(toys, gauss, dims, "Gaussian")),
-                    title="Gaussian samples",
-                    collapsed=True,
-                    sizing_mode="stretch_width",
-                )
-            )
-        tabs.append(("Toys vs samples", pn.Column(*corner, sizing_mode="stretch_width")))
-    if isinstance(metrics, pd.DataFrame) and not metrics.empty:
-        tabs.append(("C2ST", pn.Column(plot_pane(c2st_bars(metrics)), sizing_mode="stretch_width")))
-    if isinstance(pvalues, pd.DataFrame) and not pvalues.empty:
-        reference = "truth" if "truth" in pvalues else "flow"
-        parts = [plot_pane(pvalue_scatter(pvalues, reference))]
-        if isinstance(metrics, pd.DataFrame):
-            parts.append(_table(metrics_frame(metrics), css_classes=["numl-uncertainty-metrics"]))
-        tabs.append(("p-values", pn.Column(*parts, sizing_mode="stretch_width")))
-    tabs.append(
-        (
-            "Observation",
-            pn.pane.Markdown(
-                explain_observation(result.get("observed")), css_classes=["numl-uncertainty-observation"]
-            ),
-        )
+def _near_far_tab(near_far: pd.DataFrame) -> pn.viewable.Viewable:
+    note = pn.pane.Markdown(
+        "Held-out NLL per event (nats) and coverage of the central 68 % / 95 % predictive intervals "
+        "against the toy's exact conditional p(X_far | X_near)."
     )
-    near_far = result.get("near_far")
-    if isinstance(near_far, pd.DataFrame) and not near_far.empty:
-        note = pn.pane.Markdown(
-            "Held-out NLL per event (nats) and coverage of the central 68 % / 95 % predictive intervals "
-            "against the toy's exact conditional p(X_far | X_near)."
-        )
-        tabs.append(("Near → far", pn.Column(note, _table(near_far), sizing_mode="stretch_width")))
-    history = result.get("history")
-    if isinstance(history, pd.DataFrame) and {"epoch", "train_loss", "val_loss"} <= set(history.columns):
-        use_bokeh()
-        curves = hv.Curve(history, "epoch", "train_loss", label="train") * hv.Curve(
-            history, "epoch", "val_loss", label="val"
-        )
-        tabs.append(
-            ("Training", plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT)))
-        )
+    return pn.Column(note, table(near_far), sizing_mode="stretch_width")
+
+
+def _training_tab(history: pd.DataFrame) -> pn.viewable.Viewable:
+    use_bokeh()
+    curves = hv.Curve(history, "epoch", "train_loss", label="train") * hv.Curve(
+        history, "epoch", "val_loss", label="val"
+    )
+    return plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT))
+
+
+def result_view(result: UncertaintyResult) -> pn.viewable.Viewable:
+    """Tabs of an uncertainty result: corner plot, C2ST, p-values and metrics, observation, near-to-far,
+    the flow's training."""
+    observation = pn.pane.Markdown(
+        explain_observation(result.observed), css_classes=["numl-uncertainty-observation"]
+    )
+    tabs = [
+        ("Toys vs samples", _corner_tab(result)),
+        ("C2ST", pn.Column(plot_pane(c2st_bars(result.metrics)), sizing_mode="stretch_width")),
+        ("p-values", _pvalue_tab(result)),
+        ("Observation", observation),
+    ]
+    if result.near_far is not None and not result.near_far.empty:
+        tabs.append(("Near → far", _near_far_tab(result.near_far)))
+    if {"epoch", "train_loss", "val_loss"} <= set(result.history.columns):
+        tabs.append(("Training", _training_tab(result.history)))
     return pn.Column(
         pn.pane.Markdown(summary_text(result), css_classes=["numl-uncertainty-summary"]),
         pn.Tabs(*tabs, dynamic=True, sizing_mode="stretch_width"),
@@ -272,30 +255,25 @@ def result_view(result: dict[str, Any]) -> pn.viewable.Viewable:
     )
 
 
-def build_page(ctx: AppContext) -> pn.viewable.Viewable:
-    """The uncertainty page: the job panel (config, live NLL), an observation upload, the results below."""
-    workflow = ctx.workflows()[WORKFLOW_NAME]
-    defaults = {k: v for k, v in APP_DEFAULTS.items() if k in workflow.config_cls.param}
-    config = workflow.config_cls(**defaults)
+def observation_controls(config: UncertaintyConfig) -> list[pn.viewable.Viewable]:
+    """Below the config form: upload a one-row CSV that sets ``config.observation``."""
     upload = pn.widgets.FileInput(accept=".csv,.txt", width=280, css_classes=["numl-observation-upload"])
-    upload_note = pn.pane.Markdown(
-        "Observed vector: upload a one-row CSV (or type it in *observation*).", width=280
-    )
+    note = pn.pane.Markdown("Observed vector: upload a one-row CSV (or type it in *observation*).", width=280)
 
     def on_upload(event: Any) -> None:
         try:
             config.observation = observation_from_upload(event.new)
-            upload_note.object = f"Observation set ({len(config.observation.split(','))} values)."
+            note.object = f"Observation set ({len(config.observation.split(','))} values)."
         except (ValueError, UnicodeDecodeError, IndexError) as exc:
-            upload_note.object = f"**Could not read the file:** {exc}"
+            note.object = f"**Could not read the file:** {exc}"
 
     upload.param.watch(on_upload, "value")
-    return JobPanel(
-        workflow,
-        ctx,
-        config=config,
-        on_result=result_view,
-        metric_group=metric_group,
-        expected_series=expected_series,
-        extra_controls=[upload_note, upload],
-    )
+    return [note, upload]
+
+
+PAGE = PageSpec(
+    workflow="uncertainty",
+    result_view=result_view,
+    defaults=APP_DEFAULTS,
+    controls=observation_controls,
+)

@@ -1,2 +1,7 @@
 """Uncertainties: densities of systematic toys (Gaussian, marginal Gaussian, flows), classifier
-two-sample tests and the near-to-far transformer (:mod:`~numl_core.uncertainty.workflow`)."""
+two-sample tests and the near-to-far transformer.
+
+``config`` (:class:`~numl_core.uncertainty.config.UncertaintyConfig`), ``model`` (density models),
+``c2st``, ``ndfd`` (near-to-far models), ``train`` (fitting the flow and the near-to-far models),
+``result`` (:class:`~numl_core.uncertainty.result.UncertaintyResult`) and ``workflow`` (the run, its live
+plots, :data:`~numl_core.uncertainty.workflow.WORKFLOW`)."""

@@ -11,7 +11,7 @@ n model samples less probable than x (Monte-Carlo error sqrt(p (1 - p) / n)). Mo
 * :class:`MarginalGaussianDensity`: a Yeo-Johnson transform per dimension (I.-K. Yeo, R. A. Johnson,
   Biometrika 87 (2000) 954), then a Gaussian;
 * :class:`FlowDensity`: a zuko masked-autoregressive (affine, "maf") or neural-spline ("nsf") flow on
-  standardised (optionally log-transformed) toys, trained with :func:`numl_core.training.fit`.
+  standardised (optionally log-transformed) toys, trained by :func:`numl_core.uncertainty.train.fit_flow`.
 
 Every model exposes ``dim``, ``log_prob(x) -> (N,)`` and ``sample(n, seed) -> (n, D)``.
 
@@ -27,8 +27,8 @@ True
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -38,12 +38,14 @@ from scipy.linalg import solve_triangular
 from torch import Tensor, nn
 
 from numl_core.data.schema import DataError
-from numl_core.jobs import Progress
+from numl_core.training import TrainSettings
 
 log = logging.getLogger(__name__)
 
 FLOW_MODELS = ("maf", "nsf")
 STANDARDISATIONS = ("whiten", "zscore", "log", "none")
+FLOW_GRAD_CLIP = 5.0
+"""Maximum gradient norm when training a flow."""
 
 
 class DensityModel(Protocol):
@@ -185,13 +187,34 @@ class MarginalGaussianDensity:
 
 
 # -- flows ----------------------------------------------------------------------------------------
+def flow_training(**changes: Any) -> TrainSettings:
+    """The training loop's settings for a density flow: at most 300 epochs of 512 toys, Adam at 1e-3
+    halved on a validation plateau, early stopping after 20 epochs, gradients clipped at norm 5, no mixed
+    precision (densities need float32 log-determinants); ``changes`` override them.
+
+    >>> flow_training(epochs=4).epochs, flow_training().grad_clip
+    (4, 5.0)
+    """
+    values: dict[str, Any] = {
+        "epochs": 300,
+        "batch_size": 512,
+        "lr": 1e-3,
+        "schedule": "plateau",
+        "patience": 20,
+        "grad_clip": FLOW_GRAD_CLIP,
+        "mixed_precision": False,
+    }
+    return TrainSettings(**{**values, **changes})
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     """Flow architecture and training: ``model`` "maf" (affine) or "nsf" (rational-quadratic splines);
     ``coupling``: two-pass (coupling) masks, one network pass to sample instead of D;
     ``standardise``: "whiten" (by the training toys' mean and Cholesky factor of their covariance, so the
     untrained flow starts near the Gaussian fit), "zscore" (per dimension), "log" (log of positive toys,
-    then whitened) or "none".
+    then whitened) or "none"; ``train``: the training loop's settings (:func:`flow_training`), whose
+    ``seed`` also seeds the flow's initialisation.
     """
 
     model: str = "maf"
@@ -201,14 +224,7 @@ class FlowSettings:
     bins: int = 8
     coupling: bool = True
     standardise: str = "whiten"
-    epochs: int = 300
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 20
-    schedule: str = "plateau"
-    device: str = "auto"
-    seed: int = 0
+    train: TrainSettings = field(default_factory=flow_training)
 
     def validate(self) -> None:
         if self.model not in FLOW_MODELS:
@@ -276,10 +292,6 @@ class StandardisedFlow(nn.Module):
         return self.flow().transform(self.to_flow_space(x)[0])
 
 
-def _nll(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
-    return {"loss": -model.log_prob(batch[0]).mean()}
-
-
 @dataclass
 class FlowDensity:
     """A trained :class:`StandardisedFlow` with numpy in and out (batched, no gradients)."""
@@ -330,75 +342,6 @@ class FlowDensity:
         with torch.no_grad():
             z = self.module.to_latent(torch.as_tensor(x, dtype=torch.float32, device=self._device()))
         return z.double().cpu().numpy()
-
-
-def _standardisation(ref: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(loc (D,), lower-triangular scale (D, D)) of a standardisation."""
-    dim = ref.shape[1]
-    if kind == "none":
-        return np.zeros(dim), np.eye(dim)
-    if kind == "zscore":
-        return ref.mean(0), np.diag(ref.std(0, ddof=1))
-    try:
-        return ref.mean(0), np.linalg.cholesky(np.atleast_2d(np.cov(ref, rowvar=False)))
-    except np.linalg.LinAlgError as exc:
-        raise DataError(
-            f"the toys' covariance ({dim} dimensions) is singular: they cannot be whitened"
-        ) from exc
-
-
-def fit_flow(
-    train: np.ndarray,
-    val: np.ndarray,
-    settings: FlowSettings,
-    progress: Progress | None = None,
-    *,
-    name: str = "flow",
-    metric_prefix: str = "flow_",
-) -> tuple[FlowDensity, object]:
-    """Train a flow on toys ``train`` (N, D) with early stopping on ``val`` (M, D); returns the model
-    (best validation parameters) and :class:`numl_core.training.FitResult` (per-epoch NLL history)."""
-    from numl_core.training import TrainSettings, fit
-
-    settings.validate()
-    train, val = np.asarray(train, float), np.asarray(val, float)
-    log_transform = settings.standardise == "log"
-    if log_transform and (np.any(train <= 0) or np.any(val <= 0)):
-        raise DataError("standardise='log' needs positive toys; some values are zero or negative")
-    loc, scale_tril = _standardisation(np.log(train) if log_transform else train, settings.standardise)
-    torch.manual_seed(settings.seed)
-    flow = build_flow(train.shape[1], settings)
-    module = StandardisedFlow(
-        flow,
-        torch.as_tensor(loc, dtype=torch.float32),
-        torch.as_tensor(scale_tril, dtype=torch.float32),
-        log_transform,
-    )
-    train_settings = TrainSettings(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        schedule=settings.schedule,
-        patience=settings.patience,
-        grad_clip=5.0,
-        mixed_precision=False,  # densities need float32 log-determinants
-        device=settings.device,
-        seed=settings.seed,
-    )
-    fingerprint = {"dim": train.shape[1], "n_train": len(train), **settings.__dict__}
-    result = fit(
-        module,
-        _nll,
-        (torch.as_tensor(train, dtype=torch.float32),),
-        (torch.as_tensor(val, dtype=torch.float32),),
-        train_settings,
-        progress,
-        name=name,
-        metric_prefix=metric_prefix,
-        fingerprint=fingerprint,
-    )
-    return FlowDensity(module, train.shape[1]), result
 
 
 # -- p-values and metrics -------------------------------------------------------------------------

@@ -6,14 +6,16 @@ each far quantity with a Gaussian-mixture head (K weights, means, widths): p(far
 prod_j p(far_j | near, far_<j), exact log density and ancestral sampling (mixture-density networks,
 C. M. Bishop, 1994; autoregressive transformers, Vaswani et al. arXiv:1706.03762).
 :class:`ConditionalFlow` is a zuko flow with the near quantities as context. Both standardise inputs by
-the training sample and report densities in the original units. :func:`evaluate_near_far` gives the
+the training sample and report densities in the original units
+(:func:`numl_core.uncertainty.train.fit_near_far` trains them). :func:`evaluate_near_far` gives the
 held-out NLL against the toy's exact conditional and the coverage of central predictive intervals.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from numl_core.data.generators.toys import NearFarToy
-from numl_core.jobs import Progress
-from numl_core.uncertainty.model import FlowSettings, build_flow
+from numl_core.training import TrainSettings
+from numl_core.uncertainty.model import FlowSettings, build_flow, flow_training
 
 log = logging.getLogger(__name__)
 
@@ -134,31 +136,37 @@ class ConditionalFlow(nn.Module):
         return self.norm.far_back(self.flow(self.norm.near(near)).sample((n,)))
 
 
-def _nll(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
-    near, far = batch
-    return {"loss": -model.log_prob(far, near).mean()}
+def near_far_training(**changes: Any) -> TrainSettings:
+    """The training loop's settings for a near-to-far model: those of a density flow
+    (:func:`~numl_core.uncertainty.model.flow_training`) with at most 100 epochs and early stopping after
+    10; ``changes`` override them.
+
+    >>> near_far_training(epochs=6).epochs, near_far_training().patience
+    (6, 10)
+    """
+    return flow_training(**{"epochs": 100, "patience": 10, **changes})
+
+
+def _near_far_flow() -> FlowSettings:
+    return FlowSettings(model="nsf", transforms=4, hidden_features=64, coupling=False)
 
 
 @dataclass(frozen=True)
 class NearFarSettings:
-    """Sizes and training of both near-to-far models."""
+    """Sizes of both near-to-far models (``flow``: the conditional flow's architecture) and their
+    training (``train``, :func:`near_far_training`; its ``seed`` also seeds the initialisation)."""
 
     d_model: int = 64
     n_heads: int = 4
     n_layers: int = 2
     n_components: int = 5
-    flow: FlowSettings = FlowSettings(model="nsf", transforms=4, hidden_features=64, coupling=False)
-    epochs: int = 100
-    batch_size: int = 512
-    lr: float = 1e-3
-    patience: int = 10
-    device: str = "auto"
-    seed: int = 0
+    flow: FlowSettings = field(default_factory=_near_far_flow)
+    train: TrainSettings = field(default_factory=near_far_training)
 
 
 def build_model(kind: str, reference: tuple[Tensor, Tensor], settings: NearFarSettings) -> nn.Module:
     """``"transformer"`` (:class:`NearFarTransformer`) or ``"flow"`` (:class:`ConditionalFlow`)."""
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.train.seed)
     if kind == "transformer":
         return NearFarTransformer(
             reference, settings.d_model, settings.n_heads, settings.n_layers, settings.n_components
@@ -166,42 +174,6 @@ def build_model(kind: str, reference: tuple[Tensor, Tensor], settings: NearFarSe
     if kind == "flow":
         return ConditionalFlow(reference, settings.flow)
     raise ValueError(f"kind={kind!r} is not one of {NDFD_MODELS}")
-
-
-def fit_near_far(
-    kind: str,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
-    settings: NearFarSettings,
-    progress: Progress | None = None,
-) -> tuple[nn.Module, object]:
-    """Train one near-to-far model on (near, far) pairs; returns the model and the trainer's FitResult."""
-    from numl_core.training import TrainSettings, fit
-
-    as_t = [torch.as_tensor(a, dtype=torch.float32) for a in (*train, *val)]
-    model = build_model(kind, (as_t[0], as_t[1]), settings)
-    result = fit(
-        model,
-        _nll,
-        (as_t[0], as_t[1]),
-        (as_t[2], as_t[3]),
-        TrainSettings(
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            patience=settings.patience,
-            schedule="plateau",
-            grad_clip=5.0,
-            mixed_precision=False,
-            device=settings.device,
-            seed=settings.seed,
-        ),
-        progress,
-        name=f"ndfd-{kind}",
-        metric_prefix=f"ndfd_{kind}_",
-        fingerprint={"kind": kind, "n": len(train[0]), **{k: str(v) for k, v in settings.__dict__.items()}},
-    )
-    return model, result
 
 
 def coverage(

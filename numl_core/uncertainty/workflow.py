@@ -17,153 +17,40 @@ near/far toy (:mod:`numl_core.uncertainty.ndfd`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import param
 
-from numl_core.config import Config, ConfigError
 from numl_core.data.generators import toys as toy_sets
 from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
-from numl_core.uncertainty import ndfd
-from numl_core.uncertainty.c2st import CLASSIFIERS, c2st, latent_c2st
+from numl_core.live import LivePlots, PlotSpec, plot_key, series
+from numl_core.training import FitResult
+from numl_core.uncertainty import ndfd, train
+from numl_core.uncertainty.c2st import c2st, latent_c2st
+from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
 from numl_core.uncertainty.model import (
-    FLOW_MODELS,
-    STANDARDISATIONS,
-    FlowSettings,
+    FlowDensity,
     GaussianDensity,
     MarginalGaussianDensity,
     check_observation,
     density_pvalues,
-    fit_flow,
     heldout_nll,
     pvalue_metrics,
 )
+from numl_core.uncertainty.result import C2ST, MODELS, UncertaintyResult
 from numl_core.workflows import Workflow
 
-TOY_SETS = [*toy_sets.TOY_KINDS, *(f"nd280_{k}" for k in toy_sets.UNIVERSE_KINDS), "file"]
-MODELS = ("gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth")
-"""Rows of the metrics table; ``gaussian`` uses the chi2 p-value, the others the density rank."""
 KEPT_SAMPLES = 2_000
 """Toys and model samples kept in the result for corner plots."""
 C2ST_JOBS = -1
 """Threads of the C2ST random forests: all cores, like torch (the accuracies do not depend on it)."""
 
 
-class UncertaintyConfig(Config):
-    """Inputs of one toy-density and p-value study."""
-
-    toys = param.Selector(
-        default="mixture",
-        objects=TOY_SETS,
-        doc="Toy set: 50-D Gaussian mixture, log-normal cases on the T2K covariance, ND280 universes "
-        "(flux, cross-section or detector throws) or a file.",
-    )
-    toy_file = param.String(
-        default="", doc="Toy matrix (.csv, .parquet, .npz), one universe per row; used when toys is 'file'."
-    )
-    dim = param.Integer(default=50, bounds=(2, 71), doc="Dimensions of the built-in T2K-covariance toys.")
-    n_toys = param.Integer(
-        default=50_000, bounds=(100, 5_000_000), doc="Toys drawn (built-in) or used (file) for training."
-    )
-    n_test = param.Integer(
-        default=2_000, bounds=(20, 1_000_000), doc="Held-out toys for C2ST, NLL and the p-value comparison."
-    )
-    val_fraction = param.Number(
-        default=0.2, bounds=(0.05, 0.5), doc="Fraction of training toys for validation."
-    )
-    nd280_binning = param.Selector(
-        default="dpt",
-        objects=["dpt", "dalphat", "dphit", "dpt_t2k", "dphit_t2k"],
-        doc="Bins of ND280 universes.",
-    )
-    nd280_events = param.Integer(
-        default=50_000, bounds=(1_000, 2_000_000), doc="ND280 events behind the universes."
-    )
-    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="Seed of toys, splits and training.")
-    model = param.Selector(
-        default="maf", objects=list(FLOW_MODELS), doc="Flow: affine (maf) or spline (nsf)."
-    )
-    transforms = param.Integer(default=6, bounds=(1, 20), doc="Flow transforms.")
-    hidden_features = param.Integer(default=256, bounds=(8, 2048), doc="Units per hidden layer.")
-    hidden_layers = param.Integer(default=2, bounds=(1, 5), doc="Hidden layers per transform network.")
-    coupling = param.Boolean(default=True, doc="Coupling (two-pass) masks: fast sampling in many dimensions.")
-    standardise = param.Selector(
-        default="whiten", objects=list(STANDARDISATIONS), doc="Standardisation before the flow."
-    )
-    epochs = param.Integer(default=300, bounds=(1, 5_000), doc="Maximum training epochs.")
-    batch_size = param.Integer(default=512, bounds=(16, 1_000_000), doc="Mini-batch size.")
-    learning_rate = param.Number(default=1e-3, bounds=(1e-6, 1.0), doc="Adam learning rate.")
-    schedule = param.Selector(
-        default="plateau",
-        objects=["constant", "cosine", "plateau"],
-        doc="Learning-rate schedule: constant, cosine to zero over the epochs, or halved on a plateau.",
-    )
-    patience = param.Integer(
-        default=20, bounds=(0, 1_000), doc="Early-stopping patience in epochs (0: never)."
-    )
-    n_pvalue_samples = param.Integer(
-        default=100_000, bounds=(1_000, 10_000_000), doc="Model samples behind each density-rank p-value."
-    )
-    c2st_classifier = param.Selector(default="rf", objects=list(CLASSIFIERS), doc="C2ST classifier.")
-    c2st_folds = param.Integer(default=5, bounds=(2, 20), doc="C2ST cross-validation folds.")
-    observation = param.String(
-        default="", doc="Observed vector, comma-separated, one value per dimension (optional)."
-    )
-    run_near_far = param.Boolean(default=False, doc="Also train the near-to-far transformer and flow.")
-    near_far_dim = param.Integer(
-        default=3, bounds=(1, 20), doc="Quantities per detector in the near/far toy."
-    )
-    near_far_events = param.Integer(default=50_000, bounds=(200, 5_000_000), doc="Near/far training pairs.")
-    near_far_epochs = param.Integer(
-        default=100, bounds=(1, 5_000), doc="Maximum epochs of each near/far model."
-    )
-    device = param.Selector(default="auto", objects=["auto", "cpu", "cuda", "mps"], doc="Torch device.")
-
-    def validate(self) -> None:
-        if self.toys == "file" and not self.toy_file:
-            raise ConfigError("UncertaintyConfig.toy_file: required when toys is 'file'")
-        if self.standardise == "log" and self.toys == "mixture":
-            raise ConfigError(
-                "UncertaintyConfig.standardise: 'log' needs positive toys; the mixture has none"
-            )
-        if self.observation.strip():
-            parse_observation(self.observation)
-
-    def flow_settings(self) -> FlowSettings:
-        return FlowSettings(
-            model=self.model,
-            transforms=self.transforms,
-            hidden_features=self.hidden_features,
-            hidden_layers=self.hidden_layers,
-            coupling=self.coupling,
-            standardise=self.standardise,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.learning_rate,
-            schedule=self.schedule,
-            patience=self.patience,
-            device=self.device,
-            seed=self.seed,
-        )
-
-
-def parse_observation(text: str) -> np.ndarray:
-    """A comma- or whitespace-separated vector of numbers (D,).
-
-    >>> parse_observation("1, 2.5 3e-1").tolist()
-    [1.0, 2.5, 0.3]
-    """
-    parts = [p for p in text.replace(",", " ").split() if p]
-    try:
-        return np.array([float(p) for p in parts])
-    except ValueError as exc:
-        raise ConfigError(f"UncertaintyConfig.observation: {exc}; give numbers separated by commas") from exc
-
-
+# -- toys -----------------------------------------------------------------------------------------
 def load_toy_set(config: UncertaintyConfig) -> tuple[np.ndarray, np.ndarray, Any]:
     """(training toys (T, D), held-out toys (N, D), true density or None) for the configured set."""
     total = config.n_toys + config.n_test
@@ -189,9 +76,48 @@ def load_toy_set(config: UncertaintyConfig) -> tuple[np.ndarray, np.ndarray, Any
     return x[n_test:], x[:n_test], None
 
 
+@dataclass
+class ToySplit:
+    """The toys of one run, one per row: ``toys`` (all training toys, which the Gaussians fit), their
+    ``train`` and ``val`` parts (the flow's), the held-out ``test`` toys, the ``truth`` density where
+    known and the ``observation`` (1, D) if one was given."""
+
+    toys: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    truth: Any = None
+    observation: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.toys.shape[1]
+
+
+def split_toys(config: UncertaintyConfig) -> ToySplit:
+    """The configured toys, checked, with the observation and a random validation split."""
+    toys, test, truth = load_toy_set(config)
+    toy_sets.check_toys(toys, source=f"toys '{config.toys}'")
+    observation = None
+    if config.observation.strip():
+        observation = check_observation(parse_observation(config.observation), toys.shape[1])
+    order = np.random.default_rng([config.seed, 5]).permutation(len(toys))
+    n_val = max(1, int(round(config.val_fraction * len(toys))))
+    val, fit = toys[order[:n_val]], toys[order[n_val:]]
+    return ToySplit(toys, fit, val, test, truth, observation)
+
+
+# -- one run --------------------------------------------------------------------------------------
 def _model_row(
-    name: str, model: Any, test: np.ndarray, config: UncertaintyConfig, seed: int
+    name: str,
+    model: Any,
+    test: np.ndarray,
+    config: UncertaintyConfig,
+    seed: int,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
+    """C2ST of ``n_test`` model samples against the held-out toys (reported to ``progress`` if given),
+    and the held-out NLL."""
     samples = model.sample(len(test), seed)
     result = c2st(
         test,
@@ -201,9 +127,11 @@ def _model_row(
         classifier=config.c2st_classifier,
         n_jobs=C2ST_JOBS,
     )
+    if progress is not None:
+        progress.metric(C2ST, result.accuracy, step=0, model=name)
     return {
         "model": name,
-        "c2st": result.accuracy,
+        C2ST: result.accuracy,
         "c2st_error": result.error,
         "c2st_pvalue": result.pvalue,
         "nll": heldout_nll(model, test),
@@ -211,107 +139,52 @@ def _model_row(
     }
 
 
-def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> dict[str, Any]:
-    """Fit the densities of one toy set and compare their C2ST, NLL and p-values; see the module doc."""
-    config.validate()
-    t0 = time.perf_counter()
-    progress.update(0.0, f"loading toys '{config.toys}'")
-    train_all, test, truth = load_toy_set(config)
-    dim = train_all.shape[1]
-    toy_sets.check_toys(train_all, source=f"toys '{config.toys}'")
-    observation = None
-    if config.observation.strip():
-        observation = check_observation(parse_observation(config.observation), dim)
-    rng = np.random.default_rng([config.seed, 5])
-    order = rng.permutation(len(train_all))
-    n_val = max(1, int(round(config.val_fraction * len(train_all))))
-    val, train = train_all[order[:n_val]], train_all[order[n_val:]]
-    progress.log(
-        f"{len(train)} training, {len(val)} validation, {len(test)} held-out toys in {dim} dimensions"
-    )
-
-    progress.update(0.02, "fitting Gaussians")
-    gaussian = GaussianDensity.fit(train_all)
-    marginal = MarginalGaussianDensity.fit(train_all)
-    progress.update(0.05, "non-Gaussianity C2ST")
-    rows = {"gaussian": _model_row("gaussian", gaussian, test, config, config.seed + 10)}
-    progress.metric("c2st", rows["gaussian"]["c2st"], step=0, model="gaussian")
-    rows["improved_baseline"] = {**rows["gaussian"], "model": "improved_baseline"}
-    rows["marginal_gaussian"] = _model_row("marginal_gaussian", marginal, test, config, config.seed + 11)
-    progress.metric("c2st", rows["marginal_gaussian"]["c2st"], step=0, model="marginal_gaussian")
-
+def _train_flow(
+    config: UncertaintyConfig, data: ToySplit, progress: Progress
+) -> tuple[FlowDensity, FitResult, float]:
+    """The flow trained on the training toys (validation: ``data.val``), its fit and training seconds."""
     progress.update(0.1, f"training the flow ({config.model})")
     t_fit = time.perf_counter()
-    flow, fit_result = fit_flow(train, val, config.flow_settings(), progress.subrange(0.1, 0.75))
+    flow, fit_result = train.fit_flow(
+        data.train, data.val, config.flow_settings(), progress.subrange(0.1, 0.75)
+    )
     train_seconds = time.perf_counter() - t_fit
     progress.check_cancelled()
     progress.update(0.75, "evaluating the flow")
-    rows["flow"] = _model_row("flow", flow, test, config, config.seed + 12)
-    progress.metric("c2st", rows["flow"]["c2st"], step=0, model="flow")
-    latent = latent_c2st(
-        flow.to_latent, test, seed=config.seed + 1, n_folds=config.c2st_folds, n_jobs=C2ST_JOBS
-    )
-    if truth is not None:
-        rows["truth"] = _model_row("truth", truth, test, config, config.seed + 13)
+    return flow, fit_result, train_seconds
 
-    progress.update(0.85, "p-values")
-    n_mc = config.n_pvalue_samples
-    pvalues = pd.DataFrame({"toy": np.arange(len(test))})
-    pvalues["gaussian"] = gaussian.chi2_pvalue(test)
-    models = {"improved_baseline": gaussian, "marginal_gaussian": marginal, "flow": flow}
-    if truth is not None:
-        models["truth"] = truth
+
+def _pvalue_table(
+    data: ToySplit,
+    gaussian: GaussianDensity,
+    models: dict[str, Any],
+    config: UncertaintyConfig,
+    progress: Progress,
+) -> pd.DataFrame:
+    """p-values of the held-out toys: chi2 of the Gaussian, density rank (with errors) under each model."""
+    pvalues = pd.DataFrame({"toy": np.arange(len(data.test))})
+    pvalues["gaussian"] = gaussian.chi2_pvalue(data.test)
     for k, (name, model) in enumerate(models.items()):
         progress.check_cancelled()
         pvalues[name], pvalues[f"{name}_error"] = density_pvalues(
-            model, test, n_mc, seed=config.seed + 20 + k
+            model, data.test, config.n_pvalue_samples, seed=config.seed + 20 + k
         )
+    return pvalues
 
+
+def _metrics_table(rows: dict[str, dict[str, Any]], pvalues: pd.DataFrame, has_truth: bool) -> pd.DataFrame:
+    """One row per model: C2ST, NLL and the agreement of its p-values with the truth's (NaN without)."""
     metrics = pd.DataFrame(
         [{k: v for k, v in rows[m].items() if k != "samples"} for m in MODELS if m in rows]
     ).set_index("model")
     for m in metrics.index:
-        if truth is not None:
+        if has_truth:
             for key, value in pvalue_metrics(pvalues[m], pvalues["truth"]).items():
                 metrics.loc[m, key] = value
         else:
             for key in ("pvalue_r", "pvalue_mse", "pvalue_r2"):
                 metrics.loc[m, key] = np.nan
-    metrics = metrics.reset_index()
-
-    observed = pd.DataFrame()
-    if observation is not None:
-        observed = observation_pvalues(observation, gaussian, models, n_mc, config.seed + 30)
-
-    history = pd.DataFrame(fit_result.history)
-    kept = min(KEPT_SAMPLES, len(test))
-    result: dict[str, Any] = {
-        "metrics": metrics,
-        "pvalues": pvalues,
-        "observed": observed,
-        "history": history,
-        "toys_sample": test[:kept].astype(np.float32),
-        "flow_sample": rows["flow"]["samples"][:kept].astype(np.float32),
-        "gaussian_sample": rows["gaussian"]["samples"][:kept].astype(np.float32),
-        "non_gaussianity_c2st": rows["gaussian"]["c2st"],
-        "non_gaussianity_pvalue": rows["gaussian"]["c2st_pvalue"],
-        "latent_c2st": latent.accuracy,
-        "latent_c2st_pvalue": latent.pvalue,
-        "c2st_classifier": config.c2st_classifier,
-        "toys": config.toys,
-        "dim": dim,
-        "n_train": len(train),
-        "n_test": len(test),
-        "has_truth": truth is not None,
-        "best_epoch": fit_result.best_epoch,
-        "train_seconds": train_seconds,
-    }
-    if config.run_near_far:
-        progress.update(0.9, "near-to-far models")
-        result["near_far"] = run_near_far(config, progress.subrange(0.9, 1.0))
-    result["seconds"] = time.perf_counter() - t0
-    progress.update(1.0, "done")
-    return result
+    return metrics.reset_index()
 
 
 def observation_pvalues(
@@ -342,16 +215,86 @@ def observation_pvalues(
     return pd.DataFrame(rows)
 
 
+def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> UncertaintyResult:
+    """Fit the densities of one toy set and compare their C2ST, NLL and p-values; see the module doc."""
+    config.validate()
+    t0 = time.perf_counter()
+    progress.update(0.0, f"loading toys '{config.toys}'")
+    data = split_toys(config)
+    progress.log(
+        f"{len(data.train)} training, {len(data.val)} validation, {len(data.test)} held-out toys "
+        f"in {data.dim} dimensions"
+    )
+    progress.update(0.02, "fitting Gaussians")
+    gaussian = GaussianDensity.fit(data.toys)
+    marginal = MarginalGaussianDensity.fit(data.toys)
+    progress.update(0.05, "non-Gaussianity C2ST")
+    rows: dict[str, dict[str, Any]] = {}
+    rows["gaussian"] = _model_row("gaussian", gaussian, data.test, config, config.seed + 10, progress)
+    rows["improved_baseline"] = {**rows["gaussian"], "model": "improved_baseline"}
+    rows["marginal_gaussian"] = _model_row(
+        "marginal_gaussian", marginal, data.test, config, config.seed + 11, progress
+    )
+
+    flow, fit_result, train_seconds = _train_flow(config, data, progress)
+    rows["flow"] = _model_row("flow", flow, data.test, config, config.seed + 12, progress)
+    latent = latent_c2st(
+        flow.to_latent, data.test, seed=config.seed + 1, n_folds=config.c2st_folds, n_jobs=C2ST_JOBS
+    )
+    models: dict[str, Any] = {"improved_baseline": gaussian, "marginal_gaussian": marginal, "flow": flow}
+    if data.truth is not None:
+        rows["truth"] = _model_row("truth", data.truth, data.test, config, config.seed + 13)
+        models["truth"] = data.truth
+
+    progress.update(0.85, "p-values")
+    pvalues = _pvalue_table(data, gaussian, models, config, progress)
+    observed = pd.DataFrame()
+    if data.observation is not None:
+        observed = observation_pvalues(
+            data.observation, gaussian, models, config.n_pvalue_samples, config.seed + 30
+        )
+    kept = min(KEPT_SAMPLES, len(data.test))
+    result = UncertaintyResult(
+        metrics=_metrics_table(rows, pvalues, data.truth is not None),
+        pvalues=pvalues,
+        observed=observed,
+        history=pd.DataFrame(fit_result.history),
+        toys_sample=data.test[:kept].astype(np.float32),
+        flow_sample=rows["flow"]["samples"][:kept].astype(np.float32),
+        gaussian_sample=rows["gaussian"]["samples"][:kept].astype(np.float32),
+        non_gaussianity_c2st=rows["gaussian"][C2ST],
+        non_gaussianity_pvalue=rows["gaussian"]["c2st_pvalue"],
+        latent_c2st=latent.accuracy,
+        latent_c2st_pvalue=latent.pvalue,
+        c2st_classifier=config.c2st_classifier,
+        toys=config.toys,
+        dim=data.dim,
+        n_train=len(data.train),
+        n_test=len(data.test),
+        has_truth=data.truth is not None,
+        best_epoch=fit_result.best_epoch,
+        train_seconds=train_seconds,
+    )
+    if config.run_near_far:
+        progress.update(0.9, "near-to-far models")
+        result.near_far = run_near_far(config, progress.subrange(0.9, 1.0))
+    result.seconds = time.perf_counter() - t0
+    progress.update(1.0, "done")
+    return result
+
+
 def run_near_far(config: UncertaintyConfig, progress: Progress) -> pd.DataFrame:
     """Train the transformer and the conditional flow on the near/far toy; the evaluation table."""
     toy = toy_sets.near_far_toy(dim=config.near_far_dim, seed=config.seed)
     near, far = toy.sample(config.near_far_events, seed=config.seed + 2)
     test_near, test_far = toy.sample(min(2_000, config.n_test), seed=config.seed + 3)
     n_val = max(1, int(round(config.val_fraction * len(near))))
-    settings = ndfd.NearFarSettings(epochs=config.near_far_epochs, device=config.device, seed=config.seed)
+    settings = ndfd.NearFarSettings(
+        train=ndfd.near_far_training(epochs=config.near_far_epochs, device=config.device, seed=config.seed)
+    )
     models = {}
     for k, kind in enumerate(ndfd.NDFD_MODELS):
-        models[kind], _ = ndfd.fit_near_far(
+        models[kind], _ = train.fit_near_far(
             kind,
             (near[n_val:], far[n_val:]),
             (near[:n_val], far[:n_val]),
@@ -361,6 +304,42 @@ def run_near_far(config: UncertaintyConfig, progress: Progress) -> pd.DataFrame:
     return ndfd.evaluate_near_far(models, toy, test_near, test_far, n_samples=500, seed=config.seed)
 
 
+# -- live plots -----------------------------------------------------------------------------------
+def _loss_series(prefix: str) -> list[str]:
+    """The series of one fit's loss records: training and validation totals."""
+    return [series(train.loss_name(prefix), split=split, term="total") for split in ("train", "val")]
+
+
+def metric_group(record: dict[str, Any]) -> str | None:
+    """The live plot of a metric record: the flow's NLL (``loss``), the near-to-far models' NLL
+    (``near_far``); the per-model C2ST records are not drawn."""
+    name = str(record["name"])
+    if name == C2ST:
+        return None
+    if name in {train.loss_name(train.near_far_prefix(kind)) for kind in ndfd.NDFD_MODELS}:
+        return "near_far"
+    if name == train.loss_name(train.FLOW_PREFIX):
+        return "loss"
+    return plot_key(record)
+
+
+def expected_series(config: Any) -> dict[str, list[str]]:
+    """The live plots and series of an uncertainty job with ``config``."""
+    out = {"loss": _loss_series(train.FLOW_PREFIX)}
+    if getattr(config, "run_near_far", False):
+        out["near_far"] = [s for kind in ndfd.NDFD_MODELS for s in _loss_series(train.near_far_prefix(kind))]
+    return out
+
+
+LIVE_PLOTS = LivePlots(
+    group=metric_group,
+    expected=expected_series,
+    plots=(
+        PlotSpec("loss", "flow NLL", xlabel="epoch", ylabel="NLL (nats per toy)"),
+        PlotSpec("near_far", "near-to-far NLL", xlabel="epoch", ylabel="NLL (nats per event)"),
+    ),
+)
+
 WORKFLOW = Workflow(
     name="uncertainty",
     title="Uncertainties",
@@ -368,4 +347,6 @@ WORKFLOW = Workflow(
     "near-to-far prediction.",
     config_cls=UncertaintyConfig,
     run=run_uncertainty,
+    live_plots=LIVE_PLOTS,
+    results=(UncertaintyResult,),
 )

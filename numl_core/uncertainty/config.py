@@ -1,0 +1,116 @@
+"""The uncertainty workflow's inputs: :class:`UncertaintyConfig` and the observation it may carry."""
+
+from __future__ import annotations
+
+import numpy as np
+import param
+
+from numl_core.config import ConfigError
+from numl_core.data.generators import toys as toy_sets
+from numl_core.training import SCHEDULES, TrainingConfig
+from numl_core.uncertainty.c2st import CLASSIFIERS
+from numl_core.uncertainty.model import FLOW_GRAD_CLIP, FLOW_MODELS, STANDARDISATIONS, FlowSettings
+
+FLOW_FIELDS = ("model", "transforms", "hidden_features", "hidden_layers", "coupling", "standardise")
+"""The config fields that are :class:`~numl_core.uncertainty.model.FlowSettings` fields of the same name."""
+TOY_SETS = [*toy_sets.TOY_KINDS, *(f"nd280_{k}" for k in toy_sets.UNIVERSE_KINDS), "file"]
+
+
+class UncertaintyConfig(TrainingConfig):
+    """Inputs of one toy-density and p-value study; ``seed`` (toys, splits and training), ``device``,
+    ``epochs``, ``batch_size`` and ``learning_rate`` (of the flow) come from
+    :class:`~numl_core.training.TrainingConfig`."""
+
+    epochs = 300
+
+    toys = param.Selector(
+        default="mixture",
+        objects=TOY_SETS,
+        doc="Toy set: 50-D Gaussian mixture, log-normal cases on the T2K covariance, ND280 universes "
+        "(flux, cross-section or detector throws) or a file.",
+    )
+    toy_file = param.String(
+        default="", doc="Toy matrix (.csv, .parquet, .npz), one universe per row; used when toys is 'file'."
+    )
+    dim = param.Integer(default=50, bounds=(2, 71), doc="Dimensions of the built-in T2K-covariance toys.")
+    n_toys = param.Integer(
+        default=50_000, bounds=(100, 5_000_000), doc="Toys drawn (built-in) or used (file) for training."
+    )
+    n_test = param.Integer(
+        default=2_000, bounds=(20, 1_000_000), doc="Held-out toys for C2ST, NLL and the p-value comparison."
+    )
+    val_fraction = param.Number(
+        default=0.2, bounds=(0.05, 0.5), doc="Fraction of training toys for validation."
+    )
+    nd280_binning = param.Selector(
+        default="dpt",
+        objects=["dpt", "dalphat", "dphit", "dpt_t2k", "dphit_t2k"],
+        doc="Bins of ND280 universes.",
+    )
+    nd280_events = param.Integer(
+        default=50_000, bounds=(1_000, 2_000_000), doc="ND280 events behind the universes."
+    )
+    model = param.Selector(
+        default="maf", objects=list(FLOW_MODELS), doc="Flow: affine (maf) or spline (nsf)."
+    )
+    transforms = param.Integer(default=6, bounds=(1, 20), doc="Flow transforms.")
+    hidden_features = param.Integer(default=256, bounds=(8, 2048), doc="Units per hidden layer.")
+    hidden_layers = param.Integer(default=2, bounds=(1, 5), doc="Hidden layers per transform network.")
+    coupling = param.Boolean(default=True, doc="Coupling (two-pass) masks: fast sampling in many dimensions.")
+    standardise = param.Selector(
+        default="whiten", objects=list(STANDARDISATIONS), doc="Standardisation before the flow."
+    )
+    schedule = param.Selector(
+        default="plateau",
+        objects=list(SCHEDULES),
+        doc="Learning-rate schedule: constant, cosine to zero over the epochs, or halved on a plateau.",
+    )
+    patience = param.Integer(
+        default=20, bounds=(0, 1_000), doc="Early-stopping patience in epochs (0: never)."
+    )
+    n_pvalue_samples = param.Integer(
+        default=100_000, bounds=(1_000, 10_000_000), doc="Model samples behind each density-rank p-value."
+    )
+    c2st_classifier = param.Selector(default="rf", objects=list(CLASSIFIERS), doc="C2ST classifier.")
+    c2st_folds = param.Integer(default=5, bounds=(2, 20), doc="C2ST cross-validation folds.")
+    observation = param.String(
+        default="", doc="Observed vector, comma-separated, one value per dimension (optional)."
+    )
+    run_near_far = param.Boolean(default=False, doc="Also train the near-to-far transformer and flow.")
+    near_far_dim = param.Integer(
+        default=3, bounds=(1, 20), doc="Quantities per detector in the near/far toy."
+    )
+    near_far_events = param.Integer(default=50_000, bounds=(200, 5_000_000), doc="Near/far training pairs.")
+    near_far_epochs = param.Integer(
+        default=100, bounds=(1, 5_000), doc="Maximum epochs of each near/far model."
+    )
+
+    def validate(self) -> None:
+        if self.toys == "file" and not self.toy_file:
+            raise ConfigError("UncertaintyConfig.toy_file: required when toys is 'file'")
+        if self.standardise == "log" and self.toys == "mixture":
+            raise ConfigError(
+                "UncertaintyConfig.standardise: 'log' needs positive toys; the mixture has none"
+            )
+        if self.observation.strip():
+            parse_observation(self.observation)
+
+    def flow_settings(self) -> FlowSettings:
+        """The flow's architecture and training (schedule and patience from this config)."""
+        return FlowSettings(
+            **{name: getattr(self, name) for name in FLOW_FIELDS},
+            train=self.train_settings(grad_clip=FLOW_GRAD_CLIP, mixed_precision=False),
+        )
+
+
+def parse_observation(text: str) -> np.ndarray:
+    """A comma- or whitespace-separated vector of numbers (D,).
+
+    >>> parse_observation("1, 2.5 3e-1").tolist()
+    [1.0, 2.5, 0.3]
+    """
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        return np.array([float(p) for p in parts])
+    except ValueError as exc:
+        raise ConfigError(f"UncertaintyConfig.observation: {exc}; give numbers separated by commas") from exc
