@@ -1,9 +1,9 @@
 """The numl dashboard: ``panel serve app/main.py`` (or ``numl app``).
 
-One tab per registered workflow plus a "Runs" tab. A workflow's page comes from the module
-in ``app/pages`` that declares ``WORKFLOW_NAME`` equal to the workflow's name (or is named
-after it) and exposes ``build_page(ctx) -> Viewable``, optionally ``result_view(result)``
-for reopened runs; a workflow without a page module gets the generic job panel.
+One tab per registered workflow plus a "Runs" tab. A workflow's page is built by
+:func:`~app.components.page.build_page` from the ``PAGE`` spec of its module in ``app/pages``
+(defaults, extra controls, the result view, also used for reopened runs); a workflow without a
+page module gets the generic job panel.
 The open tab is kept in the URL (``?page=NAME``) next to the session token. Pages are built
 when their tab is first opened.
 """
@@ -15,7 +15,6 @@ import logging
 import pkgutil
 import traceback
 from pathlib import Path
-from types import ModuleType
 
 import panel as pn
 
@@ -34,30 +33,21 @@ PAGE_QUERY = "page"
 RUNS_PAGE = "runs"
 
 
-def page_modules() -> dict[str, ModuleType]:
-    """Page modules by the workflow name they serve (``PAGE.workflow``)."""
+def page_specs() -> dict[str, PageSpec]:
+    """The ``PAGE`` spec of every module in ``app/pages``, by the workflow name it serves."""
     found = {}
     for info in pkgutil.iter_modules(app.pages.__path__):
-        module = importlib.import_module(f"app.pages.{info.name}")
-        spec = getattr(module, "PAGE", None)
+        spec = getattr(importlib.import_module(f"app.pages.{info.name}"), "PAGE", None)
         if isinstance(spec, PageSpec):
-            found[spec.workflow] = module
-        elif hasattr(module, "build_page"):
-            found[getattr(module, "WORKFLOW_NAME", info.name)] = module
+            found[spec.workflow] = spec
     return found
 
 
-def _build(ctx: AppContext, workflow: Workflow, module: ModuleType | None) -> pn.viewable.Viewable:
-    spec = getattr(module, "PAGE", None)
-    if isinstance(spec, PageSpec):
-        return build_page(spec, ctx)
-    return module.build_page(ctx) if module is not None else JobPanel(workflow, ctx)
-
-
-def build_tab(ctx: AppContext, workflow: Workflow, module: ModuleType | None) -> pn.viewable.Viewable:
-    """A workflow's page; a page that fails to build shows its error instead of breaking the app."""
+def build_tab(ctx: AppContext, workflow: Workflow, spec: PageSpec | None) -> pn.viewable.Viewable:
+    """A workflow's page (the generic job panel without a spec); a page that fails to build shows its
+    error instead of breaking the app."""
     try:
-        return _build(ctx, workflow, module)
+        return build_page(spec, ctx) if spec is not None else JobPanel(workflow, ctx)
     except Exception as exc:
         log.exception("page of workflow %r failed to build", workflow.name)
         return error_view(
@@ -86,7 +76,7 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
     """The dashboard for one browser session."""
     css = [(ASSETS / "numl.css").read_text()] if (ASSETS / "numl.css").exists() else []
     pn.extension("tabulator", "filedropper", raw_css=css)
-    modules = page_modules()
+    specs = page_specs()
     names: list[str] = []
     tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width", css_classes=["numl-pages"])
     try:
@@ -110,16 +100,12 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
         unbuilt[len(tabs)] = workflow
         tabs.append((workflow.title, pn.Column(sizing_mode="stretch_width")))
         names.append(name)
-    result_views = {
-        n: m.PAGE.result_view if isinstance(getattr(m, "PAGE", None), PageSpec) else m.result_view
-        for n, m in modules.items()
-        if hasattr(m, "PAGE") or hasattr(m, "result_view")
-    }
+    result_views = {name: spec.result_view for name, spec in specs.items()}
 
     def ensure_built(index: int) -> None:
         workflow = unbuilt.pop(index, None)
         if workflow is not None:
-            tabs[index][:] = [build_tab(ctx, workflow, modules.get(workflow.name))]
+            tabs[index][:] = [build_tab(ctx, workflow, specs.get(workflow.name))]
 
     def on_reattach(job: Job, workflow: str) -> None:
         if workflow in names:

@@ -22,7 +22,7 @@ from app.components.job_panel import JobPanel, UploadBox, config_widgets, confin
 from app.components.live_curve import LiveCurves, group_records, plot_key, series_key
 from app.components.run_browser import SCOPES, RunBrowser, config_diff
 from app.context import AppContext, Settings, Shared, new_token, valid_token
-from app.main import create_app, page_modules
+from app.main import create_app, page_specs
 from app.pages import unfolding
 from numl_core.config import Config
 from numl_core.unfold.result import UnfoldResult
@@ -498,8 +498,8 @@ def test_display_edges_close_open_and_overflow_bins() -> None:
 
 def test_each_registered_workflow_page_builds(shared: Shared) -> None:
     ctx = AppContext(shared, new_token())
-    modules = page_modules()
-    assert modules["unfold"] is unfolding
+    specs = page_specs()
+    assert specs["unfold"] is unfolding.PAGE and sorted(specs) == sorted(ctx.workflows())
     template = create_app(ctx)
     tabs = template.main[0]
     names = [w.title for w in ctx.workflows().values()] + ["Runs"]

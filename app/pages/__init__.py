@@ -1,1 +1,1 @@
-"""One module per workflow page, each with ``WORKFLOW_NAME`` and ``build_page(ctx)``."""
+"""One module per workflow page, each declaring ``PAGE = PageSpec(...)`` (see :mod:`app.components.page`)."""
