@@ -66,6 +66,13 @@ def test_a_bad_config_is_named_and_makes_no_run(tmp_path, workflow, case):
     assert not (tmp_path / "runs").exists()
 
 
+def test_loss_terms_that_are_not_term_objects_are_named(tmp_path):
+    path = _config(tmp_path, {"loss_terms": ["energy"]})
+    output = _run(["energy", "run", "--config", path], tmp_path / "runs")
+    assert "EnergyConfig.loss_terms = ['energy'] is not allowed; expected a list of dict values" in output
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("workflow", WORKFLOW_INTS)
 def test_a_missing_config_file_is_named(tmp_path, workflow):
     output = _run([workflow, "run", "--config", str(tmp_path / "nope.json")], tmp_path / "runs")
@@ -249,6 +256,12 @@ FILE_CASES = {
         "run",
         {"nucleus": "file", "data_file": "xs_huge.csv"},
         ["xs_huge.csv:3", "column 'E'", "float32"],
+    ),
+    "xsec: an empty transfer target": (
+        "xsec",
+        "transfer",
+        {"target_file": "empty.csv", "targets": [], "epochs": 2, "members": 1},
+        ["empty.csv: file is empty"],
     ),
     "xsec: text in a number": (
         "xsec",

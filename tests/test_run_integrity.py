@@ -240,3 +240,18 @@ def test_a_finished_job_leaves_a_compact_metrics_file(tmp_path):
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["value"] for r in lines] == [0.0, 1.0, 2.0, 3.0]
     runner.shutdown()
+
+
+def test_the_runs_tab_lists_damaged_and_odd_runs(tmp_path):
+    from app.components.run_browser import runs_frame
+
+    store = RunStore(tmp_path)
+    good = store.create("unfold", None)
+    good.update_info({"state": "done", "started_at": 10.0, "finished_at": 12.0})
+    odd = store.create("energy", None)
+    odd.update_info({"created_at": "yesterday", "started_at": "noon", "finished_at": [1], "label": 5})
+    (store.create("xsec", None).path / "run.json").write_bytes(b"\xff")
+    frame = runs_frame(store.list())
+    assert len(frame) == 3 and set(frame["state"]) >= {"done", "damaged"}
+    assert frame.loc[frame["id"] == good.id, "seconds"].item() == 2.0
+    assert frame.loc[frame["id"] == odd.id, "created"].item() == ""

@@ -30,7 +30,14 @@ COLUMNS = ["id", "workflow", "label", "state", "created", "started", "finished",
 SCOPES = ("This session", "All runs")
 
 
-def _clock(t: float | None) -> str:
+def _time(value: Any) -> float | None:
+    """A timestamp from ``run.json``, or None for a missing or malformed one (a damaged file)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11
+    return float(value) if ok else None
+
+
+def _clock(t: Any) -> str:
+    t = _time(t)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
@@ -43,13 +50,13 @@ def runs_frame(infos: list[dict[str, Any]]) -> pd.DataFrame:
     """
     rows = []
     for info in infos:
-        start, end = info.get("started_at"), info.get("finished_at")
+        start, end = _time(info.get("started_at")), _time(info.get("finished_at"))
         rows.append(
             {
-                "id": info.get("id", ""),
-                "workflow": info.get("workflow", ""),
-                "label": info.get("label", ""),
-                "state": info.get("state", ""),
+                "id": str(info.get("id", "")),
+                "workflow": str(info.get("workflow", "")),
+                "label": str(info.get("label", "")),
+                "state": str(info.get("state", "")),
                 "created": _clock(info.get("created_at")),
                 "started": _clock(start),
                 "finished": _clock(end),
