@@ -255,3 +255,15 @@ def test_the_runs_tab_lists_damaged_and_odd_runs(tmp_path):
     assert len(frame) == 3 and set(frame["state"]) >= {"done", "damaged"}
     assert frame.loc[frame["id"] == good.id, "seconds"].item() == 2.0
     assert frame.loc[frame["id"] == odd.id, "created"].item() == ""
+
+
+def test_resuming_a_run_that_is_still_running_is_refused(tmp_path):
+    store, runner = RunStore(tmp_path), JobRunner()
+    run = store.create("unfold", UnfoldingConfig(device="cpu"))
+    run.update_info({"action": "run"})
+    job = runner.submit(_slow, None, run)
+    result = CliRunner().invoke(main, ["unfold", "run", "--resume", run.id, "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "is still running in another job or process" in result.output
+    job.cancel()
+    assert job.wait(10) == "cancelled"
+    runner.shutdown()
