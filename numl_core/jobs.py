@@ -65,6 +65,7 @@ class Progress:
         self._cancel = threading.Event()
         self._metrics: list[dict[str, Any]] = []
         self._metrics_dropped = 0  # records dropped from the front; cursors count from the first record
+        self.released = False  # True once release() forgot the records (the run folder keeps them)
         self._log: list[str] = []
         self._artefacts: dict[str, Any] = {}
         self.fraction = 0.0
@@ -143,6 +144,7 @@ class Progress:
         with self._lock:
             self._metrics_dropped += len(self._metrics)
             self._metrics, self._log, self._artefacts = [], [], {}
+            self.released = True
 
     def request_cancel(self) -> None:
         """Ask the workflow to stop at its next check."""
@@ -314,7 +316,7 @@ class JobRunner:
     """
 
     def __init__(
-        self, max_workers: int = 1, torch_threads: int | None = None, keep_finished: int = 8
+        self, max_workers: int = 1, torch_threads: int | None = None, keep_finished: int = 16
     ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")

@@ -528,3 +528,15 @@ def test_generic_page_for_a_workflow_without_page_module(shared: Shared) -> None
     panel = ctx.job_panels["tiny"]
     assert isinstance(panel, JobPanel) and pn.panel(panel) is tabs[0][0]
     render(template.main[0])
+
+
+def test_a_page_catches_up_from_the_run_folder_after_the_runner_released_its_job(shared: Shared) -> None:
+    shared.runner.keep_finished = 0  # a busy server: every finished job leaves memory at once
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, restore=False)
+    job = ctx.submit(TINY, TinyConfig(steps=3))
+    assert job.wait(TIMEOUT) == "done"
+    assert job.progress.released and job.progress.read_metrics(0)[0] == []
+    panel.attach(job)  # the page only now reads the job
+    assert panel.curves.received == 9 == len(job.run_dir.read_metrics())
+    assert job.result["n"] == 3  # loaded back from the run folder

@@ -387,7 +387,7 @@ class JobPanel(pn.viewable.Viewer):
         if job is None or self._outcome_shown:
             return
         done = job.done  # read first: once done, everything below is complete
-        records, self._metric_cursor = job.progress.read_metrics(self._metric_cursor)
+        records, self._metric_cursor = self._read_metrics(job)
         if records:
             self.curves.push(records)
         lines, self._log_cursor = job.progress.read_log(self._log_cursor)
@@ -404,6 +404,14 @@ class JobPanel(pn.viewable.Viewer):
         if done:
             self._outcome_shown = True
             self._show_outcome(job)
+
+    def _read_metrics(self, job: Job) -> tuple[list[dict[str, Any]], int]:
+        """New metric records: from the job's memory, or from its run folder once the runner released a
+        finished job (a busy server forgets old jobs' records while a page may still be catching up)."""
+        if job.progress.released and job.run_dir is not None:
+            stored = job.run_dir.read_metrics()
+            return stored[self._metric_cursor :], max(len(stored), self._metric_cursor)
+        return job.progress.read_metrics(self._metric_cursor)
 
     def _show_state(self, job: Job) -> None:
         running = not job.done
