@@ -145,3 +145,29 @@ def test_log_standardisation_needs_positive_toys():
         fit_flow(np.full((10, 2), -1.0), np.ones((5, 2)), FlowSettings(standardise="log", **TINY_FLOW))
     with pytest.raises(ValueError, match="model"):
         FlowSettings(model="glow").validate()
+
+
+def test_improved_baseline_equals_chi2_on_gaussian_toys():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 5))
+    toys = rng.normal(size=(20_000, 5)) @ a.T
+    held_out = rng.normal(size=(500, 5)) @ a.T
+    g = unc.GaussianDensity.fit(toys)
+    p_toys, err = unc.toy_rank_pvalues(g, held_out, toys)
+    p_chi2 = g.chi2_pvalue(held_out)
+    # binomial error of a fraction of 20 000 toys is at most 0.0035; allow 5 of them
+    assert np.max(np.abs(p_toys - p_chi2)) < 5 * 0.0036
+    np.testing.assert_allclose(err, np.sqrt(p_toys * (1 - p_toys) / 20_000))
+
+
+def test_improved_baseline_differs_from_chi2_on_log_normal_toys_and_is_calibrated():
+    rng = np.random.default_rng(4)
+    toys = np.exp(rng.normal(size=(20_000, 5)))
+    held_out = np.exp(rng.normal(size=(2_000, 5)))
+    g = unc.GaussianDensity.fit(toys)
+    p_toys, _ = unc.toy_rank_pvalues(g, held_out, toys)
+    p_chi2 = g.chi2_pvalue(held_out)
+    assert np.mean(np.abs(p_toys - p_chi2)) > 0.1
+    # held-out toys rank uniformly among the toys' own statistic, not under chi2_D
+    assert stats.kstest(p_toys, "uniform").pvalue > 1e-3
+    assert stats.kstest(p_chi2, "uniform").pvalue < 1e-10

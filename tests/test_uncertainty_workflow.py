@@ -90,6 +90,22 @@ def test_file_toys_without_truth(tmp_path):
         run_uncertainty(bad, Progress())
 
 
+def test_n_toys_applies_to_a_users_file(tmp_path):
+    from numl_core.uncertainty.workflow import load_toy_set
+
+    toys = np.random.default_rng(1).normal(size=(1_000, 3))
+    path = tmp_path / "toys.csv"
+    pd.DataFrame(toys, columns=["a", "b", "c"]).to_csv(path, index=False)
+    config = UncertaintyConfig(**{**TINY, "n_test": 100, "n_toys": 300}, toys="file", toy_file=str(path))
+    train, test, truth = load_toy_set(config)
+    assert (len(train), len(test), truth) == (300, 100, None)
+    rows = {tuple(r) for r in np.round(toys, 12)}
+    assert all(tuple(r) in rows for r in np.round(np.vstack([train, test]), 12))
+    assert len({tuple(r) for r in np.vstack([train, test])}) == 400  # no row used twice
+    train_more, _, _ = load_toy_set(config.copy(n_toys=5_000))
+    assert len(train_more) == 900  # the file is shorter: every row not held out
+
+
 def test_config_round_trip_and_validation():
     config = UncertaintyConfig(**TINY)
     assert UncertaintyConfig.from_json(config.to_json()).to_dict() == config.to_dict()

@@ -41,7 +41,7 @@ class Style(NamedTuple):
 
 MODEL_STYLE = {
     "gaussian": Style("#ff7f0e", "Gaussian (chi2)"),
-    "improved_baseline": Style("#d62728", "Gaussian (density rank)"),
+    "improved_baseline": Style("#d62728", "Gaussian, ranked among the toys"),
     "marginal_gaussian": Style("#9467bd", "transformed Gaussian"),
     "flow": Style("#1f77b4", "flow"),
     "truth": Style("black", "truth"),

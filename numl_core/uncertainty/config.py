@@ -34,7 +34,10 @@ class UncertaintyConfig(TrainingConfig):
     )
     dim = param.Integer(default=50, bounds=(2, 71), doc="Dimensions of the built-in T2K-covariance toys.")
     n_toys = param.Integer(
-        default=50_000, bounds=(100, 5_000_000), doc="Toys drawn (built-in) or used (file) for training."
+        default=50_000,
+        bounds=(100, 5_000_000),
+        doc="Toys drawn (built-in) or used (file: after a shuffle seeded by seed and the n_test held-out "
+        "rows, the next n_toys rows; fewer if the file is shorter) for training.",
     )
     n_test = param.Integer(
         default=2_000, bounds=(20, 1_000_000), doc="Held-out toys for C2ST, NLL and the p-value comparison."
