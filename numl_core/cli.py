@@ -326,9 +326,16 @@ def _workflow_group(wf: workflows.Workflow) -> click.Group:
             resume: str | None,
             sets: tuple[str, ...],
             _action: str = action,
+            **fields: str | None,
         ) -> None:
-            run_workflow(wf, _action, config_path, device, seed, out, resume, sets)
+            extra = tuple(
+                f"{name}={json.dumps(value)}" for name, value in fields.items() if value is not None
+            )
+            run_workflow(wf, _action, config_path, device, seed, out, resume, (*sets, *extra))
 
+        for flag, name in wf.cli_options.get(action, {}).items():
+            doc = wf.config_cls.param[name].doc or ""
+            command = click.option(flag, name, default=None, help=f"{doc} (sets {name})")(command)
         group.add_command(command)
 
     @click.command(name="config", help="Print the default config as JSON (edit it and pass --config).")

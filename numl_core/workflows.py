@@ -32,7 +32,8 @@ class Workflow:
     ``actions`` holds further named functions of the same signature (e.g. ``sample``
     for a generator) that the CLI exposes as ``numl NAME ACTION``; ``live_plots`` declares the
     metric plots its jobs report; ``results`` lists the :class:`~numl_core.results.Result` types its
-    actions return (the first is ``run``'s), so a stored run loads back as its type.
+    actions return (the first is ``run``'s), so a stored run loads back as its type; ``cli_options`` gives
+    an action command-line flags for config fields (``{"score": {"--run": "score_run"}}``).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Workflow:
     actions: dict[str, Callable[[Any, Progress], Any]] = field(default_factory=dict)
     live_plots: LivePlots = field(default_factory=LivePlots)
     results: tuple[type[Result], ...] = ()
+    cli_options: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def load_result(self, run_dir: RunDir) -> Any:
         """The result stored in ``run_dir``: its declared type (``run.json``'s ``result_type``, else the

@@ -38,11 +38,11 @@ def test_c2st_and_pvalue_views(result):
     assert models == ["gaussian", "marginal_gaussian", "flow", "truth"]
     overlay = page.pvalue_scatter(result.pvalues, "truth")
     labels = [el.label for el in overlay if isinstance(el, hv.Scatter)]
-    assert labels == ["Gaussian (chi2)", "Gaussian (density rank)", "transformed Gaussian", "flow"]
+    assert labels == ["Gaussian (chi2)", "Gaussian, ranked among the toys", "transformed Gaussian", "flow"]
     frame = page.metrics_frame(result.metrics)
     assert list(frame["model"]) == [
         "Gaussian (chi2)",
-        "Gaussian (density rank)",
+        "Gaussian, ranked among the toys",
         "transformed Gaussian",
         "flow",
         "truth",
@@ -103,7 +103,8 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     from app.context import AppContext, new_token
 
     ctx = AppContext(shared, new_token(), workflows={"uncertainty": WORKFLOW})
-    panel = build_page(page.PAGE, ctx)
+    view = build_page(page.PAGE, ctx)
+    panel = ctx.job_panels["uncertainty"]
     assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
     for key, value in UNCERTAINTY_TINY.items():
         setattr(panel.config, key, value)
@@ -115,6 +116,17 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     assert "toys **mixture**" in shown.objects[0].object
     assert panel.curves.received > 0  # the live NLL records reached the curves
     assert np.isfinite(job.result.metrics["c2st"]).all()
+
+    # later: score two new observations with this run's densities, through the same panel
+    assert any("Score observations" in str(getattr(v, "title", "")) for v in view.objects)
+    box = page.ScoreBox(panel)
+    box.text.value = "0.1, 0.1, 0.1, 0.1, 0.1, 0.1\n2, 2, 2, 2, 2, 2"
+    box.start()
+    scored = panel.job
+    assert scored is not job and scored.label == "score"
+    assert scored.wait(120) == "done", scored.traceback
+    assert scored.result.n_observations == 2 and set(scored.result.observed["observation"]) == {0, 1}
+    assert "Scored 2 observation(s)" in page.result_view(scored.result)[0].object
 
 
 def test_views_without_truth_compare_against_the_flow(result):

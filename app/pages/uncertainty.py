@@ -20,7 +20,7 @@ from app.components.plots import plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.config import ConfigError
 from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
-from numl_core.uncertainty.result import C2ST, UncertaintyResult
+from numl_core.uncertainty.result import C2ST, ScoreResult, UncertaintyResult
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes a minute or two on a laptop.
 APP_DEFAULTS = {
@@ -231,9 +231,24 @@ def _training_tab(history: pd.DataFrame) -> pn.viewable.Viewable:
     return plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT))
 
 
-def result_view(result: UncertaintyResult) -> pn.viewable.Viewable:
+def score_view(result: ScoreResult) -> pn.viewable.Viewable:
+    """p-values of observations scored later with a finished run's densities."""
+    note = pn.pane.Markdown(
+        f"**Scored {result.n_observations} observation(s)** with the densities of run `{result.run}`: the "
+        "Gaussian's χ² p-value, the improved baseline (the Gaussian density ranked among the toys' own), "
+        "and the density rank under the marginal Gaussian and the flow, each with its Monte-Carlo error.",
+        css_classes=["numl-uncertainty-score"],
+    )
+    return pn.Column(
+        note, table(result.observed, css_classes=["numl-uncertainty-scores"]), sizing_mode="stretch_width"
+    )
+
+
+def result_view(result: UncertaintyResult | ScoreResult) -> pn.viewable.Viewable:
     """Tabs of an uncertainty result: corner plot, C2ST, p-values and metrics, observation, near-to-far,
-    the flow's training."""
+    the flow's training; or the table of a ``score`` action."""
+    if isinstance(result, ScoreResult):
+        return score_view(result)
     observation = pn.pane.Markdown(
         explain_observation(result.observed), css_classes=["numl-uncertainty-observation"]
     )
@@ -271,9 +286,58 @@ def observation_controls(config: UncertaintyConfig) -> list[pn.viewable.Viewable
     return [note, upload]
 
 
+class ScoreBox(pn.viewable.Viewer):
+    """Scores new observations with the densities of the panel's last finished run, through the panel
+    itself (the ``score`` action: its progress, status and result area show the job)."""
+
+    def __init__(self, panel: Any) -> None:
+        super().__init__()
+        self.panel = panel
+        self.text = pn.widgets.TextAreaInput(
+            label="Observations: comma-separated values, one observation per line",
+            height=90,
+            sizing_mode="stretch_width",
+            css_classes=["numl-score-text"],
+        )
+        self.button = pn.widgets.Button(label="Score", color="primary", css_classes=["numl-score"])
+        self.status = pn.pane.Markdown("", css_classes=["numl-score-status"])
+        self.button.on_click(lambda _e: self.start())
+        self._layout = pn.Card(
+            self.text,
+            pn.Row(self.button, self.status),
+            title="Score observations",
+            sizing_mode="stretch_width",
+        )
+
+    def start(self) -> None:
+        """Submit the ``score`` action on the last finished run."""
+        job = self.panel.job
+        if (
+            job is None
+            or job.state != "done"
+            or job.run_dir is None
+            or job.run_dir.read_info().get("action", "run") != "run"
+        ):
+            self.status.object = "Fit the densities first: the last run of this page must have finished."
+            return
+        lines = [line.strip() for line in self.text.value.splitlines() if line.strip()]
+        if not lines:
+            self.status.object = "Type at least one observation."
+            return
+        config = job.config.copy(score_run=str(job.run_dir.path), observation="; ".join(lines))
+        started = self.panel.start(action="score", config=config, label="score", trusted=["score_run"])
+        self.status.object = (
+            f"Scoring {len(lines)} observation(s) ..." if started else "Not started: see above."
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+
 PAGE = PageSpec(
     workflow="uncertainty",
     result_view=result_view,
     defaults=APP_DEFAULTS,
     controls=observation_controls,
+    below=lambda panel, ctx: [ScoreBox(panel)],
 )

@@ -79,6 +79,16 @@ class UncertaintyConfig(TrainingConfig):
     observation = param.String(
         default="", doc="Observed vector, comma-separated, one value per dimension (optional)."
     )
+    score_run = param.String(
+        default="",
+        doc="The 'score' action: a finished run (id in the runs folder, or its folder) whose densities score "
+        "the observations.",
+    )
+    observation_file = param.String(
+        default="",
+        doc="The 'score' action: observations to score, one per row (CSV with a header, parquet, npz or "
+        "text of comma-separated values); empty: the observation field.",
+    )
     run_near_far = param.Boolean(default=False, doc="Also train the near-to-far transformer and flow.")
     near_far_dim = param.Integer(
         default=3, bounds=(1, 20), doc="Quantities per detector in the near/far toy."
@@ -95,8 +105,9 @@ class UncertaintyConfig(TrainingConfig):
             raise ConfigError(
                 "UncertaintyConfig.standardise: 'log' needs positive toys; the mixture has none"
             )
-        if self.observation.strip():
-            parse_observation(self.observation)
+        for part in self.observation.split(";"):  # several only for the score action
+            if part.strip():
+                parse_observation(part)
 
     def flow_settings(self) -> FlowSettings:
         """The flow's architecture and training (schedule and patience from this config)."""

@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -356,9 +357,7 @@ def density_pvalues(
         _, reference = model.sample_and_log_prob(n_samples, seed)
     else:
         reference = model.log_prob(model.sample(n_samples, seed))
-    reference = np.sort(reference)
-    p = np.searchsorted(reference, model.log_prob(x), side="left") / n_samples
-    return p, np.sqrt(p * (1 - p) / n_samples)
+    return rank_pvalues(np.sort(reference), model.log_prob(x))
 
 
 def toy_rank_pvalues(model: DensityModel, x: np.ndarray, toys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -377,9 +376,17 @@ def toy_rank_pvalues(model: DensityModel, x: np.ndarray, toys: np.ndarray) -> tu
     True
     """
     reference = np.sort(model.log_prob(check_observation(toys, model.dim)))
-    p = np.searchsorted(reference, model.log_prob(check_observation(x, model.dim)), side="left") / len(
-        reference
-    )
+    return rank_pvalues(reference, model.log_prob(check_observation(x, model.dim)))
+
+
+def rank_pvalues(reference: np.ndarray, log_density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fraction of the sorted ``reference`` log-densities (K,) below each of ``log_density`` (N,), and its
+    binomial error sqrt(p (1 - p) / K).
+
+    >>> rank_pvalues(np.array([-3.0, -2.0, -1.0, 0.0]), np.array([-1.5]))[0].tolist()
+    [0.5]
+    """
+    p = np.searchsorted(reference, log_density, side="left") / len(reference)
     return p, np.sqrt(p * (1 - p) / len(reference))
 
 
@@ -402,3 +409,74 @@ def pvalue_metrics(p_model: np.ndarray, p_true: np.ndarray) -> dict[str, float]:
 def heldout_nll(model: DensityModel, x: np.ndarray) -> float:
     """Mean negative log density (nats) of held-out toys ``x`` (N, D); inf if any has zero density."""
     return float(-np.mean(model.log_prob(x)))
+
+
+# -- saved with a run -----------------------------------------------------------------------------
+MODELS_CHECKPOINT = "uncertainty-models"
+"""Checkpoint of a run's fitted densities (loaded with ``weights_only=True``): see :func:`models_state`."""
+
+
+@dataclass
+class FittedModels:
+    """What a finished run keeps to score new observations: the ``gaussian``, the ``marginal`` Gaussian,
+    the ``flow`` and the sorted Gaussian log-densities of the training toys (``toy_reference``, the
+    improved baseline's reference distribution)."""
+
+    gaussian: GaussianDensity
+    marginal: MarginalGaussianDensity
+    flow: FlowDensity
+    toy_reference: np.ndarray
+
+
+def _t(a: np.ndarray) -> Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def models_state(models: FittedModels, settings: FlowSettings) -> dict[str, Any]:
+    """A checkpoint of ``models``: tensors and plain values only, so it loads with ``weights_only=True``."""
+    m = models.marginal
+    return {
+        "format": 1,
+        "gaussian": {"mean": _t(models.gaussian.mean), "cov": _t(models.gaussian.cov)},
+        "marginal": {
+            "loc": _t(m.loc),
+            "scale": _t(m.scale),
+            "lam": _t(m.lam),
+            "mean": _t(m.gaussian.mean),
+            "cov": _t(m.gaussian.cov),
+        },
+        "flow": {
+            "state": {k: v.detach().cpu() for k, v in models.flow.module.state_dict().items()},
+            "settings": dataclasses.asdict(settings),
+            "dim": models.flow.dim,
+            "log_transform": models.flow.module.log_transform,
+        },
+        "toy_reference": _t(models.toy_reference),
+    }
+
+
+def models_from_state(state: dict[str, Any]) -> FittedModels:
+    """The :class:`FittedModels` of a :func:`models_state` checkpoint."""
+    if state.get("format") != 1:
+        raise DataError(f"not a numl uncertainty-models checkpoint (format {state.get('format')!r})")
+    g, m, f = state["gaussian"], state["marginal"], state["flow"]
+    values = dict(f["settings"])
+    settings = FlowSettings(**{**values, "train": TrainSettings(**values["train"])})
+    dim = int(f["dim"])
+    module = StandardisedFlow(
+        build_flow(dim, settings), torch.zeros(dim), torch.eye(dim), bool(f["log_transform"])
+    )
+    module.load_state_dict(f["state"])
+    module.eval()
+    marginal = MarginalGaussianDensity(
+        m["loc"].numpy(),
+        m["scale"].numpy(),
+        m["lam"].numpy(),
+        GaussianDensity(m["mean"].numpy(), m["cov"].numpy()),
+    )
+    return FittedModels(
+        GaussianDensity(g["mean"].numpy(), g["cov"].numpy()),
+        marginal,
+        FlowDensity(module, dim),
+        state["toy_reference"].numpy(),
+    )

@@ -66,3 +66,19 @@ class UncertaintyResult(Result):
     train_seconds: float
     near_far: pd.DataFrame | None = None
     seconds: float = 0.0
+
+
+@dataclass
+class ScoreResult(Result):
+    """p-values of new observations under a finished run's densities (the ``score`` action).
+
+    ``observed``: one row per observation and model: ``observation`` (row number), ``model``, ``method``
+    (chi2, density rank among the toys for the improved baseline, or density rank among model samples),
+    ``pvalue``, its Monte-Carlo ``error`` and the Mahalanobis ``chi2``; ``run``: the scored run's folder;
+    ``n_observations``; ``seconds``.
+    """
+
+    observed: pd.DataFrame
+    run: str
+    n_observations: int
+    seconds: float = 0.0

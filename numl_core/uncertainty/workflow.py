@@ -25,25 +25,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from numl_core.config import ConfigError
 from numl_core.data.generators import toys as toy_sets
 from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, plot_key, series
+from numl_core.runs import RunDir, RunStore
 from numl_core.training import FitResult
 from numl_core.uncertainty import ndfd, train
 from numl_core.uncertainty.c2st import c2st, latent_c2st
 from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
 from numl_core.uncertainty.model import (
+    MODELS_CHECKPOINT,
+    FittedModels,
     FlowDensity,
     GaussianDensity,
     MarginalGaussianDensity,
     check_observation,
     density_pvalues,
     heldout_nll,
+    models_from_state,
+    models_state,
     pvalue_metrics,
+    rank_pvalues,
     toy_rank_pvalues,
 )
-from numl_core.uncertainty.result import C2ST, MODELS, UncertaintyResult
+from numl_core.uncertainty.result import C2ST, MODELS, ScoreResult, UncertaintyResult
 from numl_core.workflows import Workflow
 
 IMPROVED = "improved_baseline"
@@ -103,7 +110,11 @@ def split_toys(config: UncertaintyConfig) -> ToySplit:
     toy_sets.check_toys(toys, source=f"toys '{config.toys}'")
     observation = None
     if config.observation.strip():
-        observation = check_observation(parse_observation(config.observation), toys.shape[1])
+        if ";" in config.observation.strip().strip(";"):
+            raise ConfigError(
+                "UncertaintyConfig.observation: a run takes one observation; score several later"
+            )
+        observation = check_observation(parse_observation(config.observation.strip(";")), toys.shape[1])
     order = np.random.default_rng([config.seed, 5]).permutation(len(toys))
     n_val = max(1, int(round(config.val_fraction * len(toys))))
     val, fit = toys[order[:n_val]], toys[order[n_val:]]
@@ -197,11 +208,12 @@ def observation_pvalues(
     models: dict[str, Any],
     n_samples: int,
     seed: int,
-    toys: np.ndarray,
+    toy_reference: np.ndarray,
 ) -> pd.DataFrame:
     """p-values of one observed vector (D,): chi2 of the Gaussian, the improved baseline (its density ranked
-    among the ``toys``') and the density rank under each model, with Monte-Carlo errors; one row per model."""
-    p_toys, err_toys = toy_rank_pvalues(gaussian, observation, toys)
+    among the sorted Gaussian log-densities of the toys, ``toy_reference``) and the density rank under each
+    model, with Monte-Carlo errors; one row per model."""
+    p_toys, err_toys = rank_pvalues(toy_reference, gaussian.log_prob(observation))
     rows = [
         {
             "model": "gaussian",
@@ -263,12 +275,20 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> Uncertaint
         rows["truth"] = _model_row("truth", data.truth, data.test, config, config.seed + 13)
         models["truth"] = data.truth
 
+    if progress.run_dir is not None:
+        fitted = FittedModels(gaussian, marginal, flow, np.sort(gaussian.log_prob(data.toys)))
+        progress.run_dir.save_checkpoint(MODELS_CHECKPOINT, models_state(fitted, config.flow_settings()))
     progress.update(0.85, "p-values")
     pvalues = _pvalue_table(data, gaussian, models, config, progress)
     observed = pd.DataFrame()
     if data.observation is not None:
         observed = observation_pvalues(
-            data.observation, gaussian, models, config.n_pvalue_samples, config.seed + 30, data.toys
+            data.observation,
+            gaussian,
+            models,
+            config.n_pvalue_samples,
+            config.seed + 30,
+            np.sort(gaussian.log_prob(data.toys)),
         )
     kept = min(KEPT_SAMPLES, len(data.test))
     result = UncertaintyResult(
@@ -357,6 +377,73 @@ LIVE_PLOTS = LivePlots(
     ),
 )
 
+
+# -- scoring new observations with a finished run -------------------------------------------------
+def load_observations(config: UncertaintyConfig) -> np.ndarray:
+    """The observations to score (N, D'): ``observation_file`` (CSV with a header row, parquet, npz, or text
+    with one comma-separated observation per line), else the ``observation`` field (several separated by
+    ``;``)."""
+    if not config.observation_file:
+        if not config.observation.strip():
+            raise ConfigError("UncertaintyConfig: give observation_file or observation to score")
+        return np.vstack([parse_observation(part) for part in config.observation.split(";") if part.strip()])
+    path = Path(config.observation_file)
+    if not path.is_file():
+        raise DataError(f"{path}: no observation file here")
+    if path.suffix.lower() in (".csv", ".parquet", ".pq", ".npz"):
+        return toy_sets.read_matrix(path)
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: no observation in the file")
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            rows.append(parse_observation(line))
+        except ConfigError as exc:
+            raise DataError(f"{path}:{i}: {exc}") from None
+    return np.vstack(rows)
+
+
+def scored_run(config: UncertaintyConfig, progress: Progress) -> RunDir:
+    """The finished run named by ``score_run``: a folder, or a run id in this job's runs folder."""
+    if not config.score_run:
+        raise ConfigError("UncertaintyConfig.score_run: name the finished run whose densities score")
+    path = Path(config.score_run)
+    if (path / "run.json").is_file():
+        return RunDir(path)
+    root = progress.run_dir.path.parent if progress.run_dir is not None else None
+    try:
+        return RunStore(root).get(config.score_run)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"UncertaintyConfig.score_run: {exc}") from None
+
+
+def score_observations(config: UncertaintyConfig, progress: Progress) -> ScoreResult:
+    """The ``score`` action: p-values of new observations under the densities a finished run saved."""
+    t0 = time.perf_counter()
+    run = scored_run(config, progress)
+    state = run.load_checkpoint(MODELS_CHECKPOINT)
+    if state is None:
+        raise ConfigError(
+            f"UncertaintyConfig.score_run: {run.path} holds no fitted densities (not finished?)"
+        )
+    fitted = models_from_state(state)
+    x = check_observation(load_observations(config), fitted.gaussian.dim)
+    models = {"marginal_gaussian": fitted.marginal, "flow": fitted.flow}
+    tables = []
+    for i, row in enumerate(x):
+        progress.check_cancelled()
+        progress.update(i / len(x), f"observation {i + 1} of {len(x)}")
+        table = observation_pvalues(
+            row, fitted.gaussian, models, config.n_pvalue_samples, config.seed + 30, fitted.toy_reference
+        )
+        tables.append(table.assign(observation=i))
+    observed = pd.concat(tables, ignore_index=True)
+    observed = observed[["observation", *[c for c in observed.columns if c != "observation"]]]
+    progress.log(f"scored {len(x)} observation(s) with the densities of run {run.id}")
+    return ScoreResult(observed, str(run.path), len(x), time.perf_counter() - t0)
+
+
 WORKFLOW = Workflow(
     name="uncertainty",
     title="Uncertainties",
@@ -364,6 +451,8 @@ WORKFLOW = Workflow(
     "near-to-far prediction.",
     config_cls=UncertaintyConfig,
     run=run_uncertainty,
+    actions={"score": score_observations},
     live_plots=LIVE_PLOTS,
-    results=(UncertaintyResult,),
+    results=(UncertaintyResult, ScoreResult),
+    cli_options={"score": {"--run": "score_run", "--observation": "observation_file"}},
 )

@@ -387,6 +387,12 @@ def check_toys(x: np.ndarray, source: str = "<toys>", min_rows: int | None = Non
 def load_toys(path: str | Path) -> np.ndarray:
     """A user's toy matrix (T, D) from CSV (header row of column names), parquet or npz (first array, or
     the one named ``toys``); one universe per row, every column numeric. Checked by :func:`check_toys`."""
+    return check_toys(read_matrix(path), source=str(path))
+
+
+def read_matrix(path: str | Path) -> np.ndarray:
+    """A numeric matrix, one row per toy or observation, from CSV (header row), parquet or npz; unreadable
+    files and non-numeric columns are :class:`DataError` naming the file."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -400,7 +406,7 @@ def load_toys(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: file is empty; expected a header row and one toy per row") from None
     except (ValueError, OSError, KeyError, pd.errors.ParserError) as exc:  # also zip and Arrow errors
         raise DataError(f"{path}: not a readable toy file ({type(exc).__name__}: {exc})") from None
-    return check_toys(x, source=str(path))
+    return np.atleast_2d(np.asarray(x, dtype=float))
 
 
 def _read_toy_matrix(path: Path) -> np.ndarray:
