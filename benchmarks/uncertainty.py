@@ -181,5 +181,14 @@ def run(quick: bool) -> dict[str, Any]:
             nd280_events=10_000 if quick else 50_000,
             **{k: v for k, v in small.items() if k not in ("n_toys", "n_test")},
         )
+    out["near_far"] = near_far_case(quick)
+    out["ndfd_calibration"] = ndfd_calibration(out["near_far"]["models"])
     out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     return out
+
+
+def ndfd_calibration(models: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Calibration of each near-to-far model's predicted far distribution on held-out toys: coverage of
+    the central 68 % and 95 % intervals and the PIT's Kolmogorov-Smirnov p-value against U(0, 1)."""
+    keys = ("coverage_68", "coverage_95", "pit_ks_pvalue")
+    return {m: {k: models[m][k] for k in keys} for m in ("transformer", "flow", "truth") if m in models}

@@ -99,3 +99,16 @@ def test_coverage_counts_inside_intervals():
 def test_unknown_model_kind():
     with pytest.raises(ValueError, match="kind"):
         ndfd.build_model("rnn", (torch.zeros(4, 1), torch.zeros(4, 1)), SETTINGS)
+
+
+def test_pit_calibration_flags_overconfident_and_underconfident_predictions():
+    rng = np.random.default_rng(2)
+    far = rng.normal(size=(2_000, 2))
+    calibrated = ndfd.pit_calibration(rng.normal(size=(300, 2_000, 2)), far)
+    narrow = ndfd.pit_calibration(0.5 * rng.normal(size=(300, 2_000, 2)), far)
+    wide = ndfd.pit_calibration(2.0 * rng.normal(size=(300, 2_000, 2)), far)
+    # 4000 PIT values: a bin's fraction has sd sqrt(0.1 * 0.9 / 4000) = 0.005
+    assert calibrated["pit_ks_pvalue"] > 1e-3
+    assert all(abs(calibrated[f"pit_{k}"] - 0.1) < 0.025 for k in range(10))
+    assert narrow["pit_ks_pvalue"] < 1e-10 and narrow["pit_0"] > 0.15 and narrow["pit_9"] > 0.15  # U-shape
+    assert wide["pit_ks_pvalue"] < 1e-10 and wide["pit_0"] < 0.05 and wide["pit_9"] < 0.05  # hump

@@ -47,3 +47,8 @@ def test_near_far_case_compares_both_models_with_the_exact_conditional():
         assert 0.0 <= row["coverage_68"] <= row["coverage_95"] <= 1.0
     # the exact conditional's 95 % intervals hold 95 % of 100 x 3 values: sd 0.013, 5 sd
     assert abs(models["truth"]["coverage_95"] - 0.95) < 0.063
+    calibration = bench.ndfd_calibration(models)
+    assert set(calibration) == {"transformer", "flow", "truth"}
+    assert all(set(v) == {"coverage_68", "coverage_95", "pit_ks_pvalue"} for v in calibration.values())
+    # the exact conditional's PIT is uniform: its KS p-value is itself uniform, below 1e-4 once in 10^4
+    assert calibration["truth"]["pit_ks_pvalue"] > 1e-4

@@ -45,6 +45,7 @@ MODEL_STYLE = {
     "marginal_gaussian": Style("#9467bd", "transformed Gaussian"),
     "flow": Style("#1f77b4", "flow"),
     "truth": Style("black", "truth"),
+    "transformer": Style("#2ca02c", "near-to-far transformer"),
 }
 PLOT_HEIGHT = 320
 SMALL = 230
@@ -215,12 +216,42 @@ def _pvalue_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     )
 
 
+def pit_plot(near_far: pd.DataFrame) -> Any:
+    """Histogram of the probability integral transform of the true far values under each model's
+    predictive distribution: flat at 1 for a calibrated model, U-shaped if too narrow, humped if too wide."""
+    use_bokeh()
+    bins = sorted(int(c.split("_")[1]) for c in near_far.columns if c.startswith("pit_") and c[4:].isdigit())
+    width = 1.0 / len(bins)
+    curves = []
+    for _, row in near_far.iterrows():
+        edges = np.linspace(0.0, 1.0, len(bins) + 1)
+        density = np.array([row[f"pit_{k}"] for k in bins]) / width
+        style = MODEL_STYLE.get(row["model"], Style("#7f7f7f", str(row["model"])))
+        curves.append(
+            hv.Histogram((edges, density), kdims=["PIT u"], vdims=["density"], label=style.label).opts(
+                fill_alpha=0.25, line_color=style.color, fill_color=style.color
+            )
+        )
+    flat = hv.HLine(1.0).opts(color="black", line_dash="dashed", line_width=1)
+    return hv.Overlay([*curves, flat]).opts(
+        title="calibration: PIT of the true far values",
+        responsive=True,
+        height=PLOT_HEIGHT,
+        legend_position="right",
+    )
+
+
 def _near_far_tab(near_far: pd.DataFrame) -> pn.viewable.Viewable:
     note = pn.pane.Markdown(
-        "Held-out NLL per event (nats) and coverage of the central 68 % / 95 % predictive intervals "
-        "against the toy's exact conditional p(X_far | X_near)."
+        "Held-out NLL per event (nats), coverage of the central 68 % / 95 % predictive intervals and the "
+        "PIT's Kolmogorov-Smirnov p-value against U(0, 1), next to the toy's exact conditional "
+        "p(X_far | X_near)."
     )
-    return pn.Column(note, table(near_far), sizing_mode="stretch_width")
+    columns = [c for c in near_far.columns if not (c.startswith("pit_") and c[4:].isdigit())]
+    parts: list[Any] = [note, table(near_far[columns])]
+    if "pit_0" in near_far.columns:
+        parts.insert(1, plot_pane(pit_plot(near_far)))
+    return pn.Column(*parts, sizing_mode="stretch_width")
 
 
 def _training_tab(history: pd.DataFrame) -> pn.viewable.Viewable:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import Tensor, nn
 
 from numl_core.data.generators.toys import NearFarToy
@@ -194,6 +195,28 @@ def coverage(
     return out
 
 
+PIT_BINS = 10
+
+
+def pit_calibration(samples: np.ndarray, far: np.ndarray, bins: int = PIT_BINS) -> dict[str, float]:
+    """Probability integral transform of the true far values (N, D) under the predictive ``samples``
+    (S, N, D): u = the fraction of samples below the true value, per event and dimension. A calibrated model
+    gives uniform u: ``pit_ks_pvalue`` is the Kolmogorov-Smirnov p-value against U(0, 1) and ``pit_0`` ...
+    the fraction of u in each of ``bins`` equal bins (1 / bins each when calibrated).
+
+    >>> rng = np.random.default_rng(0)
+    >>> out = pit_calibration(rng.normal(size=(400, 300, 1)), rng.normal(size=(300, 1)))
+    >>> bool(out["pit_ks_pvalue"] > 0.01), round(sum(out[f"pit_{k}"] for k in range(10)), 6)
+    (True, 1.0)
+    """
+    u = np.mean(samples < far[None], axis=0).ravel()
+    u = u + np.random.default_rng(0).uniform(0, 1 / samples.shape[0], size=u.shape)  # break ties on the grid
+    counts, _ = np.histogram(np.clip(u, 0, 1), bins=bins, range=(0.0, 1.0))
+    out = {"pit_ks_pvalue": float(stats.kstest(u, "uniform").pvalue)}
+    out.update({f"pit_{k}": float(c / len(u)) for k, c in enumerate(counts)})
+    return out
+
+
 def evaluate_near_far(
     models: dict[str, nn.Module],
     toy: NearFarToy,
@@ -202,13 +225,14 @@ def evaluate_near_far(
     n_samples: int = 500,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Held-out NLL (nats per event) and interval coverage of each model and of the toy's exact
-    conditional (``truth``) on test pairs (near, far), one row per model."""
+    """Held-out NLL (nats per event), interval coverage and PIT calibration (:func:`pit_calibration`) of each
+    model and of the toy's exact conditional (``truth``) on test pairs (near, far), one row per model."""
     rows = [
         {
             "model": "truth",
             "nll": float(-toy.conditional_log_prob(far, near).mean()),
-            **coverage(toy.conditional_sample(near, n_samples, seed), far),
+            **coverage(truth_samples := toy.conditional_sample(near, n_samples, seed), far),
+            **pit_calibration(truth_samples, far),
         }
     ]
     near_t, far_t = (torch.as_tensor(a, dtype=torch.float32) for a in (near, far))
@@ -218,7 +242,7 @@ def evaluate_near_far(
         with torch.no_grad():
             nll = float(-model.log_prob(far_t, near_t).double().mean())
             samples = model.sample(near_t, n_samples).double().numpy()
-        rows.append({"model": name, "nll": nll, **coverage(samples, far)})
+        rows.append({"model": name, "nll": nll, **coverage(samples, far), **pit_calibration(samples, far)})
     table = pd.DataFrame(rows)
     table["nll_minus_truth"] = table["nll"] - table.loc[table["model"] == "truth", "nll"].iloc[0]
     return table
