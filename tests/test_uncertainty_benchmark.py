@@ -52,3 +52,13 @@ def test_near_far_case_compares_both_models_with_the_exact_conditional():
     assert all(set(v) == {"coverage_68", "coverage_95", "pit_ks_pvalue"} for v in calibration.values())
     # the exact conditional's PIT is uniform: its KS p-value is itself uniform, below 1e-4 once in 10^4
     assert calibration["truth"]["pit_ks_pvalue"] > 1e-4
+
+
+def test_hard_case_reports_every_model_and_its_targets():
+    out = bench.hard_case(quick=True, device="cpu", **{**TINY, "dim": 8})
+    models = out["hard50d"]
+    assert set(models) == {"gaussian", "improved_baseline", "marginal_gaussian", "flow", "truth"}
+    assert set(out["hard50d_targets_met"]) == {"flow_c2st", "nll_gap", "pvalue_r", "pvalue_r2", "pvalue_mse"}
+    assert out["hard50d_flow_train_seconds_cpu"] > 0 and out["hard50d_toys"] > 0
+    # even in 8 dimensions the bent toys are told apart from their Gaussian fit
+    assert models["gaussian"]["c2st"] > 0.7

