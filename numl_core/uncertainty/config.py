@@ -26,7 +26,8 @@ class UncertaintyConfig(TrainingConfig):
     toys = param.Selector(
         default="mixture",
         objects=TOY_SETS,
-        doc="Toy set: 50-D Gaussian mixture, log-normal cases on the T2K covariance, ND280 universes "
+        doc="Toy set: 50-D Gaussian mixture, log-normal cases on the T2K covariance, the sinh-arcsinh toy "
+        "(the T2K correlation bent into skewed, heavy-tailed marginals: the hard case), ND280 universes "
         "(flux, cross-section or detector throws) or a file.",
     )
     toy_file = param.String(
