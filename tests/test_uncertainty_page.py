@@ -106,6 +106,7 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     view = build_page(page.PAGE, ctx)
     panel = ctx.job_panels["uncertainty"]
     assert panel.config.n_toys == page.APP_DEFAULTS["n_toys"]
+    assert panel.config.toys == "sinh_arcsinh"  # the hard case is the page's default comparison
     for key, value in UNCERTAINTY_TINY.items():
         setattr(panel.config, key, value)
     job = panel.start()
@@ -113,7 +114,7 @@ def test_page_runs_a_tiny_job_and_shows_its_result(shared):
     panel.poll()
     panel.poll()
     shown = panel.result_area.objects[0]
-    assert "toys **mixture**" in shown.objects[0].object
+    assert "toys **sinh_arcsinh**" in shown.objects[0].object
     assert panel.curves.received > 0  # the live NLL records reached the curves
     assert np.isfinite(job.result.metrics["c2st"]).all()
 
