@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,22 @@ def main(verbose: bool) -> None:
     "--data", "data_root", type=click.Path(file_okay=False), default=None, help="Data directory root."
 )
 @click.option("--show", is_flag=True, help="Open a browser tab.")
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Also accept the websocket from this origin, e.g. a JupyterHub's host (repeatable; also "
+    "$NUML_ALLOW_ORIGINS, comma-separated).",
+)
 def app(
-    port: int, address: str, prefix: str, runs_root: str | None, data_root: str | None, show: bool
+    port: int,
+    address: str,
+    prefix: str,
+    runs_root: str | None,
+    data_root: str | None,
+    show: bool,
+    allow_origins: tuple[str, ...],
 ) -> None:
     """Serve the dashboard (``panel serve app/main.py``)."""
     # the dashboard is a separate package that depends on numl_core, never the reverse
@@ -72,7 +87,9 @@ def app(
         server = importlib.import_module("app.server")
     except ModuleNotFoundError:
         raise click.ClickException("the dashboard package 'app' is not installed next to numl_core") from None
-    raise SystemExit(server.serve(port, address, prefix, show, runs_root, data_root))
+    from_env = [o.strip() for o in os.environ.get("NUML_ALLOW_ORIGINS", "").split(",") if o.strip()]
+    origins = [*allow_origins, *from_env]
+    raise SystemExit(server.serve(port, address, prefix, show, runs_root, data_root, origins))
 
 
 # -- runs ------------------------------------------------------------------------------

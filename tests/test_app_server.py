@@ -42,3 +42,25 @@ def test_killing_numl_app_stops_its_server(tmp_path, how):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_numl_app_passes_allowed_origins_from_options_and_the_environment(monkeypatch):
+    from click.testing import CliRunner
+
+    import app.server
+    from numl_core.cli import main
+
+    seen = {}
+
+    def fake_serve(port, address, prefix, show, runs_root, data_root, extra_origins=()):
+        seen["origins"] = list(extra_origins)
+        return 0
+
+    monkeypatch.setattr(app.server, "serve", fake_serve)
+    monkeypatch.setenv("NUML_ALLOW_ORIGINS", "lab.example.org, ")
+    args = ["app", "--allow-origin", "hub.example.org", "--allow-origin", "hub.example.org:8443"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert seen["origins"] == ["hub.example.org", "hub.example.org:8443", "lab.example.org"]
+    command = app.server.panel_command(5006, extra_origins=seen["origins"])
+    assert command.count("--allow-websocket-origin") == 5 and "hub.example.org:8443" in command
