@@ -540,3 +540,15 @@ def test_a_page_catches_up_from_the_run_folder_after_the_runner_released_its_job
     panel.attach(job)  # the page only now reads the job
     assert panel.curves.received == 9 == len(job.run_dir.read_metrics())
     assert job.result["n"] == 3  # loaded back from the run folder
+
+
+def test_tables_never_show_a_nonzero_number_as_zero() -> None:
+    from app.components.tables import display_frame, table
+
+    frame = pd.DataFrame({"quantity": ["sigma [cm2]", "events", "RESS"], "value": [1.07e-38, 2.5e9, 0.99213]})
+    shown, formatters = display_frame(frame, digits=4)
+    assert shown["value"].tolist() == ["1.07e-38", "2.5e+09", "0.9921"]
+    assert "value" not in formatters  # the strings are what the page shows
+    plain, formatters = display_frame(pd.DataFrame({"chi2": [1.23456, 0.0]}), digits=4)
+    assert plain["chi2"].tolist() == [1.23456, 0.0] and "chi2" in formatters
+    assert table(frame).value["value"].tolist() == shown["value"].tolist()
