@@ -456,7 +456,8 @@ def synthetic_unfolding_result() -> UnfoldResult:
 def test_unfolding_result_view_renders_every_tab() -> None:
     view = unfolding.result_view(synthetic_unfolding_result())
     assert view.distribution.options == ["dpt", "muon_p_cos"]
-    assert "1000 MC events" in view.summary.object and "converged at iteration 2" in view.summary.object
+    # converged_at is 0-based: the third iteration, as the log (which counts from 1) names it
+    assert "1000 MC events" in view.summary.object and "converged at iteration 3" in view.summary.object
     for name in view.distribution.options:
         view.distribution.value = name
         render(view.plot)

@@ -275,8 +275,9 @@ class UnfoldingResults(pn.viewable.Viewer):
     @staticmethod
     def _summary_text(result: UnfoldResult) -> str:
         parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
-        if result.converged_at is not None:
-            parts.append(f"converged at iteration {result.converged_at}")
+        if result.converged_at is not None:  # 0-based in the result; the log counts iterations from 1
+            n = result.converged_at + 1
+            parts.append(f"converged at iteration {n} (change below the trial spread; the log counts from 1)")
         if np.isfinite(result.seconds):
             parts.append(f"{result.seconds:.1f} s")
         return "**Result:** " + ", ".join(parts)
