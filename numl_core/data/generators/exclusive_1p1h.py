@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +41,12 @@ from numl_core.data.generators.exclusive_1p1h_current import (
     axial_form_factor_t,
     squared_amplitude,
 )
-from numl_core.data.kinematics import MUON_MASS, NUCLEON_MASS
+from numl_core.data.kinematics import (
+    MUON_MASS,
+    NUCLEON_MASS,
+    energy_from_momentum,
+    momentum_components,
+)
 from numl_core.data.llewellyn_smith import AXIAL_MASS, GEV2_TO_CM2
 
 log = logging.getLogger(__name__)
@@ -197,42 +203,76 @@ def in_domain(x: Tensor, enu: Tensor, model: ExclusiveModel) -> Tensor:
     )
 
 
+class _Kinematics(NamedTuple):
+    """Per-point inputs of the shell terms, shapes (*,): neutrino energy, muon momentum and energy [GeV],
+    cos and sin of the muon angle, energy transfer [GeV] and the nucleon's unit vector (3 tensors)."""
+
+    enu: Tensor
+    k_mu: Tensor
+    e_mu: Tensor
+    cmu: Tensor
+    smu: Tensor
+    omega: Tensor
+    n_hat: tuple[Tensor, Tensor, Tensor]
+
+
+def _kinematics(x: Tensor, enu: Tensor, model: ExclusiveModel) -> _Kinematics:
+    """The muon and nucleon kinematics of points ``x`` (*, 4) at energies ``enu`` (*,)."""
+    cmu, omega, cn, phi = x.unbind(-1)
+    e_mu = enu - omega
+    k_mu = torch.sqrt(torch.clamp(e_mu**2 - model.m_lep**2, min=0.0))
+    smu = torch.sqrt(torch.clamp(1.0 - cmu**2, min=0.0))
+    sn = torch.sqrt(torch.clamp(1.0 - cn**2, min=0.0))
+    n_hat = (sn * torch.cos(phi), sn * torch.sin(phi), cn)
+    return _Kinematics(enu, k_mu, e_mu, cmu, smu, omega, n_hat)
+
+
+def _node_term(
+    shell: Shell, model: ExclusiveModel, e_rem: float, kin: _Kinematics, params: Mapping[str, Tensor | float]
+) -> Tensor:
+    """The shell's contribution [GeV^-2/GeV/rad] at one removal energy ``e_rem`` [GeV]; shape (*,)."""
+    enu, k_mu, e_mu, cmu, smu, omega, n_hat = kin
+    qx, qz = -k_mu * smu, enu - k_mu * cmu
+    e_n = omega + NUCLEON_MASS - e_rem
+    open_ = e_n > NUCLEON_MASS
+    p_n = torch.sqrt(torch.clamp(e_n**2 - NUCLEON_MASS**2, min=0.0))
+    px, py, pz = p_n * n_hat[0] - qx, p_n * n_hat[1], p_n * n_hat[2] - qz
+    p = torch.sqrt(px**2 + py**2 + pz**2)
+    e_p = torch.sqrt(NUCLEON_MASS**2 + p**2)
+    omega_t = e_n - e_p  # de Forest: on-shell initial nucleon
+    q2 = qx**2 + qz**2 - omega_t**2
+    k_dot_p = enu * (e_p - pz)
+    kmu_dot_p = e_mu * e_p - k_mu * (smu * px + cmu * pz)
+    s_minus_u = 2.0 * (k_dot_p + kmu_dot_p) - model.m_lep**2
+    ok = open_ & (q2 > 0)
+    if shell.momentum == "rfg":
+        ok = ok & (p_n > shell.fermi_momentum)
+    q2 = torch.where(ok, q2, torch.ones_like(q2))
+    amp = squared_amplitude(q2, s_minus_u, axial_form_factor_t(q2, model.axial, params), model.m_lep)
+    term = k_mu * p_n * amp * momentum_density(p, shell) / (32.0 * math.pi * enu * e_p)
+    return torch.where(ok, term, torch.zeros_like(term))
+
+
 def _shell_term(
-    shell: Shell,
-    model: ExclusiveModel,
-    enu: Tensor,
-    k_mu: Tensor,
-    e_mu: Tensor,
-    cmu: Tensor,
-    smu: Tensor,
-    omega: Tensor,
-    n_hat: tuple[Tensor, Tensor, Tensor],
-    params: Mapping[str, Tensor | float],
+    shell: Shell, model: ExclusiveModel, kin: _Kinematics, params: Mapping[str, Tensor | float]
 ) -> Tensor:
     """The shell's contribution [cm^2/GeV/rad], integrated over its removal energy; inputs (*,)."""
-    energies, weights = _energy_nodes(shell, model.energy_nodes, enu.dtype)
-    out = torch.zeros_like(enu)
-    qx, qz = -k_mu * smu, enu - k_mu * cmu
+    energies, weights = _energy_nodes(shell, model.energy_nodes, kin.enu.dtype)
+    out = torch.zeros_like(kin.enu)
     for e_rem, w_e in zip(energies.tolist(), weights.tolist(), strict=True):
-        e_n = omega + NUCLEON_MASS - e_rem
-        open_ = e_n > NUCLEON_MASS
-        p_n = torch.sqrt(torch.clamp(e_n**2 - NUCLEON_MASS**2, min=0.0))
-        px, py, pz = p_n * n_hat[0] - qx, p_n * n_hat[1], p_n * n_hat[2] - qz
-        p = torch.sqrt(px**2 + py**2 + pz**2)
-        e_p = torch.sqrt(NUCLEON_MASS**2 + p**2)
-        omega_t = e_n - e_p  # de Forest: on-shell initial nucleon
-        q2 = qx**2 + qz**2 - omega_t**2
-        k_dot_p = enu * (e_p - pz)
-        kmu_dot_p = e_mu * e_p - k_mu * (smu * px + cmu * pz)
-        s_minus_u = 2.0 * (k_dot_p + kmu_dot_p) - model.m_lep**2
-        ok = open_ & (q2 > 0)
-        if shell.momentum == "rfg":
-            ok = ok & (p_n > shell.fermi_momentum)
-        q2 = torch.where(ok, q2, torch.ones_like(q2))
-        amp = squared_amplitude(q2, s_minus_u, axial_form_factor_t(q2, model.axial, params), model.m_lep)
-        term = k_mu * p_n * amp * momentum_density(p, shell) / (32.0 * math.pi * enu * e_p)
-        out = out + w_e * torch.where(ok, term, torch.zeros_like(term))
+        out = out + w_e * _node_term(shell, model, e_rem, kin, params)
     return out * GEV2_TO_CM2
+
+
+def _merged_parameters(
+    model: ExclusiveModel, params: Mapping[str, Tensor | float] | None
+) -> dict[str, Tensor | float]:
+    """The model's axial parameters overridden by ``params``; unknown names raise ``ValueError``."""
+    params = dict(params or {})
+    unknown = set(params) - set(AXIAL_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown model parameter(s) {sorted(unknown)}; known: {AXIAL_PARAMETERS}")
+    return {**model.parameters, **params}
 
 
 def differential_cross_section(
@@ -254,22 +294,13 @@ def differential_cross_section(
         raise ValueError(f"x must have shape (*, 4) = {VARIABLES}, got {tuple(x.shape)}")
     if check:
         check_energies(enu, model)
-    params = dict(params or {})
-    unknown = set(params) - set(AXIAL_PARAMETERS)
-    if unknown:
-        raise ValueError(f"unknown model parameter(s) {sorted(unknown)}; known: {AXIAL_PARAMETERS}")
-    merged: dict[str, Tensor | float] = {**model.parameters, **params}
+    merged = _merged_parameters(model, params)
     inside = in_domain(x, enu, model)
-    cmu, omega, cn, phi = x.unbind(-1)
-    e_mu = enu - omega
-    k_mu = torch.sqrt(torch.clamp(e_mu**2 - model.m_lep**2, min=0.0))
-    smu = torch.sqrt(torch.clamp(1.0 - cmu**2, min=0.0))
-    sn = torch.sqrt(torch.clamp(1.0 - cn**2, min=0.0))
-    n_hat = (sn * torch.cos(phi), sn * torch.sin(phi), cn)
+    kin = _kinematics(x, enu, model)
     total = torch.zeros_like(enu)
     for shell in model.shells:
-        total = total + _shell_term(shell, model, enu, k_mu, e_mu, cmu, smu, omega, n_hat, merged)
-    return torch.where(inside & (e_mu > model.m_lep), total, torch.zeros_like(total))
+        total = total + _shell_term(shell, model, kin, merged)
+    return torch.where(inside & (kin.e_mu > model.m_lep), total, torch.zeros_like(total))
 
 
 def inclusive_cross_section(
@@ -537,3 +568,109 @@ def accept_reject(
     return AcceptRejectResult(
         torch.cat(xs)[:n], torch.cat(es)[:n], kept / proposed, proposed, seconds, over / proposed, max_ratio
     )
+
+
+# -- lab-frame events --------------------------------------------------------------------------
+CARBON_MASS = 11.174862
+"""Mass of the 12C nucleus [GeV] (12 u less six electron masses and their binding)."""
+PDG_NUMU, PDG_MUON, PDG_PROTON, PDG_NEUTRON = 14, 13, 2212, 2112
+PDG_CARBON12, PDG_CARBON11 = 1000060120, 1000060110
+"""PDG codes of the process nu_mu n -> mu- p on 12C, which leaves an (excited) 11C remnant."""
+
+
+def removal_energy_sample(
+    x: Tensor,
+    enu: Tensor,
+    model: ExclusiveModel,
+    seed: int = 0,
+    params: Mapping[str, float] | None = None,
+) -> Tensor:
+    """One removal energy E [GeV] per point (N,), drawn from its distribution given the point: the
+    removal-energy nodes of all shells' quadratures with probabilities proportional to each node's
+    share of d^4 sigma at x (the variables fix omega but not E, which the cross section integrates over).
+    Points with zero cross section draw from the nodes' prior weights (occupancy times node weight).
+
+    >>> m = carbon_model()
+    >>> x = torch.tensor([[0.9, 0.25, 0.8, 3.1]], dtype=torch.float64)
+    >>> e = removal_energy_sample(x, torch.tensor([1.0], dtype=torch.float64), m)
+    >>> 0.0 < float(e[0]) < 0.1
+    True
+    """
+    kin = _kinematics(x, enu, model)
+    merged = _merged_parameters(model, params)
+    energies, terms, prior = [], [], []
+    for shell in model.shells:
+        nodes, weights = _energy_nodes(shell, model.energy_nodes, enu.dtype)
+        for e_rem, w_e in zip(nodes.tolist(), weights.tolist(), strict=True):
+            energies.append(e_rem)
+            terms.append(w_e * _node_term(shell, model, e_rem, kin, merged))
+            prior.append(w_e * shell.occupancy)
+    share = torch.stack(terms, -1).clamp(min=0.0)
+    share = torch.where(share.sum(-1, keepdim=True) > 0, share, torch.tensor(prior, dtype=share.dtype))
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.multinomial(share.reshape(-1, len(energies)), 1, generator=gen).reshape(share.shape[:-1])
+    return torch.tensor(energies, dtype=enu.dtype)[pick]
+
+
+@dataclass(frozen=True)
+class KnockoutEvent:
+    """Lab-frame four-momenta (N, 4) = (E, px, py, pz) [GeV] of nu_mu + 12C -> mu- + p + 11C*: the beam
+    ``neutrino``, the ``target`` nucleus at rest, the struck bound ``neutron`` (off shell), the ``muon``,
+    the ``proton`` and the ``remnant`` nucleus (target less the struck neutron)."""
+
+    neutrino: np.ndarray
+    target: np.ndarray
+    neutron: np.ndarray
+    muon: np.ndarray
+    proton: np.ndarray
+    remnant: np.ndarray
+
+
+def knockout_momenta(
+    enu: np.ndarray,
+    cos_mu: np.ndarray,
+    omega: np.ndarray,
+    cos_n: np.ndarray,
+    phi_n: np.ndarray,
+    removal_energy: np.ndarray,
+    phi_mu: np.ndarray | float = 0.0,
+    m_lep: float = MUON_MASS,
+) -> KnockoutEvent:
+    """Lab-frame four-momenta [GeV] of events given by the model's variables, as the model defines them.
+
+    Inputs (N,): E_nu [GeV] along +z, cos theta_mu, omega [GeV], the proton's cos theta_N and azimuth
+    phi_N [rad] measured from the muon's plane, the removal energy E [GeV] (see
+    :func:`removal_energy_sample`) and the muon's azimuth ``phi_mu`` [rad] (0: the muon in the x-z plane;
+    the cross section does not depend on it). The muon has E_mu = E_nu - omega; the proton
+    E' = omega + M - E (M the average nucleon mass, as in the cross section) and |p'| = sqrt(E'^2 - M^2)
+    (0 below threshold); the bound neutron carries E = M - E_rem and the missing momentum p' - q; the
+    remnant takes the rest, so four-momentum is conserved exactly. Its mass is M_A - M + E_rem up to the
+    recoil energy p_miss^2 / (2 M_A-1) that the model neglects.
+
+    >>> ev = knockout_momenta(*np.array([[1.0], [0.9], [0.25], [0.8], [3.1], [0.0187]]))
+    >>> balance = ev.neutrino + ev.target - ev.muon - ev.proton - ev.remnant
+    >>> float(np.abs(balance).max()) < 1e-12
+    True
+    >>> from numl_core.data.kinematics import minkowski_square
+    >>> masses = np.sqrt(minkowski_square(np.stack([ev.muon, ev.proton])))
+    >>> [round(float(m), 7) for m in masses[:, 0]] == [round(MUON_MASS, 7), round(NUCLEON_MASS, 7)]
+    True
+    >>> p_miss = np.linalg.norm(ev.neutron[0, 1:])
+    >>> excess = np.sqrt(minkowski_square(ev.remnant))[0] - (CARBON_MASS - NUCLEON_MASS + 0.0187)
+    >>> bool(-p_miss**2 / (2 * 10.2) - 1e-9 < excess <= 0)
+    True
+    """
+    enu, omega, e_rem = (np.asarray(a, float) for a in (enu, omega, removal_energy))
+    phi_mu = np.broadcast_to(np.asarray(phi_mu, float), enu.shape)
+    zero = np.zeros_like(enu)
+    neutrino = np.stack([enu, zero, zero, enu], -1)
+    e_mu = enu - omega
+    k_mu = np.sqrt(np.clip(e_mu**2 - m_lep**2, 0.0, None))
+    muon = np.stack([e_mu, *momentum_components(k_mu, cos_mu, phi_mu)], -1)
+    p_n = np.sqrt(np.clip((omega + NUCLEON_MASS - e_rem) ** 2 - NUCLEON_MASS**2, 0.0, None))
+    proton = np.stack(
+        [energy_from_momentum(p_n, NUCLEON_MASS), *momentum_components(p_n, cos_n, phi_n + phi_mu)], -1
+    )
+    target = np.stack([np.full_like(enu, CARBON_MASS), zero, zero, zero], -1)
+    neutron = muon + proton - neutrino
+    return KnockoutEvent(neutrino, target, neutron, muon, proton, target - neutron)
