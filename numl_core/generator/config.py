@@ -95,7 +95,11 @@ class GeneratorConfig(TrainingConfig):
     sample_mode = param.Selector(
         default="importance", objects=["importance", "emulator"], doc="'sample': unweighted IS or raw flow."
     )
-    output_file = param.String(default="events.parquet", doc="'sample' output (.parquet, .csv, .root).")
+    output_file = param.String(
+        default="events.parquet",
+        doc="'sample' output: a table (.parquet, .csv, .root) of the event variables, or NuHepMC "
+        "(.hepmc, .hepmc3): lab-frame four-momenta with the flux-averaged cross section in the header.",
+    )
 
     def validate(self) -> None:
         if not self.enu_high > self.enu_low:

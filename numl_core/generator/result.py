@@ -80,13 +80,17 @@ class SampleResult(Result):
     """Events written by the ``sample`` action: the first 1000 in ``events_head`` (columns ``enu``,
     ``cos_mu``, ``omega``, ``cos_n``, ``phi_n``, in importance mode ``weight`` (1, or the over-weight
     w / w_max), and each conditioning parameter), the ``output_file`` written, ``n_events`` in it,
-    ``n_drawn`` flow events drawn for them and the ``seconds`` it took."""
+    ``n_drawn`` flow events drawn for them, the ``seconds`` it took and the flux-averaged total
+    ``cross_section`` with its statistical ``cross_section_error`` [cm² per nucleus] (importance mode, or any
+    NuHepMC output; None otherwise)."""
 
     events_head: pd.DataFrame
     output_file: str
     n_events: int
     n_drawn: int
     seconds: float
+    cross_section: float | None = None
+    cross_section_error: float | None = None
 
     def describe(self) -> str:
         """One sentence: what was written where.

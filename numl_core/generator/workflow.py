@@ -6,13 +6,15 @@ capping bias, MNLL and bin pulls against a high-statistics weighted reference, m
 reference, and (optionally) an accept-reject sample of the same size, as a
 :class:`~numl_core.generator.result.GeneratorResult`; with a run directory it saves the flow as
 ``flow.pt``. ``sample`` loads a saved flow and writes N events (emulated, or importance-weighted and
-unweighted) to a parquet, CSV or ROOT file (:class:`~numl_core.generator.result.SampleResult`).
+unweighted) to a parquet, CSV or ROOT file, or as lab-frame four-momenta to a NuHepMC file
+(:class:`~numl_core.generator.result.SampleResult`).
 
 Live plots: the training loss per epoch (all rounds end to end) and the RESS of each round's proposal.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from numl_core import __version__ as numl_version
 from numl_core.config import ConfigError
+from numl_core.data import nuhepmc
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.io import write_table
 from numl_core.device import resolve_device
@@ -47,6 +51,10 @@ FLOW_FILE = "flow.pt"
 SAMPLER_METRICS = ("ress", "unweighting_efficiency", "cap_bias")
 #: Events per chunk of the ``sample`` action.
 SAMPLE_CHUNK = 100_000
+#: Output suffixes the ``sample`` action writes as NuHepMC (otherwise :func:`~numl_core.data.io.write_table`).
+NUHEPMC_SUFFIXES = (".hepmc", ".hepmc3")
+#: Weighted flow events for the cross section of an emulator-mode NuHepMC header.
+CROSS_SECTION_EVENTS = 20_000
 
 
 # -- run: training, then evaluation ------------------------------------------------------------
@@ -256,18 +264,38 @@ def _sampling_setup(
     return flux, params, energy_proposal(config, model, flux, flow)
 
 
+@dataclass(frozen=True)
+class CrossSection:
+    """A flux-averaged total cross section [cm^2 per nucleus] and its statistical error, estimated as the
+    mean of importance weights f / q x flux / energy proposal (:mod:`~numl_core.generator.sampling`)."""
+
+    value: float
+    error: float
+
+    @classmethod
+    def of(cls, n: int, sum_w: float, sum_w2: float) -> CrossSection:
+        """From the number of weights, their sum and their sum of squares.
+
+        >>> CrossSection.of(4, 4.0, 6.0)
+        CrossSection(value=1.0, error=0.3535533905932738)
+        """
+        mean = sum_w / n
+        return cls(mean, math.sqrt(max(sum_w2 / n - mean**2, 0.0) / max(n - 1, 1)))
+
+
 def _draw_events(
     config: GeneratorConfig,
     progress: Progress,
     flow: GeneratorFlow,
     model: ex.ExclusiveModel,
     setup: tuple[ex.Flux, dict[str, float], ex.Flux | None],
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, int, CrossSection | None]:
     """``n_generate`` events in chunks (importance mode: hit-or-miss on capped weights with one w_max for
-    all chunks, over-weights kept as a weight column); returns them and the number of flow draws."""
+    all chunks, over-weights kept as a weight column); returns them, the number of flow draws and, in
+    importance mode, the flux-averaged cross section from all draws' (uncapped) weights."""
     flux, params, energies = setup
     target = None if config.sample_mode == "emulator" else model
-    frames, kept, drawn, w_max = [], 0, 0, None
+    frames, kept, drawn, w_max, sums = [], 0, 0, None, np.zeros(2)
     while kept < config.n_generate:
         progress.check_cancelled()
         remaining = config.n_generate - kept
@@ -278,6 +306,7 @@ def _draw_events(
         if target is None:
             frame = smp.events_frame(s.x, s.enu)
         else:
+            sums += (s.weights.sum(), (s.weights**2).sum())
             capped = smp.cap_weights(s.weights, config.cap_quantile)
             if w_max is None:  # fixed after the first chunk so all chunks are unweighted alike
                 w_max = smp.unweighting_efficiency(capped.weights, seed=config.seed).w_max
@@ -289,19 +318,78 @@ def _draw_events(
     events = pd.concat(frames, ignore_index=True).iloc[: config.n_generate]
     for name, value in params.items():
         events[name] = value
-    return events, drawn
+    return events, drawn, None if target is None else CrossSection.of(drawn, *sums)
+
+
+def flow_cross_section(
+    config: GeneratorConfig,
+    flow: GeneratorFlow,
+    model: ex.ExclusiveModel,
+    setup: tuple[ex.Flux, dict[str, float], ex.Flux | None],
+) -> CrossSection:
+    """The flux-averaged cross section from :data:`CROSS_SECTION_EVENTS` weighted flow events (what the
+    emulator mode, which evaluates no cross section, writes into a NuHepMC header)."""
+    flux, params, energies = setup
+    s = smp.sample_flow(
+        flow, CROSS_SECTION_EVENTS, flux, config.seed + 104_729, params, model, energies=energies
+    )
+    w = s.weights
+    return CrossSection.of(len(w), w.sum(), (w**2).sum())
+
+
+def write_nuhepmc_events(
+    events: pd.DataFrame, path: Path, config: GeneratorConfig, model: ex.ExclusiveModel, sigma: CrossSection
+) -> Path:
+    """Write events as NuHepMC: lab-frame four-momenta with a removal energy drawn per event given its
+    variables and a uniform muon azimuth, the ``weight`` column (or 1) as the CV weight and ``sigma`` and
+    the flux in the header (:func:`~numl_core.data.nuhepmc.write_nuhepmc`)."""
+    x = torch.tensor(events[list(ex.VARIABLES)].to_numpy(), dtype=torch.float64)
+    enu = torch.tensor(events["enu"].to_numpy(), dtype=torch.float64)
+    e_rem = ex.removal_energy_sample(x, enu, model, config.seed + 31, eval_params(config)).numpy()
+    phi_mu = np.random.default_rng([config.seed, 37]).uniform(-np.pi, np.pi, len(events))
+    cols = [events[c].to_numpy() for c in ("enu", *ex.VARIABLES)]
+    ev = ex.knockout_momenta(*cols, e_rem, phi_mu, m_lep=model.m_lep)
+    flux = build_flux(config)
+    run = nuhepmc.KnockoutRun(
+        sigma.value,
+        sigma.error,
+        process_id=200,  # NuHepMC E.C.1: 200-249 charged-current quasi-elastic
+        process_name="CCQE",
+        process_description=f"nu_mu n -> mu- p on 12C, {config.shells} spectral function, "
+        f"{config.axial} axial form factor ({config.sample_mode} flow events)",
+        version=numl_version,
+        flux_edges=flux.edges,
+        flux_density=flux.density,
+    )
+    track = nuhepmc.Track
+    return nuhepmc.write_nuhepmc(
+        path,
+        run,
+        beam=track(ex.PDG_NUMU, ev.neutrino),
+        target=track(ex.PDG_CARBON12, ev.target),
+        struck=track(ex.PDG_NEUTRON, ev.neutron),
+        remnant=track(ex.PDG_CARBON11, ev.remnant),
+        outgoing=[track(ex.PDG_MUON, ev.muon), track(ex.PDG_PROTON, ev.proton)],
+        weights=events["weight"].to_numpy() if "weight" in events else None,
+    )
 
 
 def sample_events(config: GeneratorConfig, progress: Progress) -> SampleResult:
     """Write ``n_generate`` events from a saved flow to ``output_file``: unweighted importance-sampled events
-    (exact target, hit-or-miss on capped weights, over-weights kept as a weight column) or raw flow events."""
+    (exact target, hit-or-miss on capped weights, over-weights kept as a weight column) or raw flow events;
+    a ``.hepmc``/``.hepmc3`` file is NuHepMC with the flux-averaged cross section in its header."""
     config.validate()
     flow = load_trained_flow(config)
     model = build_model(config)
     setup = _sampling_setup(config, flow, model)
     t0 = time.perf_counter()
-    events, drawn = _draw_events(config, progress, flow, model, setup)
-    path = write_table(events, Path(config.output_file))
+    events, drawn, sigma = _draw_events(config, progress, flow, model, setup)
+    path = Path(config.output_file)
+    if path.suffix.lower() in NUHEPMC_SUFFIXES:
+        sigma = sigma or flow_cross_section(config, flow, model, setup)
+        path = write_nuhepmc_events(events, path, config, model, sigma)
+    else:
+        path = write_table(events, path)
     seconds = time.perf_counter() - t0
     progress.log(f"wrote {len(events)} events to {path} in {seconds:.1f} s")
     return SampleResult(
@@ -310,6 +398,8 @@ def sample_events(config: GeneratorConfig, progress: Progress) -> SampleResult:
         n_events=len(events),
         n_drawn=drawn,
         seconds=seconds,
+        cross_section=None if sigma is None else sigma.value,
+        cross_section_error=None if sigma is None else sigma.error,
     )
 
 
