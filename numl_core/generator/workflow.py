@@ -282,8 +282,8 @@ class CrossSection:
         >>> sigma.value, round(sigma.error, 12) == round(smp.relative_integral_error(w), 12)
         (1.0, True)
         """
-        mean = sum_w / n
-        return cls(mean, math.sqrt(max(sum_w2 / n - mean**2, 0.0) / max(n - 1, 1)))
+        mean = float(sum_w / n)
+        return cls(mean, math.sqrt(max(float(sum_w2) / n - mean**2, 0.0) / max(n - 1, 1)))
 
 
 def _draw_events(
