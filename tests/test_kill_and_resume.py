@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,20 +49,20 @@ def _metric_table(records: list[dict]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
 
 
-@pytest.mark.slow
-def test_a_killed_energy_run_resumes_to_the_uninterrupted_result(tmp_path):
-    config = tmp_path / "energy.json"
-    config.write_text(json.dumps(CONFIG))
+def _whole_then_killed(tmp_path, workflow: str, values: dict, started) -> tuple[Path, Path, str]:
+    """Run ``workflow`` once to the end (runs folder ``whole``), then again in a subprocess killed with
+    SIGKILL as soon as ``started(run_dir)`` is true (runs folder ``cut``); the killed run's id."""
+    config = tmp_path / f"{workflow}.json"
+    config.write_text(json.dumps(values))
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = CliRunner().invoke(main, ["energy", "run", "--config", str(config), "--out", str(whole)])
+    done = CliRunner().invoke(main, [workflow, "run", "--config", str(config), "--out", str(whole)])
     assert done.exit_code == 0, done.output
-
-    cmd = [sys.executable, "-m", "numl_core.cli", "energy", "run", "--config", str(config), "--out", str(cut)]
+    cmd = [sys.executable, "-m", "numl_core.cli", workflow, "run", "--config", str(config), "--out", str(cut)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         runs = list(cut.glob("*/run.json"))
-        if runs and _epochs_done(runs[0].parent) >= 3:
+        if runs and started(runs[0].parent):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed: make it longer"
@@ -69,6 +70,13 @@ def test_a_killed_energy_run_resumes_to_the_uninterrupted_result(tmp_path):
     proc.wait(30)
     (info,) = RunStore(cut).list()
     assert info["state"] == "interrupted"
+    return whole, cut, info["id"]
+
+
+@pytest.mark.slow
+def test_a_killed_energy_run_resumes_to_the_uninterrupted_result(tmp_path):
+    whole, cut, run_id = _whole_then_killed(tmp_path, "energy", CONFIG, lambda d: _epochs_done(d) >= 3)
+    info = {"id": run_id}
     assert 3 <= _epochs_done(cut / info["id"]) < CONFIG["epochs"]
 
     resumed = CliRunner().invoke(main, ["energy", "run", "--resume", info["id"], "--out", str(cut)])
@@ -113,25 +121,9 @@ def _iterations_started(run_dir) -> int:
 
 @pytest.mark.slow
 def test_a_killed_unfolding_resumes_without_repeating_the_partial_iterations_metrics(tmp_path):
-    config = tmp_path / "unfold.json"
-    config.write_text(json.dumps(UNFOLD))
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = CliRunner().invoke(main, ["unfold", "run", "--config", str(config), "--out", str(whole)])
-    assert done.exit_code == 0, done.output
-
-    cmd = [sys.executable, "-m", "numl_core.cli", "unfold", "run", "--config", str(config), "--out", str(cut)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        runs = list(cut.glob("*/run.json"))
-        if runs and _iterations_started(runs[0].parent) >= 3:  # the third iteration is under way
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    (info,) = RunStore(cut).list()
-    assert info["state"] == "interrupted"
+    # killed once the third iteration is under way
+    whole, cut, run_id = _whole_then_killed(tmp_path, "unfold", UNFOLD, lambda d: _iterations_started(d) >= 3)
+    info = {"id": run_id}
 
     resumed = CliRunner().invoke(main, ["unfold", "run", "--resume", info["id"], "--out", str(cut)])
     assert resumed.exit_code == 0, resumed.output
