@@ -171,3 +171,33 @@ def test_improved_baseline_differs_from_chi2_on_log_normal_toys_and_is_calibrate
     # held-out toys rank uniformly among the toys' own statistic, not under chi2_D
     assert stats.kstest(p_toys, "uniform").pvalue > 1e-3
     assert stats.kstest(p_chi2, "uniform").pvalue < 1e-10
+
+
+def test_asinh_standardisation_is_a_normalised_density_that_saves_and_loads():
+    from numl_core.data.generators.toys import SinhArcsinhToy
+    from numl_core.uncertainty.train import fit_flow
+
+    toy = SinhArcsinhToy(np.eye(1), np.array([1.0]), np.array([0.5]))  # skewed and heavy-tailed
+    toys = toy.sample(4_000, seed=1)
+    settings = unc.FlowSettings(
+        model="nsf",
+        standardise="asinh",
+        transforms=2,
+        hidden_features=16,
+        train=unc.flow_training(epochs=40, lr=1e-2, batch_size=256),
+    )
+    flow, _ = fit_flow(toys[:3_500], toys[3_500:], settings)
+    x = np.sinh(np.linspace(-14, 14, 200_001))[:, None]  # a grid even in asinh(x) reaches the heavy tails
+    assert np.trapezoid(np.exp(flow.log_prob(x)), x[:, 0]) == pytest.approx(1.0, abs=2e-3)
+    samples, log_q = flow.sample_and_log_prob(500, seed=2)
+    np.testing.assert_allclose(log_q, flow.log_prob(samples), atol=1e-3)
+    # held-out NLL (nats): the truth 3.42, the Gaussian fit 4.32, this flow 3.44 (measured); 2000 toys
+    # put an sd of about 0.03 on each, so the flow must come within 0.1 of the truth
+    held_out = toy.sample(2_000, seed=3)
+    assert unc.heldout_nll(flow, held_out) < -toy.log_prob(held_out).mean() + 0.1
+    fitted = unc.FittedModels(
+        unc.GaussianDensity.fit(toys), unc.MarginalGaussianDensity.fit(toys), flow, np.zeros(3)
+    )
+    back = unc.models_from_state(unc.models_state(fitted, settings))
+    assert back.flow.module.transform == "asinh"
+    np.testing.assert_allclose(back.flow.log_prob(held_out[:50]), flow.log_prob(held_out[:50]), atol=1e-6)

@@ -26,7 +26,7 @@ from numl_core.uncertainty.result import C2ST, ScoreResult, UncertaintyResult
 APP_DEFAULTS = {
     "toys": "sinh_arcsinh",  # the hard case: the Gaussian fails, the flow does not
     "model": "nsf",
-    "standardise": "zscore",
+    "standardise": "asinh",
     "n_toys": 10_000,
     "n_test": 1_000,
     "epochs": 40,

@@ -62,7 +62,10 @@ class UncertaintyConfig(TrainingConfig):
     hidden_layers = param.Integer(default=2, bounds=(1, 5), doc="Hidden layers per transform network.")
     coupling = param.Boolean(default=True, doc="Coupling (two-pass) masks: fast sampling in many dimensions.")
     standardise = param.Selector(
-        default="whiten", objects=list(STANDARDISATIONS), doc="Standardisation before the flow."
+        default="whiten",
+        objects=list(STANDARDISATIONS),
+        doc="Standardisation before the flow: whiten, per-dimension zscore, log (positive toys), asinh of "
+        "robust z-scores (heavy tails) or none.",
     )
     schedule = param.Selector(
         default="plateau",

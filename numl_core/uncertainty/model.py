@@ -45,7 +45,7 @@ from numl_core.training import TrainSettings
 log = logging.getLogger(__name__)
 
 FLOW_MODELS = ("maf", "nsf")
-STANDARDISATIONS = ("whiten", "zscore", "log", "none")
+STANDARDISATIONS = ("whiten", "zscore", "log", "asinh", "none")
 FLOW_GRAD_CLIP = 5.0
 """Maximum gradient norm when training a flow."""
 
@@ -215,8 +215,9 @@ class FlowSettings:
     ``coupling``: two-pass (coupling) masks, one network pass to sample instead of D;
     ``standardise``: "whiten" (by the training toys' mean and Cholesky factor of their covariance, so the
     untrained flow starts near the Gaussian fit), "zscore" (per dimension), "log" (log of positive toys,
-    then whitened) or "none"; ``train``: the training loop's settings (:func:`flow_training`), whose
-    ``seed`` also seeds the flow's initialisation.
+    then whitened), "asinh" (asinh of each dimension's robust z-score, median and IQR / 1.349, then
+    z-scored: heavy tails become logarithmic ones) or "none"; ``train``: the training loop's settings
+    (:func:`flow_training`), whose ``seed`` also seeds the flow's initialisation.
     """
 
     model: str = "maf"
@@ -251,15 +252,32 @@ def build_flow(dim: int, settings: FlowSettings, context: int = 0) -> zuko.flows
 
 
 class StandardisedFlow(nn.Module):
-    """A flow on x' = L^-1 (f(x) - loc), f = log or identity, L lower triangular (the Cholesky factor of
-    the training covariance, or a diagonal of standard deviations); log_prob includes the Jacobian."""
+    """A flow on x' = L^-1 (f(x) - loc), L lower triangular (the Cholesky factor of the training covariance,
+    or a diagonal of standard deviations) and f per dimension: identity, log, or
+    asinh((x - pre_loc) / pre_scale), which maps heavy tails onto logarithmic ones that the flow's
+    splines can hold; log_prob includes the Jacobian."""
 
-    def __init__(self, flow: zuko.flows.Flow, loc: Tensor, scale_tril: Tensor, log_transform: bool) -> None:
+    def __init__(
+        self,
+        flow: zuko.flows.Flow,
+        loc: Tensor,
+        scale_tril: Tensor,
+        transform: str | bool = "none",
+        pre_loc: Tensor | None = None,
+        pre_scale: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.flow = flow
         self.register_buffer("loc", loc)
         self.register_buffer("scale_tril", scale_tril)
-        self.log_transform = log_transform
+        dim = loc.shape[-1]
+        self.register_buffer("pre_loc", pre_loc if pre_loc is not None else torch.zeros(dim))
+        self.register_buffer("pre_scale", pre_scale if pre_scale is not None else torch.ones(dim))
+        self.transform = {True: "log", False: "none"}.get(transform, transform)
+
+    @property
+    def log_transform(self) -> bool:
+        return self.transform == "log"
 
     def _log_det(self, n: int) -> Tensor:
         return torch.log(torch.diagonal(self.scale_tril)).sum().expand(n)
@@ -267,9 +285,13 @@ class StandardisedFlow(nn.Module):
     def to_flow_space(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x' and log|dx'/dx| (N,)."""
         ladj = -self._log_det(x.shape[0])
-        if self.log_transform:
+        if self.transform == "log":
             ladj = ladj - torch.log(x).sum(-1)
             x = torch.log(x)
+        elif self.transform == "asinh":
+            z = (x - self.pre_loc) / self.pre_scale
+            ladj = ladj - 0.5 * torch.log1p(z**2).sum(-1) - torch.log(self.pre_scale).sum()
+            x = torch.asinh(z)
         white = torch.linalg.solve_triangular(self.scale_tril, (x - self.loc).T, upper=False).T
         return white, ladj
 
@@ -284,9 +306,13 @@ class StandardisedFlow(nn.Module):
         xs, lp = self.flow().rsample_and_log_prob((n,))
         x = xs @ self.scale_tril.T + self.loc
         ladj = -self._log_det(n)
-        if self.log_transform:
+        if self.transform == "log":
             x = torch.exp(x)
             ladj = ladj - torch.log(x).sum(-1)
+        elif self.transform == "asinh":
+            z = torch.sinh(x)
+            ladj = ladj - 0.5 * torch.log1p(z**2).sum(-1) - torch.log(self.pre_scale).sum()
+            x = self.pre_loc + self.pre_scale * z
         return x, lp + ladj
 
     def to_latent(self, x: Tensor) -> Tensor:
@@ -449,7 +475,7 @@ def models_state(models: FittedModels, settings: FlowSettings) -> dict[str, Any]
             "state": {k: v.detach().cpu() for k, v in models.flow.module.state_dict().items()},
             "settings": dataclasses.asdict(settings),
             "dim": models.flow.dim,
-            "log_transform": models.flow.module.log_transform,
+            "transform": models.flow.module.transform,
         },
         "toy_reference": _t(models.toy_reference),
     }
@@ -464,7 +490,7 @@ def models_from_state(state: dict[str, Any]) -> FittedModels:
     settings = FlowSettings(**{**values, "train": TrainSettings(**values["train"])})
     dim = int(f["dim"])
     module = StandardisedFlow(
-        build_flow(dim, settings), torch.zeros(dim), torch.eye(dim), bool(f["log_transform"])
+        build_flow(dim, settings), torch.zeros(dim), torch.eye(dim), str(f["transform"])
     )
     module.load_state_dict(f["state"])
     module.eval()

@@ -60,6 +60,14 @@ def _standardisation(ref: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray
         ) from exc
 
 
+def _robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension median and interquartile range / 1.349 (the sd of a Gaussian; the sd where it is 0)."""
+    q25, q50, q75 = np.percentile(x, [25, 50, 75], axis=0)
+    scale = (q75 - q25) / 1.349
+    scale = np.where(scale > 0, scale, x.std(axis=0))
+    return q50, np.where(scale > 0, scale, 1.0)
+
+
 def _flow_nll(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
     return {"loss": -model.log_prob(batch[0]).mean()}
 
@@ -80,16 +88,26 @@ def fit_flow(
     uses mixed precision (densities need float32 log-determinants)."""
     settings.validate()
     train, val = np.asarray(train, float), np.asarray(val, float)
-    log_transform = settings.standardise == "log"
-    if log_transform and (np.any(train <= 0) or np.any(val <= 0)):
+    transform = settings.standardise if settings.standardise in ("log", "asinh") else "none"
+    if transform == "log" and (np.any(train <= 0) or np.any(val <= 0)):
         raise DataError("standardise='log' needs positive toys; some values are zero or negative")
-    loc, scale_tril = _standardisation(np.log(train) if log_transform else train, settings.standardise)
+    pre_loc, pre_scale = _robust_scale(train)
+    if transform == "log":
+        mapped = np.log(train)
+    elif transform == "asinh":
+        mapped = np.arcsinh((train - pre_loc) / pre_scale)
+    else:
+        mapped = train
+    kind = "zscore" if transform == "asinh" else settings.standardise
+    loc, scale_tril = _standardisation(mapped, kind)
     torch.manual_seed(settings.train.seed)
     module = StandardisedFlow(
         build_flow(train.shape[1], settings),
         torch.as_tensor(loc, dtype=torch.float32),
         torch.as_tensor(scale_tril, dtype=torch.float32),
-        log_transform,
+        transform,
+        torch.as_tensor(pre_loc, dtype=torch.float32),
+        torch.as_tensor(pre_scale, dtype=torch.float32),
     )
     result = fit(
         module,
