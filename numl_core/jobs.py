@@ -191,7 +191,6 @@ class Job:
         self.progress = Progress(run_dir)
         self.state = "queued"
         self._result: Any = None
-        self._released = False
         self.on_finish: Callable[[Job], None] | None = None
         self.error: BaseException | None = None
         self.traceback = ""
@@ -208,7 +207,7 @@ class Job:
     @property
     def result(self) -> Any:
         """The workflow's result; once the job was released from memory, loaded back from its run folder."""
-        if self._released and self._result is None and self.state == "done" and self.run_dir is not None:
+        if self.progress.released and self.state == "done" and self.run_dir is not None:
             from numl_core import workflows
 
             name = self.run_dir.read_info().get("workflow")
@@ -224,7 +223,6 @@ class Job:
         """Drop the result, metrics, log and artefacts from memory (only for a finished job with a run
         folder, which holds them all)."""
         if self.done and self.run_dir is not None:
-            self._released = True
             self._result = None
             self.progress.release()
 

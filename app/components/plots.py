@@ -1,4 +1,4 @@
-"""Plot pieces shared by every page: histogram steps, bands with a mean, ratio panels.
+"""Plot pieces shared by every page: histogram steps and bands with a mean.
 
 Pure functions of arrays that return HoloViews elements; the pages compose them.
 
@@ -31,11 +31,3 @@ def band(x: np.ndarray, mean: np.ndarray, spread: np.ndarray, color: str, label:
         ),
         hv.Curve((x, mean), "x", "y", label=label).opts(color=color, line_width=2),
     ]
-
-
-def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN where the denominator is not positive."""
-    num, den = np.asarray(numerator, float), np.asarray(denominator, float)
-    out = np.full(np.broadcast(num, den).shape, np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out

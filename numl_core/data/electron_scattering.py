@@ -28,7 +28,7 @@ import pandas as pd
 
 from numl_core.data.kinematics import NUCLEON_MASS
 from numl_core.data.reference import FILES_DIR
-from numl_core.data.schema import DataError
+from numl_core.data.schema import DataError, finite_as
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def _check_finite_columns(frame: pd.DataFrame, source: str) -> None:
     limit = float(np.finfo(np.float32).max)
     for c in RAW_COLUMNS[:7]:
         values = frame[c].to_numpy(float)
-        bad = ~np.isfinite(values) | (np.abs(values) > limit)
+        bad = ~finite_as(values)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(

@@ -173,39 +173,12 @@ def check_same_lengths(df: pd.DataFrame, columns: list[str], source: str = "<tab
             )
 
 
-def check_finite(
-    df: pd.DataFrame, columns: list[str] | tuple[str, ...], source: str = "<table>", dtype: type = np.float32
-) -> None:
-    """Raise :class:`DataError` naming the file, column and row of the first value that is not finite once
-    cast to ``dtype`` (the precision training uses: ``1e39`` is finite in float64 but overflows float32).
-    List columns are checked entry by entry; missing columns are left to the schema.
+def finite_as(values: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """True where a value stays finite once cast to ``dtype``, the precision training uses (``1e39`` is
+    finite in float64 but overflows float32).
 
-    >>> check_finite(pd.DataFrame({"e": [1.0, 1e39]}), ["e"], "f.csv")
-    Traceback (most recent call last):
-    ...
-    numl_core.data.schema.DataError: f.csv: column 'e' row 1: 1e+39 is not finite as float32 ...
+    >>> finite_as(np.array([1.0, 1e39, np.nan])).tolist()
+    [True, False, False]
     """
-    limit = float(np.finfo(dtype).max)
-    for c in columns:
-        if c not in df.columns:
-            continue
-        values = df[c].to_numpy()
-        if values.dtype == object:  # per-particle lists
-            for row, cell in enumerate(values):
-                arr = np.asarray(cell, dtype=np.float64).ravel()
-                bad = ~np.isfinite(arr) | (np.abs(arr) > limit)
-                if bad.any():
-                    _not_finite(source, c, row, float(arr[np.argmax(bad)]), dtype, limit)
-            continue
-        arr = np.asarray(values, dtype=np.float64)
-        bad = ~np.isfinite(arr) | (np.abs(arr) > limit)
-        if bad.any():
-            row = int(np.argmax(bad))
-            _not_finite(source, c, row, float(arr[row]), dtype, limit)
-
-
-def _not_finite(source: str, column: str, row: int, value: float, dtype: type, limit: float) -> None:
-    raise DataError(
-        f"{source}: column '{column}' row {row}: {value:.6g} is not finite as {np.dtype(dtype).name} "
-        f"(expected a finite number of magnitude below {limit:.3g})"
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(np.asarray(values, np.float64).astype(dtype))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from numl_core.data.io import parse_list_cell
 from numl_core.data.particles import embedding_codes
-from numl_core.data.schema import DataError
+from numl_core.data.schema import DataError, finite_as
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>")
             )
         values = np.concatenate(cells) if len(cells) and n.sum() else np.zeros(0)
         owner = np.repeat(np.arange(len(cells)), n)
-        bad = ~_finite_in_float32(values)
+        bad = ~finite_as(values)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(
@@ -100,12 +100,6 @@ def flatten_lists(df: pd.DataFrame, columns: list[str], source: str = "<table>")
     return lengths, flat
 
 
-def _finite_in_float32(values: np.ndarray) -> np.ndarray:
-    """True where a value stays finite once cast to float32 (1e39 does not)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.isfinite(np.asarray(values, np.float64).astype(np.float32))
-
-
 def _scalar_block(df: pd.DataFrame, columns: list[str], role: str, source: str) -> np.ndarray:
     _require(df, columns, role, source)
     if not columns:
@@ -113,7 +107,7 @@ def _scalar_block(df: pd.DataFrame, columns: list[str], role: str, source: str) 
     out = np.empty((len(df), len(columns)), np.float64)
     for j, c in enumerate(columns):
         values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
-        bad = ~_finite_in_float32(values)
+        bad = ~finite_as(values)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(

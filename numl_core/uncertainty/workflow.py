@@ -48,7 +48,6 @@ from numl_core.uncertainty.model import (
     models_state,
     pvalue_metrics,
     rank_pvalues,
-    toy_rank_pvalues,
 )
 from numl_core.uncertainty.result import C2ST, MODELS, ScoreResult, UncertaintyResult
 from numl_core.workflows import Workflow
@@ -171,14 +170,18 @@ def _train_flow(
 def _pvalue_table(
     data: ToySplit,
     gaussian: GaussianDensity,
+    toy_reference: np.ndarray,
     models: dict[str, Any],
     config: UncertaintyConfig,
     progress: Progress,
 ) -> pd.DataFrame:
-    """p-values of the held-out toys: chi2 of the Gaussian, density rank (with errors) under each model."""
+    """p-values of the held-out toys: chi2 of the Gaussian, the improved baseline (rank among the sorted
+    Gaussian log-densities of the toys, ``toy_reference``), density rank (with errors) under each model."""
     pvalues = pd.DataFrame({"toy": np.arange(len(data.test))})
     pvalues["gaussian"] = gaussian.chi2_pvalue(data.test)
-    pvalues[IMPROVED], pvalues[f"{IMPROVED}_error"] = toy_rank_pvalues(gaussian, data.test, data.toys)
+    pvalues[IMPROVED], pvalues[f"{IMPROVED}_error"] = rank_pvalues(
+        toy_reference, gaussian.log_prob(data.test)
+    )
     for k, (name, model) in enumerate(models.items()):
         progress.check_cancelled()
         pvalues[name], pvalues[f"{name}_error"] = density_pvalues(
@@ -275,11 +278,12 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> Uncertaint
         rows["truth"] = _model_row("truth", data.truth, data.test, config, config.seed + 13)
         models["truth"] = data.truth
 
+    toy_reference = np.sort(gaussian.log_prob(data.toys))  # the improved baseline's reference statistic
     if progress.run_dir is not None:
-        fitted = FittedModels(gaussian, marginal, flow, np.sort(gaussian.log_prob(data.toys)))
+        fitted = FittedModels(gaussian, marginal, flow, toy_reference)
         progress.run_dir.save_checkpoint(MODELS_CHECKPOINT, models_state(fitted, config.flow_settings()))
     progress.update(0.85, "p-values")
-    pvalues = _pvalue_table(data, gaussian, models, config, progress)
+    pvalues = _pvalue_table(data, gaussian, toy_reference, models, config, progress)
     observed = pd.DataFrame()
     if data.observation is not None:
         observed = observation_pvalues(
@@ -288,7 +292,7 @@ def run_uncertainty(config: UncertaintyConfig, progress: Progress) -> Uncertaint
             models,
             config.n_pvalue_samples,
             config.seed + 30,
-            np.sort(gaussian.log_prob(data.toys)),
+            toy_reference,
         )
     kept = min(KEPT_SAMPLES, len(data.test))
     result = UncertaintyResult(
