@@ -10,8 +10,8 @@ import torch
 
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.kinematics import MUON_MASS, minkowski_square
-from numl_core.data.nuhepmc import KnockoutRun, Track, read_nuhepmc, write_nuhepmc
-from numl_core.generator.workflow import sample_events
+from numl_core.data.nuhepmc import KnockoutRun, read_nuhepmc, write_nuhepmc
+from numl_core.generator.workflow import knockout_tracks, sample_events
 from numl_core.jobs import Progress
 
 SIGMA, SIGMA_ERR = 9.5e-39, 2.0e-41  # cm^2 per nucleus
@@ -30,16 +30,7 @@ def _events(n: int = 40, seed: int = 3) -> tuple[np.ndarray, ex.KnockoutEvent]:
 def _write(path, enu_events, weights=None):
     enu, ev = enu_events
     run = KnockoutRun(SIGMA, SIGMA_ERR, 200, "CCQE", "test", "0.1.0", np.array([0.8, 0.9, 1.0]), np.ones(2))
-    return write_nuhepmc(
-        path,
-        run,
-        beam=Track(ex.PDG_NUMU, ev.neutrino),
-        target=Track(ex.PDG_CARBON12, ev.target),
-        struck=Track(ex.PDG_NEUTRON, ev.neutron),
-        remnant=Track(ex.PDG_CARBON11, ev.remnant),
-        outgoing=[Track(ex.PDG_MUON, ev.muon), Track(ex.PDG_PROTON, ev.proton)],
-        weights=weights,
-    )
+    return write_nuhepmc(path, run, **knockout_tracks(ev), weights=weights)
 
 
 def _typed(attributes) -> dict[str, str]:

@@ -364,17 +364,21 @@ def write_nuhepmc_events(
         flux_edges=flux.edges,
         flux_density=flux.density,
     )
+    weights = events["weight"].to_numpy() if "weight" in events else None
+    return nuhepmc.write_nuhepmc(path, run, **knockout_tracks(ev), weights=weights)
+
+
+def knockout_tracks(ev: Any) -> dict[str, Any]:
+    """The NuHepMC particles of knockout events (from ``exclusive_1p1h.knockout_momenta``): the beam,
+    target, struck nucleon, remnant and outgoing tracks with their PDG codes."""
     track = nuhepmc.Track
-    return nuhepmc.write_nuhepmc(
-        path,
-        run,
-        beam=track(ex.PDG_NUMU, ev.neutrino),
-        target=track(ex.PDG_CARBON12, ev.target),
-        struck=track(ex.PDG_NEUTRON, ev.neutron),
-        remnant=track(ex.PDG_CARBON11, ev.remnant),
-        outgoing=[track(ex.PDG_MUON, ev.muon), track(ex.PDG_PROTON, ev.proton)],
-        weights=events["weight"].to_numpy() if "weight" in events else None,
-    )
+    return {
+        "beam": track(ex.PDG_NUMU, ev.neutrino),
+        "target": track(ex.PDG_CARBON12, ev.target),
+        "struck": track(ex.PDG_NEUTRON, ev.neutron),
+        "remnant": track(ex.PDG_CARBON11, ev.remnant),
+        "outgoing": [track(ex.PDG_MUON, ev.muon), track(ex.PDG_PROTON, ev.proton)],
+    }
 
 
 def sample_events(config: GeneratorConfig, progress: Progress) -> SampleResult:
