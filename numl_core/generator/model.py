@@ -165,6 +165,70 @@ class CircularCouplingTransform(GeneralCouplingTransform):
 
 
 @dataclass(frozen=True)
+class DomainMap:
+    """The map between physical x = (cos theta_mu, omega [GeV], cos theta_N, phi_N [rad]) and the box
+    [-1, 1]^4 (module docstring): omega from ``omega_low`` [GeV] to E_nu - m_mu, the nucleon direction
+    about q (``nucleon_frame="q"``) or about the beam (``"lab"``). The flow samples this box, and so can
+    any other sampler (e.g. VEGAS) given the same coordinates.
+
+    >>> m = DomainMap(0.02)
+    >>> x = torch.tensor([[0.8, 0.3, 0.9, 0.5]], dtype=torch.float64)
+    >>> y, ladj = m.to_box(x, torch.tensor([1.0], dtype=torch.float64))
+    >>> bool(torch.allclose(m.from_box(y, torch.tensor([1.0], dtype=torch.float64)), x))
+    True
+    """
+
+    omega_low: float = 0.0
+    nucleon_frame: str = "q"
+
+    def to_box(self, x: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
+        """Box coordinates y (*, 4) of x (*, 4) at energies ``enu`` (*,) [GeV] and log|dy/dx| (*,)."""
+        top = (enu - MUON_MASS).to(x.dtype)
+        cmu, omega, cn, phi = x.unbind(-1)
+        y1 = 2 * (omega - self.omega_low) / (top - self.omega_low) - 1
+        if self.nucleon_frame == "lab":
+            # phi_N turned by half a turn: the nucleon follows q, at phi_N = +-pi, which then sits mid-box
+            y = torch.stack([cmu, y1, cn, torch.remainder(phi / math.pi, 2.0) - 1.0], dim=-1)
+            return y, self.log_jacobian(y, enu)
+        ux, uz = q_direction(cmu, omega, enu.to(x.dtype))
+        sn = torch.sqrt(torch.clamp(1 - cn**2, min=0.0))
+        nx, ny = sn * torch.cos(phi), sn * torch.sin(phi)
+        # half the chord |n - q_hat| = sin(alpha / 2): exact near alpha = 0, where the density sits
+        v = 0.5 * torch.sqrt((nx - ux) ** 2 + ny**2 + (cn - uz) ** 2)
+        beta = torch.atan2(ny, nx * uz - cn * ux)
+        y = torch.stack([cmu, y1, 2 * v.clamp(max=1.0) - 1, beta / math.pi], dim=-1)
+        return y, self.log_jacobian(y, enu)
+
+    def log_jacobian(self, y: Tensor, enu: Tensor) -> Tensor:
+        """log|dy/dx| (*,) at box coordinates y (*, 4) and energies ``enu`` (*,) [GeV]."""
+        width = (enu - MUON_MASS - self.omega_low).to(y.dtype)
+        ladj = torch.log(2 / width) - math.log(math.pi)
+        if self.nucleon_frame == "lab":
+            return ladj
+        # (cos theta_N, phi_N) -> (cos alpha, beta) is a rotation (unit Jacobian); y2 = 2 sin(alpha/2) - 1
+        # has |dy2 / dcos alpha| = 1 / (2 sin(alpha/2))
+        v = ((y[..., 2] + 1) / 2).clamp(min=5e-7)
+        return ladj - torch.log(2 * v)
+
+    def from_box(self, y: Tensor, enu: Tensor) -> Tensor:
+        """Physical x (*, 4) from box coordinates y (*, 4) at energies ``enu`` (*,) [GeV]."""
+        top = (enu - MUON_MASS).to(y.dtype)
+        cmu, omega = y[..., 0], self.omega_low + (y[..., 1] + 1) * (top - self.omega_low) / 2
+        if self.nucleon_frame == "lab":
+            phi = (torch.remainder(y[..., 3], 2.0) - 1.0) * math.pi
+            return torch.stack([cmu, omega, y[..., 2], phi], dim=-1)
+        ux, uz = q_direction(cmu, omega, enu.to(y.dtype))
+        v = ((y[..., 2] + 1) / 2).clamp(0.0, 1.0)
+        ca, sa = 1 - 2 * v**2, 2 * v * torch.sqrt(1 - v**2)
+        beta = math.pi * y[..., 3]
+        sb_perp, sb_out = sa * torch.cos(beta), sa * torch.sin(beta)
+        nx, nz = ca * ux + sb_perp * uz, ca * uz - sb_perp * ux
+        phi = torch.atan2(sb_out, nx)
+        phi = torch.where(phi >= math.pi, phi - 2 * math.pi, phi)
+        return torch.stack([cmu, omega, nz.clamp(-1.0, 1.0), phi], dim=-1)
+
+
+@dataclass(frozen=True)
 class FlowSpec:
     """Architecture and domain of a generator flow.
 
@@ -338,52 +402,18 @@ class GeneratorFlow(nn.Module):
         """zuko distribution over box coordinates y in [-1, 1]^4 given standardised context (*, C)."""
         return self.flow(context)
 
+    @property
+    def domain_map(self) -> DomainMap:
+        """The map between physical variables and the flow's box (:class:`DomainMap`)."""
+        return DomainMap(self.spec.omega_low, self.spec.nucleon_frame)
+
     def to_box(self, x: Tensor, enu: Tensor) -> tuple[Tensor, Tensor]:
         """Box coordinates y (*, 4) of physical x (*, 4) at energies ``enu`` (*,) and log|dy/dx| (*,)."""
-        top = (enu - MUON_MASS).to(x.dtype)
-        cmu, omega, cn, phi = x.unbind(-1)
-        low = self.spec.omega_low
-        y1 = 2 * (omega - low) / (top - low) - 1
-        if self.spec.nucleon_frame == "lab":
-            # phi_N turned by half a turn: the nucleon follows q, at phi_N = +-pi, which then sits mid-box
-            y = torch.stack([cmu, y1, cn, torch.remainder(phi / math.pi, 2.0) - 1.0], dim=-1)
-            return y, self._box_ladj(y, top - low)
-        ux, uz = q_direction(cmu, omega, enu.to(x.dtype))
-        sn = torch.sqrt(torch.clamp(1 - cn**2, min=0.0))
-        nx, ny = sn * torch.cos(phi), sn * torch.sin(phi)
-        # half the chord |n - q_hat| = sin(alpha / 2): exact near alpha = 0, where the density sits
-        v = 0.5 * torch.sqrt((nx - ux) ** 2 + ny**2 + (cn - uz) ** 2)
-        beta = torch.atan2(ny, nx * uz - cn * ux)
-        y = torch.stack([cmu, y1, 2 * v.clamp(max=1.0) - 1, beta / math.pi], dim=-1)
-        return y, self._box_ladj(y, top - low)
-
-    def _box_ladj(self, y: Tensor, width: Tensor) -> Tensor:
-        """log|dy/dx| (*,) from box coordinates y (*, 4) and the omega range E_nu - m_mu - omega_low (*,)."""
-        ladj = torch.log(2 / width) - math.log(math.pi)
-        if self.spec.nucleon_frame == "lab":
-            return ladj
-        # (cos theta_N, phi_N) -> (cos alpha, beta) is a rotation (unit Jacobian); y2 = 2 sin(alpha/2) - 1
-        # has |dy2 / dcos alpha| = 1 / (2 sin(alpha/2))
-        v = ((y[..., 2] + 1) / 2).clamp(min=5e-7)
-        return ladj - torch.log(2 * v)
+        return self.domain_map.to_box(x, enu)
 
     def from_box(self, y: Tensor, enu: Tensor) -> Tensor:
         """Physical x (*, 4) from box coordinates y (*, 4) at energies ``enu`` (*,)."""
-        top = (enu - MUON_MASS).to(y.dtype)
-        low = self.spec.omega_low
-        cmu, omega = y[..., 0], low + (y[..., 1] + 1) * (top - low) / 2
-        if self.spec.nucleon_frame == "lab":
-            phi = (torch.remainder(y[..., 3], 2.0) - 1.0) * math.pi
-            return torch.stack([cmu, omega, y[..., 2], phi], dim=-1)
-        ux, uz = q_direction(cmu, omega, enu.to(y.dtype))
-        v = ((y[..., 2] + 1) / 2).clamp(0.0, 1.0)
-        ca, sa = 1 - 2 * v**2, 2 * v * torch.sqrt(1 - v**2)
-        beta = math.pi * y[..., 3]
-        sb_perp, sb_out = sa * torch.cos(beta), sa * torch.sin(beta)
-        nx, nz = ca * ux + sb_perp * uz, ca * uz - sb_perp * ux
-        phi = torch.atan2(sb_out, nx)
-        phi = torch.where(phi >= math.pi, phi - 2 * math.pi, phi)
-        return torch.stack([cmu, omega, nz.clamp(-1.0, 1.0), phi], dim=-1)
+        return self.domain_map.from_box(y, enu)
 
     def log_prob(
         self,
@@ -432,7 +462,7 @@ class GeneratorFlow(nn.Module):
         y, logq = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         y = y.clamp(-1.0, 1.0 - 1e-7)
         enu = enu.to(ctx)
-        ladj = self._box_ladj(y, enu - MUON_MASS - self.spec.omega_low)
+        ladj = self.domain_map.log_jacobian(y, enu)
         return self.from_box(y, enu), logq + ladj
 
 

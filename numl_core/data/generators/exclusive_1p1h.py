@@ -94,10 +94,19 @@ SHELL_CHOICES = ("1s1/2", "1p3/2", "shell_model", "rfg")
 """``carbon_model`` choices: one shell, both shells (the full mean-field model), or the Fermi gas."""
 
 
+REMOVAL_QUADRATURES = ("smooth", "hermite")
+"""``ExclusiveModel.removal_quadrature`` choices for the removal-energy integral (see :func:`_removal_nodes`)."""
+REMOVAL_SPAN = 4.0
+"""The "smooth" rule integrates a shell's f(E) over mean +- REMOVAL_SPAN widths (cut at E = 0), renormalised:
+the Gaussian outside holds 6e-5 of it."""
+
+
 @dataclass(frozen=True)
 class ExclusiveModel:
     """A cross-section model: its shells, the axial form factor ``axial`` ("dipole" or "zexp") with its
-    default parameters, and ``energy_nodes`` Gauss-Hermite nodes for the removal-energy integral."""
+    default parameters, and the removal-energy integral: ``removal_quadrature`` "smooth" (the default, a
+    per-point Gauss-Legendre rule over the open part of f(E), continuous in omega) or "hermite" (fixed
+    Gauss-Hermite nodes, a step in omega at each), with ``energy_nodes`` nodes per shell."""
 
     shells: tuple[Shell, ...]
     axial: str = "dipole"
@@ -105,11 +114,18 @@ class ExclusiveModel:
     z_coefficients: tuple[float, ...] = Z_COEFFICIENTS
     energy_nodes: int = 8
     m_lep: float = MUON_MASS
+    removal_quadrature: str = "smooth"
     parameters: dict[str, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.axial not in ("dipole", "zexp"):
             raise ValueError(f"axial form factor {self.axial!r} is not 'dipole' or 'zexp'")
+        if self.removal_quadrature not in REMOVAL_QUADRATURES:
+            raise ValueError(
+                f"removal_quadrature={self.removal_quadrature!r} is not one of {REMOVAL_QUADRATURES}"
+            )
+        if not (isinstance(self.energy_nodes, int) and self.energy_nodes >= 1):
+            raise ValueError(f"energy_nodes={self.energy_nodes!r} must be an integer >= 1")
         if not self.shells:
             raise ValueError("a cross-section model needs at least one shell")
         defaults = {"axial_mass": self.axial_mass}
@@ -437,6 +453,17 @@ class Flux:
         mass = self.density * np.diff(self.edges)
         b = rng.choice(len(mass), size=n, p=mass / mass.sum())
         return self.edges[b] + rng.random(n) * (self.edges[b + 1] - self.edges[b])
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        """Energies [GeV] at cumulative probabilities ``u`` in [0, 1]: the inverse of the histogram's CDF,
+        linear within a bin, which maps a uniform variable onto the spectrum (density :meth:`pdf`).
+
+        >>> Flux(np.array([0.2, 0.4, 1.0]), np.array([3.0, 0.5])).quantile(np.array([0.0, 0.5, 1.0]))
+        array([0.2 , 0.35, 1.  ])
+        """
+        mass = self.density * np.diff(self.edges)
+        cdf = np.r_[0.0, np.cumsum(mass)] / mass.sum()
+        return np.interp(np.asarray(u, float), cdf, self.edges)
 
 
 def uniform_proposal(enu: Tensor, model: ExclusiveModel, generator: torch.Generator) -> Tensor:
