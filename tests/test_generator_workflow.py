@@ -10,17 +10,20 @@ import pytest
 from numl_core.config import ConfigError
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.data.io import read_table
-from numl_core.generator import train
+from numl_core.generator import shards, train
 from numl_core.generator.config import GeneratorConfig, build_model, build_spec
 from numl_core.generator.result import GeneratorResult, SampleResult
 from numl_core.generator.workflow import (
     WORKFLOW,
     expected_series,
+    load_trained_flow,
     metric_group,
     run_generator,
     sample_events,
+    sampling_setup,
+    shard_timing,
 )
-from numl_core.jobs import Progress
+from numl_core.jobs import JobCancelled, Progress
 from numl_core.live import series_key
 from numl_core.runs import RunStore
 from numl_core.training import TrainingConfig
@@ -182,3 +185,81 @@ def test_renaming_a_metric_in_the_core_is_one_change(monkeypatch):
     assert series_key(records[0]) in expected_series(config)[metric_group(records[0])]
     # and no page spells the metric's name
     assert "proposal_ress" not in PAGE_SOURCE.read_text()
+
+
+# -- the sample action in seeded shards --------------------------------------------------------------
+def _sharded(generator_run, tmp_path, name, **changes):
+    """300 events in shards of 100 from the tiny flow, written to ``name``; returns the result, the events
+    read back and the config."""
+    config = generator_run.config.copy(
+        flow_file=generator_run.flow_file,
+        n_generate=300,
+        shard_events=100,
+        output_file=str(tmp_path / name),
+        **changes,
+    )
+    progress = Progress()
+    result = sample_events(config, progress)
+    assert progress.fraction == 1.0
+    return result, pd.read_parquet(result.output_file), config
+
+
+@pytest.mark.slow
+def test_shards_on_a_local_cluster_equal_the_shards_in_this_process(generator_run, tmp_path):
+    here, events_here, _ = _sharded(generator_run, tmp_path, "here.parquet")
+    there, events_there, _ = _sharded(generator_run, tmp_path, "there.parquet", scheduler="local")
+    assert len(events_here) == 300 and here.n_drawn == there.n_drawn
+    pd.testing.assert_frame_equal(events_there, events_here)
+    assert there.cross_section == pytest.approx(here.cross_section, rel=1e-12)
+    assert there.cross_section_error == pytest.approx(here.cross_section_error, rel=1e-12)
+    _, other, _ = _sharded(generator_run, tmp_path, "other.parquet", seed=1)
+    assert not np.allclose(other["enu"].to_numpy(), events_here["enu"].to_numpy())
+
+
+def test_shards_combine_exactly(generator_run, tmp_path):
+    result, events, config = _sharded(generator_run, tmp_path, "events.parquet")
+    flow = load_trained_flow(config)
+    model = build_model(config)
+    plan = shards.shard_plan(config, flow, model, sampling_setup(config, flow, model))
+    parts = [shards.draw_shard(plan, i, n) for i, n in enumerate(shards.shard_sizes(300, 100))]
+    assert [len(p.events) for p in parts] == [100, 100, 100]
+    # every shard unweights with the pilot's w_max: over-weights are w / w_max >= 1 alike
+    assert all((p.events["weight"] >= 1).all() for p in parts)
+    pd.testing.assert_frame_equal(pd.concat([p.events for p in parts], ignore_index=True), events)
+    n = sum(p.n_drawn for p in parts)
+    sigma = shards.CrossSection.of(n, sum(p.sum_w for p in parts), sum(p.sum_w2 for p in parts))
+    assert (result.n_drawn, result.cross_section, result.cross_section_error) == (n, sigma.value, sigma.error)
+    # a shard's events do not depend on the other shards
+    pd.testing.assert_frame_equal(shards.draw_shard(plan, 1, 100).events, parts[1].events)
+    assert not parts[0].events.equals(parts[1].events)
+
+
+def test_a_cancel_stops_the_shards(generator_run, tmp_path):
+    config = generator_run.config.copy(
+        flow_file=generator_run.flow_file, n_generate=20, shard_events=10, output_file=str(tmp_path / "e.csv")
+    )
+    progress = Progress()
+    progress.request_cancel()
+    with pytest.raises(JobCancelled):
+        sample_events(config, progress)
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_shard_fields_refuse_bad_values_by_name():
+    with pytest.raises(ConfigError, match="shard_events"):
+        GeneratorConfig.from_dict({"shard_events": 0})
+    with pytest.raises(ConfigError, match="scheduler"):
+        GeneratorConfig(scheduler="locl").validate()
+    assert (
+        GeneratorConfig(scheduler="tcp://host:8786").scheduler and GeneratorConfig().shard_events >= 100_000
+    )
+
+
+@pytest.mark.slow
+def test_shard_timing_reports_both_runs(generator_run):
+    config = generator_run.config.copy(flow_file=generator_run.flow_file, n_generate=40, shard_events=20)
+    timing = shard_timing(config, n_workers=2)
+    assert set(timing) == {"n_events", "n_workers", "seconds", "seconds_single_process", "integral_rel_diff"}
+    assert (timing["n_events"], timing["n_workers"]) == (40, 2)
+    assert timing["seconds"] > 0 and timing["seconds_single_process"] > 0
+    assert timing["integral_rel_diff"] < 1e-12

@@ -100,6 +100,19 @@ class GeneratorConfig(TrainingConfig):
         doc="'sample' output: a table (.parquet, .csv, .root) of the event variables, or NuHepMC "
         "(.hepmc, .hepmc3): lab-frame four-momenta with the flux-averaged cross section in the header.",
     )
+    shard_events = param.Integer(
+        default=100_000,
+        bounds=(1, 1_000_000_000),
+        doc="'sample': events per shard. Each shard draws with its own seed (from seed and its index) and, "
+        "in importance mode, the w_max fixed once from a pilot sample; the shards' events and weight sums "
+        "combine exactly, so the result does not depend on the scheduler.",
+    )
+    scheduler = param.String(
+        default="",
+        doc="Dask scheduler for the 'sample' shards: empty draws them one after another in this process, "
+        "'local' starts a LocalCluster on this machine, or an address such as tcp://host:8786 (its workers "
+        "must read flow_file at the same path).",
+    )
 
     def validate(self) -> None:
         if not self.enu_high > self.enu_low:
@@ -112,6 +125,11 @@ class GeneratorConfig(TrainingConfig):
             raise ConfigError("GeneratorConfig.parameter: axial_mass needs the dipole axial form factor")
         if self.parameter.startswith("z_") and self.axial != "zexp":
             raise ConfigError("GeneratorConfig.parameter: z coefficients need axial 'zexp'")
+        if self.scheduler not in ("", "local") and ":" not in self.scheduler:
+            raise ConfigError(
+                f"GeneratorConfig.scheduler = {self.scheduler!r}: expected '', 'local' or a Dask scheduler "
+                "address such as tcp://host:8786"
+            )
 
 
 def build_model(config: GeneratorConfig) -> ex.ExclusiveModel:

@@ -80,9 +80,9 @@ class SampleResult(Result):
     """Events written by the ``sample`` action: the first 1000 in ``events_head`` (columns ``enu``,
     ``cos_mu``, ``omega``, ``cos_n``, ``phi_n``, in importance mode ``weight`` (1, or the over-weight
     w / w_max), and each conditioning parameter), the ``output_file`` written, ``n_events`` in it,
-    ``n_drawn`` flow events drawn for them, the ``seconds`` it took and the flux-averaged total
-    ``cross_section`` with its statistical ``cross_section_error`` [cm² per nucleus] (importance mode, or any
-    NuHepMC output; None otherwise)."""
+    ``n_drawn`` flow events the shards drew for them (the pilot that fixes w_max not counted), the
+    ``seconds`` it took and the flux-averaged total ``cross_section`` with its statistical
+    ``cross_section_error`` [cm² per nucleus] (importance mode, or any NuHepMC output; None otherwise)."""
 
     events_head: pd.DataFrame
     output_file: str

@@ -41,6 +41,7 @@ from numl_core.generator.config import (  # noqa: F401 - re-exported: the workfl
 )
 from numl_core.generator.model import GeneratorFlow, load_flow, save_flow
 from numl_core.generator.result import GeneratorResult, SampleResult
+from numl_core.generator.shards import CrossSection, Setup, draw_events
 from numl_core.generator.train import train_flow  # noqa: F401 - re-exported
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, Record, series
@@ -49,8 +50,6 @@ from numl_core.workflows import Workflow
 FLOW_FILE = "flow.pt"
 #: Metrics of the evaluation sample's sampler report (one record each, step 0; not plotted live).
 SAMPLER_METRICS = ("ress", "unweighting_efficiency", "cap_bias")
-#: Events per chunk of the ``sample`` action.
-SAMPLE_CHUNK = 100_000
 #: Output suffixes the ``sample`` action writes as NuHepMC (otherwise :func:`~numl_core.data.io.write_table`).
 NUHEPMC_SUFFIXES = (".hepmc", ".hepmc3")
 #: Weighted flow events for the cross section of an emulator-mode NuHepMC header.
@@ -249,9 +248,7 @@ def load_trained_flow(config: GeneratorConfig) -> GeneratorFlow:
     return flow
 
 
-def _sampling_setup(
-    config: GeneratorConfig, flow: GeneratorFlow, model: ex.ExclusiveModel
-) -> tuple[ex.Flux, dict[str, float], ex.Flux | None]:
+def sampling_setup(config: GeneratorConfig, flow: GeneratorFlow, model: ex.ExclusiveModel) -> Setup:
     """The flux, the parameter values and the energy proposal of the ``sample`` action, checked against
     the flow's trained ranges and conditions."""
     flux = build_flux(config)
@@ -264,71 +261,11 @@ def _sampling_setup(
     return flux, params, energy_proposal(config, model, flux, flow)
 
 
-@dataclass(frozen=True)
-class CrossSection:
-    """A flux-averaged total cross section [cm^2 per nucleus] and its statistical error, estimated as the
-    mean of importance weights f / q x flux / energy proposal (:mod:`~numl_core.generator.sampling`)."""
-
-    value: float
-    error: float
-
-    @classmethod
-    def of(cls, n: int, sum_w: float, sum_w2: float) -> CrossSection:
-        """From the number of weights, their sum and their sum of squares: the mean and std(w) / sqrt(n)
-        with the sample standard deviation, as :func:`~numl_core.generator.sampling.relative_integral_error`.
-
-        >>> w = np.array([0.0, 1.0, 1.0, 2.0])
-        >>> sigma = CrossSection.of(4, w.sum(), (w**2).sum())
-        >>> sigma.value, round(sigma.error, 12) == round(smp.relative_integral_error(w), 12)
-        (1.0, True)
-        """
-        mean = float(sum_w / n)
-        return cls(mean, math.sqrt(max(float(sum_w2) / n - mean**2, 0.0) / max(n - 1, 1)))
-
-
-def _draw_events(
-    config: GeneratorConfig,
-    progress: Progress,
-    flow: GeneratorFlow,
-    model: ex.ExclusiveModel,
-    setup: tuple[ex.Flux, dict[str, float], ex.Flux | None],
-) -> tuple[pd.DataFrame, int, CrossSection | None]:
-    """``n_generate`` events in chunks (importance mode: hit-or-miss on capped weights with one w_max for
-    all chunks, over-weights kept as a weight column); returns them, the number of flow draws and, in
-    importance mode, the flux-averaged cross section from all draws' (uncapped) weights."""
-    flux, params, energies = setup
-    target = None if config.sample_mode == "emulator" else model
-    frames, kept, drawn, w_max, sums = [], 0, 0, None, np.zeros(2)
-    while kept < config.n_generate:
-        progress.check_cancelled()
-        remaining = config.n_generate - kept
-        # importance mode keeps a fraction of the draws; emulator mode keeps them all
-        chunk = min(SAMPLE_CHUNK, remaining if target is None else max(5_000, 5 * remaining))
-        s = smp.sample_flow(flow, chunk, flux, config.seed + len(frames), params, target, energies=energies)
-        drawn += chunk
-        if target is None:
-            frame = smp.events_frame(s.x, s.enu)
-        else:
-            sums += (s.weights.sum(), (s.weights**2).sum())
-            capped = smp.cap_weights(s.weights, config.cap_quantile)
-            if w_max is None:  # fixed after the first chunk so all chunks are unweighted alike
-                w_max = smp.unweighting_efficiency(capped.weights, seed=config.seed).w_max
-            keep, resid = smp.unweight(capped.weights, w_max, config.seed + drawn)
-            frame = smp.events_frame(s.x[keep], s.enu[keep], resid)
-        frames.append(frame)
-        kept += len(frame)
-        progress.update(min(kept / config.n_generate, 1.0), f"{min(kept, config.n_generate)} events")
-    events = pd.concat(frames, ignore_index=True).iloc[: config.n_generate]
-    for name, value in params.items():
-        events[name] = value
-    return events, drawn, None if target is None else CrossSection.of(drawn, *sums)
-
-
 def flow_cross_section(
     config: GeneratorConfig,
     flow: GeneratorFlow,
     model: ex.ExclusiveModel,
-    setup: tuple[ex.Flux, dict[str, float], ex.Flux | None],
+    setup: Setup,
 ) -> CrossSection:
     """The flux-averaged cross section from :data:`CROSS_SECTION_EVENTS` weighted flow events (what the
     emulator mode, which evaluates no cross section, writes into a NuHepMC header)."""
@@ -383,14 +320,15 @@ def knockout_tracks(ev: Any) -> dict[str, Any]:
 
 def sample_events(config: GeneratorConfig, progress: Progress) -> SampleResult:
     """Write ``n_generate`` events from a saved flow to ``output_file``: unweighted importance-sampled events
-    (exact target, hit-or-miss on capped weights, over-weights kept as a weight column) or raw flow events;
+    (exact target, hit-or-miss on capped weights, over-weights kept as a weight column) or raw flow events,
+    drawn in seeded shards here or on the config's Dask ``scheduler`` (:mod:`~numl_core.generator.shards`);
     a ``.hepmc``/``.hepmc3`` file is NuHepMC with the flux-averaged cross section in its header."""
     config.validate()
     flow = load_trained_flow(config)
     model = build_model(config)
-    setup = _sampling_setup(config, flow, model)
+    setup = sampling_setup(config, flow, model)
     t0 = time.perf_counter()
-    events, drawn, sigma = _draw_events(config, progress, flow, model, setup)
+    events, drawn, sigma = draw_events(config, progress, flow, model, setup)
     path = Path(config.output_file)
     if path.suffix.lower() in NUHEPMC_SUFFIXES:
         sigma = sigma or flow_cross_section(config, flow, model, setup)
@@ -408,6 +346,32 @@ def sample_events(config: GeneratorConfig, progress: Progress) -> SampleResult:
         cross_section=None if sigma is None else sigma.value,
         cross_section_error=None if sigma is None else sigma.error,
     )
+
+
+def shard_timing(config: GeneratorConfig, n_workers: int = 2) -> dict[str, float]:
+    """The ``sample`` action's draw (no file written) timed on a LocalCluster of ``n_workers`` (cluster start
+    included) and in this process: ``n_events``, ``n_workers``, ``seconds``, ``seconds_single_process`` and
+    ``integral_rel_diff``, the relative difference of the two cross sections (0 up to rounding: the shards
+    are the same; NaN in emulator mode, which has none)."""
+    config.validate()
+    flow = load_trained_flow(config)
+    model = build_model(config)
+    setup = sampling_setup(config, flow, model)
+    seconds, sigmas = {}, {}
+    for scheduler in ("local", ""):
+        t0 = time.perf_counter()
+        _, _, sigmas[scheduler] = draw_events(
+            config.copy(scheduler=scheduler), Progress(), flow, model, setup, n_workers
+        )
+        seconds[scheduler] = time.perf_counter() - t0
+    here, there = sigmas[""], sigmas["local"]
+    return {
+        "n_events": config.n_generate,
+        "n_workers": n_workers,
+        "seconds": seconds["local"],
+        "seconds_single_process": seconds[""],
+        "integral_rel_diff": math.nan if here is None else abs(there.value - here.value) / abs(here.value),
+    }
 
 
 # -- live plots --------------------------------------------------------------------------------
@@ -448,6 +412,7 @@ WORKFLOW = Workflow(
     config_cls=GeneratorConfig,
     run=run_generator,
     actions={"sample": sample_events},
+    cli_options={"sample": {"--scheduler": "scheduler"}},
     live_plots=LivePlots(group=metric_group, expected=expected_series, plots=LIVE_PLOTS),
     results=(GeneratorResult, SampleResult),
 )
