@@ -53,7 +53,7 @@ def test_momentum_densities_normalised_to_occupancy():
 
 def test_carbon_shells_below_free_and_approaching_it():
     # binding and Fermi motion suppress sigma per neutron, less so at higher energy
-    model = replace(ex.carbon_model("1p3/2"), energy_nodes=2)
+    model = ex.carbon_model("1p3/2")
     ratios = [
         ex.total_cross_section(e, model, n_cos=12, n_omega=60) / 4 / float(ls_total_sigma(e))
         for e in (0.4, 1.5)
@@ -120,7 +120,7 @@ def test_bad_model_inputs_raise():
 def test_accept_reject_reproduces_the_inclusive_muon_distribution():
     # at fixed E_nu the accepted events' cos theta_mu histogram must follow the integrated cross section;
     # the tolerance is a chi2 test at 4 dof (p ~ 1e-4 threshold 23.5) on Poisson counts
-    model = replace(ex.carbon_model("1p3/2"), energy_nodes=2)
+    model = ex.carbon_model("1p3/2")
     flux = ex.Flux.flat(0.79, 0.81, bins=1)
     bound = ex.density_bound(model, flux, n_probe=20_000, seed=0)
     ar = ex.accept_reject(model, 600, flux, bound, seed=3, batch=200_000)
@@ -154,3 +154,94 @@ def test_cross_section_vanishes_below_the_removal_threshold(shells):
     assert float(ex.differential_cross_section(x, enu, model).abs().max()) == 0.0
     x[:, 1] = low + 0.03 * torch.rand(20_000, generator=gen, dtype=torch.float64)
     assert float(ex.differential_cross_section(x, enu, model).max()) > 0.0
+
+
+def _line(model: ex.ExclusiveModel, point: tuple[float, float, float, float], omega: torch.Tensor):
+    """d^4 sigma along omega at fixed (E_nu, cos theta_mu, cos theta_N, phi_N)."""
+    enu, cmu, cn, phi = point
+    x = torch.stack(
+        [torch.full_like(omega, cmu), omega, torch.full_like(omega, cn), torch.full_like(omega, phi)], -1
+    )
+    return ex.differential_cross_section(x, torch.full_like(omega, enu), model)
+
+
+@pytest.mark.parametrize("point", [(0.5, 0.99, 0.9, 3.0), (0.3, 0.9, 0.0, 3.0)])
+def test_smooth_removal_quadrature_has_no_steps_at_threshold(point):
+    # across both shells' thresholds (omega 0-100 MeV) on a 0.2 MeV grid: a cross section that varies on
+    # the scale of the narrowest removal-energy width sigma (2 MeV) has second differences below
+    # (h / sigma)^2 of its largest value; each Gauss-Hermite node opens with a square-root edge instead
+    h, sigma = 2e-4, ex.CARBON_SHELLS["1p3/2"].removal_width
+    omega = torch.arange(0.0, 0.1, h, dtype=torch.float64)
+    rough = {}
+    for quadrature in ex.REMOVAL_QUADRATURES:
+        f = _line(ex.carbon_model(removal_quadrature=quadrature), point, omega)
+        assert torch.isfinite(f).all() and f.max() > 0
+        rough[quadrature] = float(f.diff(n=2).abs().max() / f.max())
+    assert rough["smooth"] < (h / sigma) ** 2 < rough["hermite"], rough
+    assert rough["hermite"] > 30 * rough["smooth"], rough
+
+
+def _points(model: ex.ExclusiveModel, n: int, omega_low: float, omega_high: float | None, seed: int):
+    """n uniform points at E_nu 0.3-1.5 GeV with omega uniform in [omega_low, omega_high or its maximum]."""
+    gen = torch.Generator().manual_seed(seed)
+    enu = 0.3 + 1.2 * torch.rand(n, generator=gen, dtype=torch.float64)
+    x = ex.uniform_proposal(enu, model, gen)
+    top = ex.omega_max(enu, model) if omega_high is None else torch.full_like(enu, omega_high)
+    x[:, 1] = omega_low + (top - omega_low) * torch.rand(n, generator=gen, dtype=torch.float64)
+    return x, enu
+
+
+def test_smooth_and_hermite_agree_far_above_threshold():
+    # both integrate the same Gaussian f(E) (the smooth one cut at 4 widths, 6e-5 of it): measured 4e-4
+    # at most where d^4 sigma is above 1e-3 of its largest value (2 % of the points; the rest is the tail
+    # of the momentum densities)
+    model = ex.carbon_model()
+    top = max(ex.removal_support(s)[1] for s in model.shells)
+    x, enu = _points(model, 20_000, top + 0.05, None, seed=5)
+    x, enu = x[x[:, 1] < ex.omega_max(enu, model)], enu[x[:, 1] < ex.omega_max(enu, model)]
+    smooth = ex.differential_cross_section(x, enu, model)
+    hermite = ex.differential_cross_section(x, enu, replace(model, removal_quadrature="hermite"))
+    big = smooth > 1e-3 * smooth.max()
+    assert int(big.sum()) > 200
+    np.testing.assert_allclose(hermite[big].numpy(), smooth[big].numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("shells", ["1s1/2", "1p3/2", "shell_model"])
+def test_smooth_quadrature_is_exactly_zero_below_the_support(shells):
+    model = ex.carbon_model(shells)
+    low = ex.omega_threshold(model)
+    assert low == min(ex.removal_support(s)[0] for s in model.shells)
+    x, enu = _points(model, 2000, 0.0, low, seed=6)
+    x[0, 1] = low  # the edge itself: an empty interval
+    x.requires_grad_(True)
+    f = ex.differential_cross_section(x, enu, model)
+    assert float(f.detach().abs().max()) == 0.0
+    f.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    # points with no cross section draw their removal energy from the shells' prior
+    e = ex.removal_energy_sample(x.detach(), enu, model, seed=2)
+    supports = [ex.removal_support(s) for s in model.shells]
+    assert all(any(lo <= v <= hi for lo, hi in supports) for v in e.tolist())
+
+
+def test_default_smooth_nodes_match_a_64_node_rule():
+    # DEFAULT_ENERGY_NODES["smooth"] (12) against 64 nodes, on uniform points and on points within the
+    # thresholds' range: 7e-4 at worst (1s1/2 near its threshold), summed absolute error 5e-5
+    model = ex.carbon_model()
+    assert model.n_energy_nodes == ex.DEFAULT_ENERGY_NODES["smooth"] == 12
+    fine = replace(model, energy_nodes=64)
+    top = max(ex.removal_support(s)[1] for s in model.shells)
+    for low, high in [(0.0, None), (ex.omega_threshold(model), top + 0.03)]:
+        x, enu = _points(model, 4000, low, high, seed=7)
+        f, ref = ex.differential_cross_section(x, enu, model), ex.differential_cross_section(x, enu, fine)
+        big = ref > 1e-3 * ref.max()
+        assert float(((f - ref).abs() / ref)[big].max()) < 2e-3
+        assert float((f - ref).abs().sum() / ref.sum()) < 2e-4
+
+
+def test_removal_quadrature_is_validated():
+    with pytest.raises(ValueError, match=r"removal_quadrature='gauss'.*\('smooth', 'hermite'\)"):
+        ex.carbon_model(removal_quadrature="gauss")
+    with pytest.raises(ValueError, match="energy_nodes"):
+        ex.carbon_model(energy_nodes=0)
+    assert ex.carbon_model(removal_quadrature="hermite").n_energy_nodes == 8
