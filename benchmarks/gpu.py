@@ -10,8 +10,9 @@ runs long costs only itself; its result (or the error) lands in the report. Sect
   batched-ensemble vs per-member-loop ratio on the GPU;
 * ``energy``: inference and training throughput of the default transformer, and the resolution table
   of a larger training run than the CPU benchmark affords;
-* ``generator``: seconds per million samples of the S/M/L flows (next to the reference's GPU figures)
-  and a longer importance-sampler training with its RESS and unweighting efficiency;
+* ``generator``: seconds per million samples of the S/M/L flows (next to the reference's GPU figures),
+  a longer importance-sampler training with its RESS and unweighting efficiency, and the fair race
+  against VEGAS on the flow's coordinates with both cross sections evaluated on the GPU;
 * ``uncertainty``: the 50-D mixture case (training time and p-value metrics) with more toys;
 * ``xsec``: the carbon fits and transfer learning with pretraining and fine-tuning times.
 
@@ -86,11 +87,16 @@ def _generator(device: str, quick: bool) -> dict[str, Any]:
     # the CPU benchmark's coupling flow, wider, in batches four times as large
     flow_sizes = sizes["flow"] | ({} if quick else {"hidden": 128, "batch_size": 2048})
     flow, rounds, seconds = bench._train(flow_sizes, "1p3/2", 0, device=device)
-    scores = bench._scores(flow, ex.carbon_model("1p3/2"), ex.Flux.flat(*bench.ENU), sizes, 0)
+    model, flux = ex.carbon_model("1p3/2"), ex.Flux.flat(*bench.ENU)
+    scores = bench._scores(flow, model, flux, sizes, 0)
     report = scores["report"]
+    # the fair race on this device: flow and cross section here, VEGAS's integrand here in batches
+    race = bench.fair_race(flow, scores, model, flux, sizes, 0, device=device)
     return {
         **out,
         **bench._public(scores),
+        **bench.race_keys({"one_shell": race}),
+        "card": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "unweighted_per_s": report.unweighted_per_s,
         "flow_training_seconds": seconds,
         "flow_config": flow_sizes,

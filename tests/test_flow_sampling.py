@@ -68,7 +68,7 @@ def test_flow_importance_sampling_is_unbiased():
     # an untrained flow is a valid proposal: mean(f/q) must reproduce the quadrature sigma(E) within
     # 4 of its own standard errors
     torch.manual_seed(0)
-    model = ex.carbon_model("1p3/2", energy_nodes=2)
+    model = ex.carbon_model("1p3/2", removal_quadrature="hermite", energy_nodes=2)
     flow = GeneratorFlow(FlowSpec.preset("S", {"enu": (0.2, 1.0)}, transforms=2, hidden=16))
     flux = ex.Flux.flat(0.7999, 0.8001, bins=1)
     s = smp.sample_flow(flow, 150_000, flux, seed=1, target=model)
@@ -132,7 +132,7 @@ def test_event_rate_energies_flatten_weights_and_keep_the_integral():
     # flux-averaged cross section is unchanged within 4 standard errors, and the mean weight no longer
     # follows sigma(E): each energy quarter's mean sits within 4 of its standard errors of the total
     torch.manual_seed(0)
-    model = ex.carbon_model("1p3/2", energy_nodes=2)
+    model = ex.carbon_model("1p3/2", removal_quadrature="hermite", energy_nodes=2)
     flow = GeneratorFlow(FlowSpec.preset("S", {"enu": (0.2, 1.0)}, transforms=2, hidden=16))
     flux = ex.Flux.flat(0.3, 0.9)
     rate = smp.event_rate(flow, flux, model, bins=16, n_per_bin=4000, seed=3)
@@ -156,3 +156,31 @@ def test_event_rate_energies_flatten_weights_and_keep_the_integral():
         np.histogram(enu, bins=[0.3, 0.45, 0.6, 0.75, 0.9])[0][-1]
         > 1.5 * np.histogram(enu, bins=[0.3, 0.45])[0][0]
     )
+
+
+def test_mnll_error_matches_the_spread_over_repeated_samples():
+    # 300 samples of 2000 events from one histogram: the quoted standard error is the spread of the MNLL
+    # (the spread of 300 values is known to 1 / sqrt(2 x 299) = 4 %: 15 % is almost 4 sigma)
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(40))
+    ref = p * 1e6
+    values, errors = [], []
+    for _ in range(300):
+        q = smp.histogram_quality(rng.multinomial(2000, p).astype(float), ref, ref)
+        values.append(q.mnll)
+        errors.append(q.mnll_error)
+    assert np.mean(errors) == pytest.approx(np.std(values, ddof=1), rel=0.15)
+    # and the mean MNLL is the reference's entropy within a few standard errors of the mean
+    entropy = float(-(p * np.log(p)).sum())
+    assert abs(np.mean(values) - entropy) < 4 * np.mean(errors) / math.sqrt(300)
+
+
+def test_flux_quantile_maps_uniform_numbers_onto_the_spectrum():
+    flux = ex.Flux(np.array([0.2, 0.3, 0.5, 1.0]), np.array([4.0, 1.0, 0.2]))
+    e = flux.quantile(np.random.default_rng(1).random(200_000))
+    counts = np.histogram(e, bins=flux.edges)[0]
+    mass = flux.density * np.diff(flux.edges)
+    expected = 200_000 * mass / mass.sum()
+    # binomial pulls of each bin's count within 5 sigma
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+    assert flux.quantile(np.array([0.0, 1.0])).tolist() == [0.2, 1.0]

@@ -182,14 +182,15 @@ def sample_flow(
         if device.type == "cuda":
             torch.cuda.synchronize()
         t_sample += time.perf_counter() - t0
-        x, logq, enu = x.cpu(), logq.cpu(), enu.cpu()
         t0 = time.perf_counter()
         if target is None:
             f = torch.full_like(logq, math.nan)
-        else:
-            x64, e64 = x.double(), enu.double()
-            f = differential_cross_section(x64, e64, target, params).float()
+        else:  # on the flow's device, in float64
+            f = differential_cross_section(x.double(), enu.double(), target, params).float()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
         t_target += time.perf_counter() - t0
+        x, logq, enu, f = x.cpu(), logq.cpu(), enu.cpu(), f.cpu()
         xs.append(x)
         es.append(enu)
         lqs.append(logq)
@@ -303,11 +304,13 @@ class HistogramBinning:
 
 @dataclass(frozen=True)
 class HistogramQuality:
-    """MNLL per event (-sum n_i log p_i / N) and the RMS of bin pulls over bins expecting >= 5 events."""
+    """MNLL per event (-sum n_i log p_i / N) with its standard error (the spread of -log p_i over the
+    events / sqrt(N)) and the RMS of bin pulls over bins expecting >= 5 events."""
 
     mnll: float
     rms_pull: float
     n_bins_used: int
+    mnll_error: float = math.nan
 
 
 def histogram_quality(
@@ -333,7 +336,9 @@ def histogram_quality(
     used = expected >= min_expected
     pulls = (counts - expected)[used] / np.sqrt(expected[used] + n**2 * var_p[used])
     rms = float(np.sqrt(np.mean(pulls**2))) if pulls.size else math.nan  # no bin expects enough events
-    return HistogramQuality(float(-(counts * logp).sum() / n), rms, int(used.sum()))
+    mnll = float(-(counts * logp).sum() / n)
+    spread = float(np.sqrt((counts * (logp + mnll) ** 2).sum() / n))
+    return HistogramQuality(mnll, rms, int(used.sum()), spread / math.sqrt(max(n - 1, 1)))
 
 
 def marginal_histograms(
