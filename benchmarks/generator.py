@@ -39,13 +39,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import gvar
 import numpy as np
 import torch
 import vegas
 
 from numl_core.data.generators import exclusive_1p1h as ex
 from numl_core.generator import sampling as smp
+from numl_core.generator import vegas_baseline as vb
 from numl_core.generator.config import GeneratorConfig
 from numl_core.generator.model import PRESETS, DomainMap, FlowSpec, GeneratorFlow, save_flow
 from numl_core.generator.train import train_flow
@@ -66,16 +66,6 @@ SCAN_RANGE = (0.9, 1.2)
 SCAN_POINTS = (0.95, 1.03, 1.15)
 CAP_QUANTILE = 0.9999
 """Weight cap of the capped figures, the same for every sampler (``numl generator sample``'s default)."""
-VEGAS_GRID = tuple(
-    {"alpha": alpha, "beta": beta, "maxinc_axis": ninc}
-    for alpha in (0.5, 1.0, 1.5)
-    for beta in (0.0, 0.75)
-    for ninc in (200, 1000)
-)
-"""VEGAS settings tried on the flow's box: grid damping ``alpha`` (vegas's default 0.5), stratification
-``beta`` (default 0.75; 0 is pure importance sampling) and the most grid increments per axis
-``maxinc_axis`` (default 1000). Each is adapted with the same budget and scored on a pilot draw; the
-best unweighted rate is raced on a fresh draw."""
 
 
 def _sizes(quick: bool) -> dict[str, Any]:
@@ -89,7 +79,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             n_accept_reject=200,
             vegas_neval=20_000,
             vegas_nitn=5,
-            vegas_grid=VEGAS_GRID[:2],
+            vegas_grid=vb.GRID[:2],
             n_timing=5_000,
             shards=dict(n_events=20_000, shard_events=5_000),
         )
@@ -112,7 +102,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         n_accept_reject=10_000,
         vegas_neval=100_000,
         vegas_nitn=10,
-        vegas_grid=VEGAS_GRID,
+        vegas_grid=vb.GRID,
         n_timing=20_000,
         shards=dict(n_events=1_000_000, shard_events=250_000),
     )
@@ -135,70 +125,6 @@ def _lab_integrand(model: ex.ExclusiveModel) -> Callable[[np.ndarray], np.ndarra
     return integrand
 
 
-def _box_integrand(
-    model: ex.ExclusiveModel, flux: ex.Flux, energies: ex.Flux, domain: DomainMap, device: str = "cpu"
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The flux-averaged density on the flow's own coordinates: u_0 -> E_nu through the event-rate
-    table's quantile (the flow's energy proposal), (u_1 .. u_4) -> the flow's box y = 2u - 1 -> x; the
-    value f(x) |dx/dy| 2^4 flux(E) / event rate(E) integrates to the flux-averaged cross section. The
-    cross section is evaluated on ``device``."""
-
-    @vegas.lbatchintegrand
-    def integrand(u: np.ndarray) -> np.ndarray:
-        enu_np = energies.quantile(u[:, 0])
-        enu = torch.as_tensor(enu_np, dtype=torch.float64, device=device)
-        y = torch.as_tensor(2 * u[:, 1:] - 1, dtype=torch.float64, device=device)
-        f = ex.differential_cross_section(domain.from_box(y, enu), enu, model)
-        jacobian = 16 * torch.exp(-domain.log_jacobian(y, enu))
-        return (f * jacobian).cpu().numpy() * flux.pdf(enu_np) / energies.pdf(enu_np)
-
-    return integrand
-
-
-def _vegas_adapt(
-    integrand: Callable[[np.ndarray], np.ndarray], n_eval: int, nitn: int, settings: dict, seed: int
-) -> tuple[vegas.Integrator, Any, float]:
-    """Adapt a VEGAS map as its documentation recommends (a first ``integ(f, nitn, neval)`` call whose
-    result is discarded, then a second); returns the integrator, the second call's result and seconds."""
-    gvar.ranseed(seed)  # vegas draws its random numbers through gvar
-    integ = vegas.Integrator([[0.0, 1.0]] * 5, **settings)
-    t0 = time.perf_counter()
-    integ(integrand, nitn=nitn, neval=n_eval)
-    result = integ(integrand, nitn=nitn, neval=n_eval)
-    return integ, result, time.perf_counter() - t0
-
-
-def _vegas_draw(integ: vegas.Integrator, integrand: Callable[[np.ndarray], np.ndarray]) -> tuple:
-    """One iteration of points from the adapted map: per-point importance weights N wgt f (their mean is
-    the integral) and the seconds it took, cross-section evaluations included."""
-    t0 = time.perf_counter()
-    w = np.concatenate([wgt * integrand(u) for u, wgt in integ.random_batch()])
-    return w * len(w), time.perf_counter() - t0
-
-
-def weighted_figures(w: np.ndarray, seconds: float, seed: int = 0) -> dict[str, float]:
-    """Unweighting figures of importance weights ``w`` (N,) drawn in ``seconds``: the efficiency with
-    w_max from the replica method on the raw weights (``*_uncapped``) and after capping at
-    :data:`CAP_QUANTILE` (the cap's bias on the integral ``cap_bias``), the RESS and unweighted events
-    per second (capped)."""
-    capped = smp.cap_weights(w, CAP_QUANTILE)
-    unw, raw = smp.unweighting_efficiency(capped.weights, seed=seed), smp.unweighting_efficiency(w, seed=seed)
-    return {
-        "n_points": len(w),
-        "ress": smp.relative_ess(w),
-        "unweighting_efficiency": unw.efficiency,
-        "unweighting_efficiency_uncapped": raw.efficiency,
-        "overweight_fraction_uncapped": raw.overweight_fraction,
-        "overweight_bias_uncapped": raw.overweight_bias,
-        "cap_bias": capped.bias,
-        "unweighted_per_s": len(w) * unw.efficiency / seconds,
-        "unweighted_per_s_uncapped": len(w) * raw.efficiency / seconds,
-        "seconds_per_point": seconds / len(w),
-        "integral": float(w.mean()),
-        "integral_rel_error": smp.relative_integral_error(w),
-    }
-
-
 def vegas_fair(
     model: ex.ExclusiveModel,
     flux: ex.Flux,
@@ -208,38 +134,21 @@ def vegas_fair(
     seed: int,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """VEGAS on the flow's own coordinates, tuned: every setting of ``sizes["vegas_grid"]`` is adapted
-    with the same budget and scored by its unweighted rate on a pilot draw; the best map is raced on a
-    fresh draw (no scored point chose the settings)."""
-    integrand = _box_integrand(model, flux, energies, domain, device)
-    trials = []
-    for settings in sizes["vegas_grid"]:
-        integ, result, seconds_adapt = _vegas_adapt(
-            integrand, sizes["vegas_neval"], sizes["vegas_nitn"], settings, seed
-        )
-        w, seconds = _vegas_draw(integ, integrand)
-        pilot = weighted_figures(w, seconds, seed)
-        trials.append((pilot["unweighted_per_s"], settings, integ, result, seconds_adapt))
-        log.info("vegas %s: pilot %.0f unweighted/s", settings, pilot["unweighted_per_s"])
-    _, settings, integ, result, seconds_adapt = max(trials, key=lambda t: t[0])
-    w, seconds = _vegas_draw(integ, integrand)
-    return weighted_figures(w, seconds, seed + 1) | {
-        "settings": settings | {"nitn": sizes["vegas_nitn"], "neval": sizes["vegas_neval"]},
-        "settings_tried": len(trials),
-        "pilot_unweighted_per_s": {str(t[1]): t[0] for t in trials},
-        "seconds_adapt": seconds_adapt,
-        "integral_adapted": float(result.mean),
-        "integral_adapted_rel_error": float(result.sdev / result.mean),
-        "device": device,
-    }
+    """VEGAS on the flow's own coordinates, tuned over ``sizes["vegas_grid"]``
+    (:func:`~numl_core.generator.vegas_baseline.tuned_vegas`)."""
+    integrand = vb.box_integrand(model, flux, energies, domain, device)
+    tuned = vb.tuned_vegas(
+        integrand, sizes["vegas_neval"], sizes["vegas_nitn"], seed, sizes["vegas_grid"], CAP_QUANTILE
+    )
+    return tuned | {"device": device}
 
 
 def _vegas_sampler(model: ex.ExclusiveModel, n_eval: int, nitn: int, seed: int) -> dict[str, float]:
     """The lab-frame VEGAS (vegas's default settings): adapted, then one iteration of weighted points."""
     integrand = _lab_integrand(model)
-    integ, result, seconds_adapt = _vegas_adapt(integrand, n_eval, nitn, {}, seed)
-    w, seconds = _vegas_draw(integ, integrand)
-    figures = weighted_figures(w, seconds, seed)
+    integ, result, seconds_adapt = vb.adapt(integrand, n_eval, nitn, vb.DEFAULT_SETTINGS, seed)
+    w, seconds = vb.draw(integ, integrand)
+    figures = vb.weighted_figures(w, seconds, CAP_QUANTILE, seed)
     return figures | {
         "integral_adapted": float(result.mean),
         "integral_adapted_error": float(result.sdev),
@@ -431,12 +340,14 @@ def fair_race(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """The flow's weighted sample (``scores`` from :func:`_scores`) against the tuned VEGAS on the same
-    coordinates and energy proposal: both sides' figures (:func:`weighted_figures`), the ratios of
-    unweighted rates (capped at the same quantile, and uncapped) and the break-even cost of one
-    cross-section evaluation [s] above which the flow is ahead."""
+    coordinates and energy proposal: both sides' figures
+    (:func:`~numl_core.generator.vegas_baseline.weighted_figures`), the ratios of unweighted rates (capped
+    at the same quantile, and uncapped) and the break-even cost of one cross-section evaluation [s] above
+    which the flow is ahead."""
     sample = scores["sample"]
     n = len(sample.enu)
-    flow_fig = weighted_figures(sample.weights, sample.seconds_sampling + sample.seconds_target, seed)
+    seconds = sample.seconds_sampling + sample.seconds_target
+    flow_fig = vb.weighted_figures(sample.weights, seconds, CAP_QUANTILE, seed)
     flow_s, xsec_s = sample.seconds_sampling / n, sample.seconds_target / n
     vg = vegas_fair(model, flux, scores["energies"], flow.domain_map, sizes, seed, device)
     return {

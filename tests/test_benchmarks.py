@@ -120,38 +120,3 @@ def test_gpu_refuses_unknown_section(capsys):
         gpu.main(["no_such_section"])
     assert exc.value.code == 2
     assert "unknown section" in capsys.readouterr().err
-
-
-def test_vegas_box_integrand_integrates_to_the_lab_frame_cross_section():
-    # plain Monte Carlo over the unit cube of each parameterisation estimates the same flux-averaged
-    # cross section: the flow's box (event-rate energies, q-frame nucleon, omega from threshold) only
-    # changes variables, so its Jacobians must give the lab-frame value within the two errors
-    from benchmarks import generator as gen
-    from numl_core.data.generators import exclusive_1p1h as ex
-    from numl_core.generator.model import DomainMap
-
-    model, flux = ex.carbon_model("1p3/2"), ex.Flux.flat(*gen.ENU)
-    energies = ex.Flux(flux.edges, np.linspace(1.0, 3.0, len(flux.density)))  # any proposal will do
-    rng = np.random.default_rng(0)
-    estimates = []
-    for integrand in (
-        gen._lab_integrand(model),
-        gen._box_integrand(model, flux, energies, DomainMap(ex.omega_threshold(model))),
-    ):
-        f = np.concatenate([integrand(rng.random((100_000, 5))) for _ in range(4)])
-        estimates.append((f.mean(), f.std() / np.sqrt(len(f))))
-    (lab, lab_err), (box, box_err) = estimates
-    assert abs(lab - box) < 4 * np.hypot(lab_err, box_err)
-    assert box_err < lab_err  # the flow's coordinates already help a uniform sampler
-
-
-def test_weighted_figures_of_constant_weights_are_perfect():
-    from benchmarks import generator as gen
-
-    figures = gen.weighted_figures(np.full(10_000, 2.0), seconds=0.5)
-    assert figures["ress"] == pytest.approx(1.0)
-    assert figures["unweighting_efficiency"] == figures["unweighting_efficiency_uncapped"] == 1.0
-    assert figures["cap_bias"] == 0.0
-    assert figures["unweighted_per_s"] == pytest.approx(20_000)
-    heavy = gen.weighted_figures(np.r_[np.ones(9_990), np.full(10, 1e4)], seconds=1.0)
-    assert heavy["unweighting_efficiency_uncapped"] < 0.01 and heavy["ress"] < 0.2

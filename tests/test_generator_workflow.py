@@ -62,6 +62,10 @@ def test_result_tables_and_report(generator_run):
     # a perfect sampler's expected MNLL is the reference entropy: nothing can do better on average
     assert summary["mnll_flow"] > summary["mnll_optimum"] - 0.05
     assert summary["integral"] > 0 and np.isfinite(summary["rms_pull_unweighted"])
+    # the VEGAS baseline on the flow's coordinates estimates the same cross section
+    assert 0 < summary["vegas_ress"] <= 1 and summary["vegas_unweighted_per_s"] > 0
+    err = np.hypot(summary["integral_rel_error"], summary["vegas_integral_rel_error"]) * summary["integral"]
+    assert abs(summary["vegas_integral"] - summary["integral"]) < 5 * err
     rounds = result.rounds
     assert list(rounds["round"]) == [0, 1]
     # round 1 proposes from the flow trained in round 0, which beats the uniform box
@@ -85,6 +89,7 @@ def test_summary_table_names_the_figures(generator_run):
     table = generator_run.result.summary_table()
     assert table["quantity"].iloc[0] == "RESS"
     assert {"unweighting efficiency", "MNLL, flow emulator", "bias from capping"} <= set(table["quantity"])
+    assert "RESS, VEGAS on the flow's coordinates" in set(table["quantity"])
     assert len(table) == len(generator_run.result.summary)
 
 

@@ -29,6 +29,13 @@ class GeneratorConfig(TrainingConfig):
         default="1p3/2", objects=list(ex.SHELL_CHOICES), doc="Nuclear model: one carbon shell, both, or RFG."
     )
     axial = param.Selector(default="dipole", objects=["dipole", "zexp"], doc="Axial form factor.")
+    removal_quadrature = param.Selector(
+        default="smooth",
+        objects=["smooth", "hermite"],
+        doc="Removal-energy integral: 'smooth' (per-point Gauss-Legendre over each shell's open range, "
+        "continuous in omega) or 'hermite' (8 fixed Gauss-Hermite nodes: the cross section steps in omega "
+        "near threshold).",
+    )
     parameter = param.Selector(
         default="none",
         objects=["none", *AXIAL_PARAMETERS],
@@ -90,6 +97,18 @@ class GeneratorConfig(TrainingConfig):
     )
     bins_per_dim = param.Integer(default=6, bounds=(2, 30), doc="Bins per variable of the 4-D histograms.")
     cap_quantile = param.Number(default=0.9999, bounds=(0.5, 1.0), doc="Weight-cap quantile.")
+    vegas_neval = param.Integer(
+        default=20_000,
+        bounds=(0, 10_000_000),
+        doc="VEGAS baseline of the evaluation: points per adaptation iteration on the flow's own "
+        "coordinates (same energies, q-frame nucleon, omega from threshold), vegas's default settings; "
+        "0 skips it. Its unweighting figures are scored on a fresh draw of that size.",
+    )
+    vegas_nitn = param.Integer(
+        default=5,
+        bounds=(1, 100),
+        doc="VEGAS baseline: adaptation iterations (run twice, the first discarded).",
+    )
     flow_file = param.String(default="", doc="Saved flow for the 'sample' action (a run's flow.pt).")
     n_generate = param.Integer(default=100_000, bounds=(1, 1_000_000_000), doc="Events written by 'sample'.")
     sample_mode = param.Selector(
@@ -134,7 +153,7 @@ class GeneratorConfig(TrainingConfig):
 
 def build_model(config: GeneratorConfig) -> ex.ExclusiveModel:
     """The cross-section model of a config."""
-    return ex.carbon_model(config.shells, axial=config.axial)
+    return ex.carbon_model(config.shells, axial=config.axial, removal_quadrature=config.removal_quadrature)
 
 
 def build_flux(config: GeneratorConfig) -> ex.Flux:

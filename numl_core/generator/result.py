@@ -26,6 +26,11 @@ SUMMARY_LABELS = {
     "rms_pull_unweighted": "RMS pull, unweighted flow events",
     "rms_pull_accept_reject": "RMS pull, accept-reject",
     "unweighted_per_s": "unweighted events / s",
+    "vegas_ress": "RESS, VEGAS on the flow's coordinates",
+    "vegas_unweighting_efficiency": "unweighting efficiency, VEGAS on the flow's coordinates",
+    "vegas_unweighted_per_s": "unweighted events / s, VEGAS on the flow's coordinates",
+    "vegas_integral": "flux-averaged σ [cm²], VEGAS",
+    "vegas_integral_rel_error": "relative error of σ, VEGAS",
 }
 
 
@@ -40,7 +45,9 @@ class GeneratorResult(Result):
       ``mnll_flow``/``rms_pull_flow`` of the raw flow events, ``mnll_unweighted``/``rms_pull_unweighted``
       of the hit-or-miss unweighted ones, ``n_unweighted``, ``bins_used`` and, with accept-reject
       events, ``mnll_accept_reject``, ``rms_pull_accept_reject``, ``accept_reject_acceptance``,
-      ``accept_reject_events_per_s``, ``accept_reject_overflow``);
+      ``accept_reject_events_per_s``, ``accept_reject_overflow``) and, unless ``vegas_neval`` is 0, the
+      VEGAS baseline on the flow's own coordinates (``vegas_ress``, ``vegas_unweighting_efficiency``,
+      ``vegas_unweighted_per_s``, ``vegas_integral``, ``vegas_integral_rel_error``);
     - ``rounds``: one row per training round (see :func:`~numl_core.generator.train.train_flow`);
     - ``marginals`` / ``marginals_2d``: normalised 1-D and 2-D histograms of each sample (``reference``,
       ``flow``, ``flow_reweighted``, ``accept_reject``;

@@ -32,6 +32,7 @@ from numl_core.data.io import write_table
 from numl_core.device import resolve_device
 from numl_core.generator import sampling as smp
 from numl_core.generator import train
+from numl_core.generator import vegas_baseline as vb
 from numl_core.generator.config import (  # noqa: F401 - re-exported: the workflow's public names
     GeneratorConfig,
     build_flux,
@@ -101,9 +102,10 @@ class ReferenceHistogram:
         nz = p > 0
         return float(-(p[nz] * np.log(p[nz])).sum())
 
-    def quality(self, y: np.ndarray) -> smp.HistogramQuality:
-        """MNLL and bin pulls of unit-weight events ``y`` (box coordinates)."""
-        return smp.histogram_quality(self.binning.histogram(y), self.counts, self.counts_sq)
+    def quality(self, y: np.ndarray, weights: np.ndarray | None = None) -> smp.HistogramQuality:
+        """MNLL and bin pulls of events ``y`` (box coordinates) of unit weight, or of ``weights`` (the
+        over-weights of unweighted events)."""
+        return smp.histogram_quality(self.binning.histogram(y, weights), self.counts, self.counts_sq)
 
 
 def _flow_quality(
@@ -114,8 +116,8 @@ def _flow_quality(
     emu = reference.quality(y_flow)
     capped = smp.cap_weights(sample.weights, config.cap_quantile)
     unw = smp.unweighting_efficiency(capped.weights, seed=config.seed)
-    keep, _ = smp.unweight(capped.weights, unw.w_max, config.seed)
-    ius = reference.quality(y_flow[keep])
+    keep, over = smp.unweight(capped.weights, unw.w_max, config.seed)
+    ius = reference.quality(y_flow[keep], over)  # over-weights kept: the unweighted sample stays exact
     quality = {
         "mnll_flow": emu.mnll,
         "rms_pull_flow": emu.rms_pull,
@@ -158,6 +160,25 @@ def weight_histogram(weights: np.ndarray, bins: int = 60) -> pd.DataFrame:
     return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": counts})
 
 
+def vegas_figures(
+    config: GeneratorConfig,
+    model: ex.ExclusiveModel,
+    flux: ex.Flux,
+    energies: ex.Flux | None,
+    flow: GeneratorFlow,
+) -> dict[str, float]:
+    """The VEGAS baseline on the flow's own coordinates and energy proposal, with vegas's default settings
+    (:mod:`~numl_core.generator.vegas_baseline`), its cross section evaluated on the flow's device:
+    ``vegas_ress``, ``vegas_unweighting_efficiency``, ``vegas_unweighted_per_s`` and ``vegas_integral``."""
+    integrand = vb.box_integrand(
+        model, flux, energies or flux, flow.domain_map, str(flow.ctx_low.device), eval_params(config)
+    )
+    integ, _, _ = vb.adapt(integrand, config.vegas_neval, config.vegas_nitn, vb.DEFAULT_SETTINGS, config.seed)
+    figures = vb.weighted_figures(*vb.draw(integ, integrand), config.cap_quantile, config.seed)
+    keys = ("ress", "unweighting_efficiency", "unweighted_per_s", "integral", "integral_rel_error")
+    return {f"vegas_{k}": figures[k] for k in keys}
+
+
 def evaluate(
     config: GeneratorConfig, progress: Progress, model: ex.ExclusiveModel, flow: GeneratorFlow
 ) -> dict[str, Any]:
@@ -173,6 +194,10 @@ def evaluate(
     report = smp.sampler_report(sample, config.cap_quantile, config.seed)
     for key in SAMPLER_METRICS:
         progress.metric(key, getattr(report, key), step=0)
+    baseline = {}
+    if config.vegas_neval:
+        progress.update(0.76, f"VEGAS on the flow's coordinates ({config.vegas_neval} points per iteration)")
+        baseline = vegas_figures(config, model, flux, energies, flow)
     progress.update(0.8, "reference sample")
     ref = reference_sample(config, model, flux, flow, energies)
     ref_w = smp.cap_weights(ref.weights, 1.0).weights
@@ -197,7 +222,7 @@ def evaluate(
         {k: v for k, v in samples.items() if k in ("reference", "flow", "accept_reject")}, model.m_lep
     )
     return {
-        "report": report.to_dict(),
+        "report": report.to_dict() | baseline,
         "quality": quality,
         "marginals": marginals,
         "marginals_2d": marginals_2d,
