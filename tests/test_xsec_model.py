@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from numl_core.data.electron_scattering import load_nucleus
-from numl_core.xsec.fit import Chi2Loss, NormalisedModel, chi2_per_point, profile_normalisations
+from numl_core.xsec.fit import (
+    Chi2Loss,
+    NormalisedModel,
+    chi2_held_out,
+    chi2_per_point,
+    lambdas_from_training,
+    profile_normalisations,
+)
 from numl_core.xsec.metrics import (
     band,
     coverage,
@@ -297,3 +304,37 @@ def test_hybrid_training_counts_both_stages(oxygen):
     assert settings.residual == "hybrid" and settings.train.schedule == "cosine"
     fitted = train_model(PointSet(x, xsec, err, group, prior), np.arange(len(x)), None, settings)
     assert fitted.passes == 5 and len(fitted.fit.history) == 5
+
+
+def test_chi2_held_out_marginalises_the_prior_of_data_sets_without_training_points():
+    # a data set with no training points: lambda = 1 and the prior width as a correlated uncertainty,
+    # equal to the chi2 with the explicit covariance diag(e^2) + Delta^2 m m^T
+    rng = np.random.default_rng(0)
+    m = rng.uniform(1.0, 3.0, 12)
+    e = 0.05 * m
+    d = 1.08 * m + rng.normal(0, e)
+    g, prior = np.zeros(12, int), np.array([0.05])
+    cov = np.diag(e**2) + prior[0] ** 2 * np.outer(m, m)
+    r = d - m
+    expected = float(r @ np.linalg.solve(cov, r)) / 12
+    got = chi2_held_out(m, d, e, g, prior, np.array([1.3]), np.array([False]))  # lambda ignored
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_chi2_held_out_takes_lambdas_from_training_points_not_from_the_scored_ones():
+    # the model matches the training points; one experiment's scored points sit 50 % higher: profiling
+    # on the scored points hides that, lambdas from the training points do not
+    rng = np.random.default_rng(1)
+    m = rng.uniform(1.0, 3.0, 200)
+    e = 0.02 * m
+    g = np.repeat([0, 1], 100)
+    prior = np.array([0.03, 0.03])
+    train = np.r_[0:10, 100:110]
+    held = np.setdiff1d(np.arange(200), train)
+    d = m + rng.normal(0, e)
+    d[held[g[held] == 1]] *= 1.5
+    lam, fitted = lambdas_from_training(m[train], d[train], e[train], g[train], prior)
+    assert fitted.all() and np.allclose(lam, 1.0, atol=0.02)
+    honest = chi2_held_out(m[held], d[held], e[held], g[held], prior, lam, fitted)
+    profiled = chi2_per_point(m[held], d[held], e[held], g[held], prior)[0]
+    assert honest > 100 and profiled < honest / 3

@@ -192,3 +192,28 @@ def baseline_km(
     c = np.asarray(cos_zenith, float)
     r_det = radius_km - depth_km
     return -r_det * c + np.sqrt(r_det**2 * c**2 + (radius_km + height_km) ** 2 - r_det**2)
+
+
+def scaling_variable_psi(
+    omega: np.ndarray, q2: np.ndarray, fermi_momentum: np.ndarray | float, shift: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """The quasi-elastic scaling variable psi' of the relativistic Fermi gas (Alberico et al., PRC 38,
+    1801 (1988); Maieron, Donnelly, Sick, PRC 65, 025502 (2002)): 0 at the quasi-elastic peak, -1 and +1
+    at the edges of the Fermi-gas response, so spectra of different nuclei and kinematics line up.
+
+    ``omega`` energy transfer [GeV], ``q2`` = Q^2 [GeV^2], ``fermi_momentum`` k_F [GeV/c] and the energy
+    ``shift`` [GeV] (removal energy) per point: with lambda' = (omega - shift) / 2M, kappa = |q| / 2M,
+    tau' = kappa^2 - lambda'^2 and xi_F = sqrt(1 + (k_F / M)^2) - 1,
+    psi' = (lambda' - tau') / sqrt(xi_F ((1 + lambda') tau' + kappa sqrt(tau' (1 + tau')))).
+
+    >>> q2 = np.array([0.2]); omega = q2 / (2 * NUCLEON_MASS)  # the free-nucleon peak
+    >>> abs(float(scaling_variable_psi(omega, q2, 0.221)[0])) < 1e-9
+    True
+    """
+    m = NUCLEON_MASS
+    omega, q2 = np.asarray(omega, float), np.asarray(q2, float)
+    kappa = np.sqrt(q2 + omega**2) / (2 * m)
+    lam = (omega - shift) / (2 * m)
+    tau = np.maximum(kappa**2 - lam**2, 1e-12)
+    xi_f = np.sqrt(1 + (np.asarray(fermi_momentum, float) / m) ** 2) - 1
+    return (lam - tau) / np.sqrt(xi_f * ((1 + lam) * tau + kappa * np.sqrt(tau * (1 + tau))))

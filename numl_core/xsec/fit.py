@@ -149,6 +149,60 @@ def chi2_per_point(
     return float(((r**2).sum() + penalty) / len(data)), lam
 
 
+def chi2_held_out(
+    model: np.ndarray,
+    data: np.ndarray,
+    error: np.ndarray,
+    group: np.ndarray,
+    prior: np.ndarray,
+    lambdas: np.ndarray,
+    fitted: np.ndarray,
+) -> float:
+    """chi2 per point of scored points whose normalisations were fixed elsewhere: nothing is fitted here.
+
+    ``lambdas`` (K,) come from the training (or fine-tuning) points; a data set with such points
+    (``fitted`` (K,) true) scales the prediction by its lambda_k and pays its prior term
+    ((1 - lambda_k) / Delta_k)^2; a data set without keeps lambda = 1 and its prior width enters as an
+    uncertainty fully correlated across its points, covariance diag(e^2) + Delta_k^2 m m^T (inverted
+    per data set by the Sherman-Morrison formula; a free normalisation, Delta_k = inf, is then left
+    unconstrained and only the shape is scored). ``model``, ``data``, ``error``, ``group`` (N,).
+
+    >>> m, d, e = np.array([1.0, 1.0]), np.array([1.1, 1.1]), np.array([0.1, 0.1])
+    >>> g, prior = np.array([0, 0]), np.array([0.1])
+    >>> round(chi2_held_out(m, d, e, g, prior, np.ones(1), np.array([True])), 6)  # lambda fixed at 1
+    1.0
+    >>> round(chi2_held_out(m, d, e, g, prior, np.ones(1), np.array([False])), 6)  # a 10 % prior absorbs it
+    0.333333
+    """
+    group = np.asarray(group, int)
+    fitted = np.asarray(fitted, bool)
+    scale = np.where(fitted, lambdas, 1.0)[group]
+    z = (scale * model - data) / error
+    u = model / error
+    k = len(prior)
+    zz = np.bincount(group, weights=z**2, minlength=k)
+    uz = np.bincount(group, weights=u * z, minlength=k)
+    uu = np.bincount(group, weights=u**2, minlength=k)
+    inv_prior2 = 1.0 / np.asarray(prior, float) ** 2
+    # z^T (I + Delta^2 u u^T)^-1 z = z.z - (u.z)^2 / (1 / Delta^2 + u.u), per data set without lambdas
+    correlated = np.divide(uz**2, inv_prior2 + uu, out=np.zeros(k), where=(inv_prior2 + uu) > 0)
+    per_set = np.where(fitted, zz, zz - correlated)
+    present = np.bincount(group, minlength=k) > 0
+    penalty = (((1.0 - lambdas) / np.asarray(prior, float)) ** 2)[present & fitted & np.isfinite(prior)]
+    return float((per_set.sum() + penalty.sum()) / len(data))
+
+
+def lambdas_from_training(
+    model: np.ndarray, data: np.ndarray, error: np.ndarray, group: np.ndarray, prior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """lambda_k profiled on the training points (:func:`profile_normalisations`) and which data sets
+    had training points to fix them (``fitted`` (K,)); returns ``(lambdas, fitted)`` for
+    :func:`chi2_held_out`."""
+    group = np.asarray(group, int)
+    lam = profile_normalisations(model, data, error, group, prior)
+    return lam, np.bincount(group, minlength=len(prior)) > 0
+
+
 def normalisation_table(
     names: list[str], prior: np.ndarray, lambdas: np.ndarray, points: np.ndarray
 ) -> pd.DataFrame:

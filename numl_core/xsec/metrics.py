@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from scipy import optimize, stats
 
-from numl_core.xsec.fit import chi2_per_point
+from numl_core.xsec.fit import chi2_held_out, chi2_per_point
 from numl_core.xsec.model import XsecNet
 from numl_core.xsec.points import PointSet
 
@@ -199,7 +199,9 @@ def coverage(
 def method_summary(
     frame: pd.DataFrame, labels: np.ndarray, points: PointSet, method: str, lam: np.ndarray
 ) -> dict[str, float]:
-    """chi2 per point per split (fitted lambda, and profiled on the test points) and test coverage.
+    """chi2 per point per split (lambda fitted on the training points; the held-out splits by
+    :func:`~numl_core.xsec.fit.chi2_held_out`, and profiled on the test points as a secondary figure) and
+    test coverage.
 
     ``frame`` holds one row per point of ``points`` with the method's predictions: the mean and spread
     of sigma over members (``{method}_mean``, ``{method}_std``) and of lambda_k sigma (``{method}_pred``,
@@ -222,13 +224,15 @@ def method_summary(
     spread = frame[f"{method}_std"].to_numpy()
     pred, pred_std = frame[f"{method}_pred"].to_numpy(), frame[f"{method}_pred_std"].to_numpy()
     xsec, err, group, prior = points.xsec, points.error, points.group, points.prior
+    fitted = np.bincount(group[labels == "train"], minlength=len(prior)) > 0
     for split in ("train", "val", "test"):
         m = labels == split
-        if m.any():
-            out[f"chi2_{split}"] = chi2_per_point(mean[m], xsec[m], err[m], group[m], prior, lam)[0]
+        if m.any() and split == "train":
+            out["chi2_train"] = chi2_per_point(mean[m], xsec[m], err[m], group[m], prior, lam)[0]
+        elif m.any():  # lambda_k from the training points only (chi2_held_out)
+            out[f"chi2_{split}"] = chi2_held_out(mean[m], xsec[m], err[m], group[m], prior, lam, fitted)
     test, val = labels == "test", labels == "val"
     out["chi2_test_profiled"] = chi2_per_point(mean[test], xsec[test], err[test], group[test], prior)[0]
-    fitted = np.bincount(group[labels == "train"], minlength=len(prior)) > 0
     norm = np.where(fitted[group], 0.0, np.where(np.isfinite(prior), prior, 0.0)[group])
     misfit = fit_misfit(pred[val], pred_std[val], xsec[val], err[val]) if val.any() else 0.0
     if val.sum() >= 2:

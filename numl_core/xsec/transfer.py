@@ -5,9 +5,10 @@ a network pretrained on carbon is fine-tuned on a small fraction of another nucl
 all layers or only the last ``k`` blocks and the head. It starts from the carbon prediction scaled by
 A / A_base (``log_shift``), the naive guess that the inclusive cross section per nucleus grows with the
 number of nucleons, and is compared with that guess and with a network trained from scratch on the
-same fraction. All three are scored by chi2 per point on the nucleus's remaining points with
-normalisation factors profiled there (:func:`numl_core.xsec.fit.chi2_per_point`), so each method gets
-the same treatment of the experiments' normalisations.
+same fraction. All three are scored by chi2 per point on the nucleus's remaining points with the
+normalisation factor of each experiment taken from that method's predictions at the training points
+(:func:`numl_core.xsec.fit.chi2_held_out`), never fitted on the scored points, so each method gets the
+same treatment of the experiments' normalisations.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 
 from numl_core.jobs import Progress
 from numl_core.training import TrainSettings
-from numl_core.xsec.fit import NormalisedModel, chi2_per_point
+from numl_core.xsec.fit import NormalisedModel, chi2_held_out, chi2_per_point, lambdas_from_training
 from numl_core.xsec.metrics import band, predict_log
 from numl_core.xsec.model import XsecNet
 from numl_core.xsec.points import PointSet
@@ -157,16 +158,12 @@ def transfer_nucleus(
         name=f"{SCRATCH}-{tag}",
         metric_prefix=metric_prefix(SCRATCH, tag),
     )
-    held_points = points.take(held)
-    x = held_points.x
-    predictions = {
-        "finetuned": band(predict_log(tuned.model.net, x))[0],
-        "scratch": band(predict_log(scratch.model.net, x))[0],
-        "scaled_base": band(predict_log(carried_over(base, a_base, a_target, None), x))[0],
+    nets = {
+        "finetuned": tuned.model.net,
+        "scratch": scratch.model.net,
+        "scaled_base": carried_over(base, a_base, a_target, None),
     }
-    row: dict[str, float] = {}
-    for method, pred in predictions.items():
-        row[method] = chi2_per_point(pred, held_points.xsec, held_points.error, held_points.group, prior)[0]
+    row, predictions, lambdas = score_methods(nets, points, train, held)
     row.update(
         finetune_seconds=finetune_seconds,
         scratch_seconds=scratch.seconds,
@@ -175,6 +172,32 @@ def transfer_nucleus(
     )
     columns = ["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]
     held_table = table.iloc[held][columns].assign(
-        group=group[held], **{f"pred_{k}": v for k, v in predictions.items()}
+        group=group[held],
+        **{f"pred_{k}": v for k, v in predictions.items()},
+        **{f"lambda_{k}": v for k, v in lambdas.items()},
     )
     return row, held_table.reset_index(drop=True)
+
+
+def score_methods(
+    nets: dict[str, XsecNet], points: PointSet, train: np.ndarray, held: np.ndarray
+) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Score each method's network on the ``held`` points with normalisations lambda_k from its own
+    predictions at the ``train`` points (:func:`~numl_core.xsec.fit.chi2_held_out`: nothing fitted on
+    the scored points; data sets without training points keep lambda = 1 and their prior width as a
+    correlated uncertainty). Returns the chi2 per point of each method (and ``{method}_profiled`` with
+    lambda_k profiled on the scored points, the older definition, kept for comparison), the held-out
+    predictions [nb/sr/GeV] and the lambda_k of each held-out point."""
+    fit, score = points.take(train), points.take(held)
+    row: dict[str, float] = {}
+    predictions, lambdas = {}, {}
+    for method, net in nets.items():
+        on_train = band(predict_log(net, fit.x))[0]
+        lam, fitted = lambdas_from_training(on_train, fit.xsec, fit.error, fit.group, points.prior)
+        pred = band(predict_log(net, score.x))[0]
+        scored = (pred, score.xsec, score.error, score.group, points.prior)
+        row[method] = chi2_held_out(*scored, lam, fitted)
+        row[f"{method}_profiled"] = chi2_per_point(*scored)[0]
+        predictions[method] = pred
+        lambdas[method] = np.where(fitted, lam, 1.0)[score.group]
+    return row, predictions, lambdas
