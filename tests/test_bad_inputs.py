@@ -121,6 +121,9 @@ def _files(tmp_path: Path) -> dict[str, str]:
         header + "\n".join([rows[0], rows[1].replace(",12,1,", ",ten,1,", 1), rows[2]])
     )
     (d / "xs_missing.csv").write_text("Z,A,E,theta,omega,xsec\n6,12,0.5,36,0.05,10\n")
+    (d / "xs_z_above_a.csv").write_text(
+        header + "\n".join(r.replace("6,12,", "7,6,", 1) for r in rows) + "\n"
+    )
     return {p.name: str(p) for p in d.iterdir()} | {"missing.csv": str(d / "missing.csv")}
 
 
@@ -262,6 +265,12 @@ FILE_CASES = {
         "transfer",
         {"target_file": "empty.csv", "targets": [], "epochs": 2, "members": 1},
         ["empty.csv: file is empty"],
+    ),
+    "xsec: a transfer target that is not a nucleus": (
+        "xsec",
+        "transfer",
+        {"target_file": "xs_z_above_a.csv", "targets": ["Al"]},
+        ["xs_z_above_a.csv:2", "not a nucleus: Z = 7 exceeds A = 6"],
     ),
     "xsec: text in a number": (
         "xsec",

@@ -135,7 +135,11 @@ def test_user_dat_csv_and_parquet_agree(tmp_path):
     [
         (GOOD_ROWS.replace("2.0e+03", "-2.0e+03"), ":3: cross section and error must be positive"),
         (GOOD_ROWS.replace("5.0e+01 O'C", "0.0e+00 O'C", 1), ":2: cross section and error must be positive"),
-        (GOOD_ROWS.replace("  6  12", "  7  14", 1), ":2: unknown nucleus Z=7.0, A=14.0"),
+        (GOOD_ROWS.replace("  6  12", "  7   6", 1), ":2: not a nucleus: Z = 7 exceeds A = 6"),
+        (GOOD_ROWS.replace("  6  12", "  6  12.5", 1), ":2: not a nucleus: A = 12.5 is not an integer"),
+        (GOOD_ROWS.replace("  6  12", "  0   1", 1), ":2: not a nucleus: Z = 0 must be >= 1"),
+        (GOOD_ROWS.replace("  6  12", "nan  12", 1), ":2: not a nucleus: Z = nan is not an integer"),
+        (GOOD_ROWS.replace("  6  12", "  7  14", 1), ":3: a table must hold one nucleus"),
         (GOOD_ROWS + "  6  12   0.500  30.000   0.050  1.0e+03  5.0e+01 Sealock:1989nx\n", ":5: setting"),
         (GOOD_ROWS.replace(" O'Connell:1987ag\n", "\n", 1), ":2: expected 8 whitespace-separated columns"),
         (GOOD_ROWS.replace("0.070", "0.400"), ":4: energy transfer omega must be in [0, E)"),
@@ -180,3 +184,68 @@ def test_cut_drops_settings_left_with_one_point_and_logs_it(tmp_path, caplog):
     assert "dropped 1 point(s)" in caplog.text
     with pytest.raises(DataError, match="no points left"):
         es.load_file(path, omega_min=0.2)
+
+
+# -- nuclear parameters of any nucleus: Moniz et al., PRL 26, 445 (1971), else the nearest measured in A ----
+@pytest.mark.parametrize(
+    ("z", "a", "symbol", "fermi_momentum", "binding"),
+    [
+        (6, 12, "C", 0.221, 0.025),  # measured
+        (20, 40, "Ca", 0.251, 0.028),  # measured
+        (8, 16, "O", 0.221, 0.025),  # shipped, from 12C
+        (26, 56, "Fe", 0.260, 0.036),  # shipped, from natural Ni
+        (79, 197, "Au", 0.265, 0.044),  # shipped, from 208Pb (11 away; 181Ta is 16 away)
+        (92, 238, "U", 0.265, 0.044),  # shipped, above 208: lead
+        (2, 4, "He4", 0.169, 0.017),  # shipped, from 6Li
+        (1, 2, "H2", 0.169, 0.002),  # shipped: k_F from 6Li, the deuteron's binding
+        (20, 48, "48Ca", 0.251, 0.028),  # not shipped: 40Ca (8 away; Ni 10.7 away)
+        (82, 208, "208Pb", 0.265, 0.044),  # not shipped, measured
+        (3, 7, "7Li", 0.169, 0.017),
+        (7, 14, "14N", 0.221, 0.025),
+        (4, 9, "9Be", 0.221, 0.025),  # equidistant from 6Li and 12C: the heavier
+        (18, 40, "40Ar", 0.251, 0.028),
+        (50, 120, "120Sn", 0.260, 0.042),
+        (73, 181, "181Ta", 0.265, 0.042),
+        (110, 290, "290Ds", 0.265, 0.044),  # saturates above 208
+        (1, 1, "1H", 0.169, 0.017),  # below 6Li: lithium's (placeholders)
+    ],
+)
+def test_nucleus_of_gives_the_documented_parameters(z, a, symbol, fermi_momentum, binding):
+    n = es.nucleus_of(float(z), float(a))
+    assert (n.symbol, n.z, n.a) == (symbol, z, a)
+    assert n.fermi_momentum == pytest.approx(fermi_momentum) and n.binding == pytest.approx(binding)
+    assert (n.file != "") == (symbol in es.NUCLEI)
+
+
+def test_shipped_parameters_follow_the_rule_but_the_lightest_bindings():
+    for n in es.NUCLEI.values():
+        binding, fermi_momentum, _ = es.fermi_gas_parameters(n.a)
+        assert n.fermi_momentum == fermi_momentum, n
+        if n.a > 3:
+            assert n.binding == binding, n
+
+
+@pytest.mark.parametrize(
+    ("z", "a", "field"), [(20.5, 48, "Z = 20.5"), (20, 48.2, "A = 48.2"), (9, 8, "Z = 9")]
+)
+def test_nucleus_of_refuses_what_is_not_a_nucleus(z, a, field):
+    with pytest.raises(ValueError, match=f"not a nucleus: {field}"):
+        es.nucleus_of(z, a)
+
+
+def test_an_unshipped_nucleus_loads_with_its_parameters_and_overrides(tmp_path):
+    path = _write(tmp_path, HEADER + GOOD_ROWS.replace("  6  12", " 20  48"))
+    table = es.load_file(path)
+    assert set(table["nucleus"]) == {"48Ca"} and (table["A"] == 48).all()
+    assert (table["binding"] == 0.028).all() and (table["fermi_momentum"] == 0.251).all()
+    theta = np.radians(60.0)
+    assert table["omega_qe"].iloc[0] == pytest.approx(es.quasielastic_peak(0.361, theta, 0.028))
+    changed = es.load_file(path, binding=0.05, fermi_momentum=0.3)
+    assert (changed["binding"] == 0.05).all() and (changed["fermi_momentum"] == 0.3).all()
+    assert changed["omega_qe"].iloc[0] == pytest.approx(es.quasielastic_peak(0.361, theta, 0.05))
+    only_kf = es.load_file(path, fermi_momentum=0.2)
+    assert (only_kf["binding"] == 0.028).all() and (only_kf["fermi_momentum"] == 0.2).all()
+    with pytest.raises(ValueError, match="binding=-0.1"):
+        es.load_file(path, binding=-0.1)
+    with pytest.raises(ValueError, match="fermi_momentum=0.0"):
+        es.load_file(path, fermi_momentum=0.0)

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 
+from numl_core.cli import main
 from numl_core.config import ConfigError
+from numl_core.data import electron_scattering as es
 from numl_core.data.electron_scattering import load_nucleus
+from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
 from numl_core.live import series_key
 from numl_core.training import TrainingConfig
 from numl_core.xsec import train as train_module
+from numl_core.xsec import workflow as workflow_module
 from numl_core.xsec.config import PRESETS, XsecConfig
 from numl_core.xsec.metrics import predict_log
 from numl_core.xsec.model import XsecNet, features
-from numl_core.xsec.points import PointSet, normalisation_groups, split_points
+from numl_core.xsec.points import PointSet, load_table, normalisation_groups, split_points
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.train import EnsembleSettings, train_model, train_settings
 from numl_core.xsec.transfer import carried_over, split_fraction
-from numl_core.xsec.workflow import WORKFLOW, expected_series, run_transfer, run_xsec
+from numl_core.xsec.workflow import WORKFLOW, expected_series, run_transfer, run_xsec, transfer_targets
 from tests.fixtures.xsec import XSEC_TINY
 
 
@@ -210,3 +217,100 @@ def test_transfer_from_a_users_file(tmp_path):
     out = run_transfer(cfg, Progress())
     assert list(out.transfer["nucleus"]) == ["file"]
     assert out.transfer["pretrain_seconds"].iloc[0] > 0
+
+
+# -- any nucleus a user brings: an unshipped isotope, checked before any training ---------------------------
+def _synthetic_table(path, z=20, a=48):
+    """A QES-archive ``.dat`` table of a nucleus numl does not ship: three settings of a smooth quasi-elastic
+    bump on a flat floor [nb/sr/GeV] with 5% errors; line 1 is the header, data rows are lines 2, 3, ..."""
+    lines = ["# Z A E theta omega xsec error citation"]
+    for energy, theta in ((0.5, 60.0), (0.8, 36.0), (1.2, 25.0)):
+        peak = float(es.quasielastic_peak(energy, np.radians(theta), 0.028))
+        for omega in np.linspace(0.02, 0.6 * energy, 12):
+            xsec = a * 100.0 * (np.exp(-0.5 * ((omega - peak) / 0.08) ** 2) + 0.05)
+            lines.append(f"{z} {a} {energy} {theta} {omega:.4f} {xsec:.4e} {0.05 * xsec:.4e} Synthetic:2024")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_transfers_to_a_nucleus_numl_does_not_ship(tmp_path):
+    target = _synthetic_table(tmp_path / "ca48.dat")
+    config = tmp_path / "xsec.json"
+    config.write_text(json.dumps({**XSEC_TINY, "targets": [], "target_file": str(target)}))
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        main, ["xsec", "transfer", "--config", str(config), "--device", "cpu", "--out", str(runs)]
+    )
+    assert result.exit_code == 0, result.output
+    from numl_core.runs import RunStore
+
+    store = RunStore(runs)
+    [info] = store.list("xsec")
+    out = WORKFLOW.load_result(store.get(info["id"]))
+    assert isinstance(out, TransferResult) and list(out.transfer["nucleus"]) == ["file"]
+    row = out.transfer.iloc[0]
+    for method in ("finetuned", "scratch", "scaled_base"):
+        assert np.isfinite(row[method]) and row[method] > 0
+    assert row["train_points"] + row["heldout_points"] == 3 * 11  # lowest omega of each setting dropped
+    assert set(out.transfer_points["nucleus"]) == {"file"}
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "value", "fragment"),
+    [
+        (7, "error", "-1.0", "bad.dat:7: cross section and error must be positive"),
+        (2, "Z", "50", "bad.dat:2: not a nucleus: Z = 50 exceeds A = 48"),
+        (5, "A", "48.5", "bad.dat:5: not a nucleus: A = 48.5 is not an integer"),
+    ],
+)
+@pytest.mark.parametrize("action", ["transfer", "run with transfer"])
+def test_a_bad_target_fails_before_any_training(tmp_path, monkeypatch, line, column, value, fragment, action):
+    def never(*args, **kwargs):
+        raise AssertionError("pretraining started before the targets were checked")
+
+    monkeypatch.setattr(workflow_module, "fit_nucleus", never)
+    lines = _synthetic_table(tmp_path / "good.dat").read_text().splitlines()
+    fields = lines[line - 1].split()
+    fields[es.RAW_COLUMNS.index(column)] = value
+    lines[line - 1] = " ".join(fields)
+    (tmp_path / "bad.dat").write_text("\n".join(lines) + "\n")
+    config = XsecConfig(**{**XSEC_TINY, "targets": ["Al", "Ca"]}, target_file=str(tmp_path / "bad.dat"))
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        if action == "transfer":
+            run_transfer(config, Progress())
+        else:
+            run_xsec(config.copy(with_transfer=True), Progress())
+    assert time.perf_counter() - t0 < 1.0
+    assert fragment in str(info.value)
+
+
+def test_a_bad_shipped_target_choice_fails_before_any_training(monkeypatch):
+    monkeypatch.setattr(workflow_module, "fit_nucleus", lambda *a, **k: pytest.fail("pretraining started"))
+    with pytest.raises(ConfigError, match="not in the O data"):  # the base nucleus among the targets
+        run_transfer(
+            XsecConfig(**{**XSEC_TINY, "targets": ["O"]}, experiments=["Barreau:1983ht"]), Progress()
+        )
+    with pytest.raises(ConfigError, match="choose at least one nucleus or a target_file"):
+        run_transfer(XsecConfig(**{**XSEC_TINY, "targets": []}), Progress())
+
+
+def test_the_nucleus_overrides_reach_the_prepared_tables(tmp_path):
+    path = str(_synthetic_table(tmp_path / "pb.dat", z=82, a=208))
+    plain = XsecConfig(**{**XSEC_TINY, "targets": []}, target_file=path)
+    [(name, table)] = transfer_targets(plain)
+    assert name == "file" and set(table["nucleus"]) == {"208Pb"}
+    assert (table["binding"] == 0.044).all() and (table["fermi_momentum"] == 0.265).all()
+    changed = plain.copy(target_binding=0.03, target_fermi_momentum=0.25)
+    [(_, table)] = transfer_targets(changed)
+    assert (table["binding"] == 0.03).all() and (table["fermi_momentum"] == 0.25).all()
+    base = load_table(changed.copy(nucleus="file", data_file=path))
+    assert (base["binding"] == 0.03).all() and (base["fermi_momentum"] == 0.25).all()
+    theta = np.radians(base["theta_deg"].iloc[0])
+    assert base["omega_qe"].iloc[0] == pytest.approx(
+        es.quasielastic_peak(base["energy"].iloc[0], theta, 0.03)
+    )
+    shipped = load_table(changed, "Al")  # the overrides are for the user's tables only
+    assert (shipped["binding"] == 0.032).all() and (shipped["fermi_momentum"] == 0.235).all()
+    with pytest.raises(ConfigError, match="target_binding"):
+        XsecConfig.from_dict({"target_binding": -0.01})

@@ -41,33 +41,82 @@ COLUMN_ALIASES = {"energy": "E", "q0": "omega", "nu": "omega", "v": "omega", "so
 """Other spellings accepted in CSV/parquet headers (the NUISANCE ``tableformat.txt`` names among them)."""
 
 
+MEASURED_FERMI_GAS = {
+    "6Li": (6.0, 0.169, 0.017),
+    "12C": (12.0, 0.221, 0.025),
+    "24Mg": (24.0, 0.235, 0.032),
+    "40Ca": (40.0, 0.251, 0.028),
+    "natNi": (58.69, 0.260, 0.036),
+    "89Y": (89.0, 0.254, 0.039),
+    "natSn": (118.71, 0.260, 0.042),
+    "181Ta": (181.0, 0.265, 0.042),
+    "208Pb": (208.0, 0.265, 0.044),
+}
+"""Fermi-gas parameters measured in quasi-elastic electron scattering (Moniz et al., PRL 26, 445 (1971)):
+nucleus -> (mass number A, Fermi momentum k_F [GeV/c], removal energy E-bar [GeV]); natural Ni and Sn at
+their mean mass numbers."""
+
+ELEMENTS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf "
+    "Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+"""Element symbols by charge Z = 1 ... 118."""
+
+
+def fermi_gas_parameters(a: int) -> tuple[float, float, str]:
+    """Removal energy [GeV], Fermi momentum k_F [GeV/c] and the measured nucleus they come from, for
+    mass number ``a``: the nucleus of :data:`MEASURED_FERMI_GAS` nearest in A (a tie goes to the heavier
+    one), so every nucleus above 208Pb takes lead's values and every one below 6Li (down to A = 1, where
+    a Fermi gas means nothing and the values are placeholders) takes lithium's.
+
+    >>> fermi_gas_parameters(48), fermi_gas_parameters(238), fermi_gas_parameters(9)
+    ((0.028, 0.251, '40Ca'), (0.044, 0.265, '208Pb'), (0.025, 0.221, '12C'))
+    """
+    name = min(
+        MEASURED_FERMI_GAS, key=lambda n: (abs(MEASURED_FERMI_GAS[n][0] - a), -MEASURED_FERMI_GAS[n][0])
+    )
+    _, fermi_momentum, binding = MEASURED_FERMI_GAS[name]
+    return binding, fermi_momentum, name
+
+
 @dataclass(frozen=True)
 class Nucleus:
-    """A target nucleus: symbol, Z, A and the Fermi-gas removal energy ``binding`` [GeV] used for the
-    position of the quasi-elastic peak (Moniz et al., PRL 26, 445 (1971) where measured, else the
-    nearest measured nucleus)."""
+    """A target nucleus: symbol, Z, A, the Fermi-gas removal energy ``binding`` [GeV] that shifts the
+    quasi-elastic peak (:func:`quasielastic_peak`), the Fermi momentum ``fermi_momentum`` [GeV/c] and the
+    shipped table ``file`` (under ``numl_core/data/files``; empty for a nucleus numl does not ship).
+
+    Both parameters are the values measured by Moniz et al., PRL 26, 445 (1971) (:data:`MEASURED_FERMI_GAS`)
+    where the nucleus was measured (12C, 40Ca), else those of the nearest measured nucleus in A
+    (:func:`fermi_gas_parameters`): 4He and, for k_F, 2H, 3H, 3He from 6Li; 16O from 12C; 27Al from 24Mg;
+    56Fe from natural Ni; 197Au and 238U from 208Pb. The lightest keep their nucleon separation energies
+    as ``binding`` (2H 0.002, 3H and 3He 0.006 GeV); a Fermi gas describes them poorly, and their k_F
+    (lithium's) is only a placeholder.
+    """
 
     symbol: str
     z: int
     a: int
     binding: float
-    file: str
+    fermi_momentum: float
+    file: str = ""
 
 
 NUCLEI = {
     n.symbol: n
     for n in (
-        Nucleus("H2", 1, 2, 0.002, "qes_archive_genie/eQE_2H.dat"),
-        Nucleus("H3", 1, 3, 0.006, "qes_archive_genie/eQE_3H.dat"),
-        Nucleus("He3", 2, 3, 0.006, "qes_archive_genie/eQE_3He.dat"),
-        Nucleus("He4", 2, 4, 0.017, "qes_archive_genie/eQE_4He.dat"),
-        Nucleus("C", 6, 12, 0.025, "qes_archive_nuisance/12C.dat"),
-        Nucleus("O", 8, 16, 0.025, "qes_archive_genie/eQE_16O.dat"),
-        Nucleus("Al", 13, 27, 0.032, "qes_archive_genie/eQE_27Al.dat"),
-        Nucleus("Ca", 20, 40, 0.028, "qes_archive_genie/eQE_40Ca.dat"),
-        Nucleus("Fe", 26, 56, 0.036, "qes_archive_genie/eQE_56Fe.dat"),
-        Nucleus("Au", 79, 197, 0.042, "qes_archive_genie/eQE_197Au.dat"),
-        Nucleus("U", 92, 238, 0.044, "qes_archive_genie/eQE_238U.dat"),
+        Nucleus("H2", 1, 2, 0.002, 0.169, "qes_archive_genie/eQE_2H.dat"),
+        Nucleus("H3", 1, 3, 0.006, 0.169, "qes_archive_genie/eQE_3H.dat"),
+        Nucleus("He3", 2, 3, 0.006, 0.169, "qes_archive_genie/eQE_3He.dat"),
+        Nucleus("He4", 2, 4, 0.017, 0.169, "qes_archive_genie/eQE_4He.dat"),
+        Nucleus("C", 6, 12, 0.025, 0.221, "qes_archive_nuisance/12C.dat"),
+        Nucleus("O", 8, 16, 0.025, 0.221, "qes_archive_genie/eQE_16O.dat"),
+        Nucleus("Al", 13, 27, 0.032, 0.235, "qes_archive_genie/eQE_27Al.dat"),
+        Nucleus("Ca", 20, 40, 0.028, 0.251, "qes_archive_genie/eQE_40Ca.dat"),
+        Nucleus("Fe", 26, 56, 0.036, 0.260, "qes_archive_genie/eQE_56Fe.dat"),
+        Nucleus("Au", 79, 197, 0.044, 0.265, "qes_archive_genie/eQE_197Au.dat"),
+        Nucleus("U", 92, 238, 0.044, 0.265, "qes_archive_genie/eQE_238U.dat"),
     )
 }
 """The nuclei shipped with numl, by symbol; carbon uses the NUISANCE table (it includes Fomin 2010)."""
@@ -92,19 +141,43 @@ DEFAULT_NORM_UNCERTAINTY = 0.05
 2-4% of the listed experiments and the largest listed (10%)."""
 
 
-def nucleus_of(z: int, a: int) -> Nucleus:
-    """The shipped :class:`Nucleus` with charge ``z`` and mass number ``a``; ``KeyError`` if unknown.
+def nucleus_problem(z: float, a: float) -> str | None:
+    """Why (``z``, ``a``) is not a nucleus (integers with 1 <= Z <= A), naming the field; ``None`` if it is.
 
-    >>> nucleus_of(6, 12).symbol
-    'C'
+    >>> nucleus_problem(20, 48), nucleus_problem(20.5, 48), nucleus_problem(30, 20)
+    (None, 'Z = 20.5 is not an integer', 'Z = 30 exceeds A = 20 (a nucleus has 1 <= Z <= A)')
     """
+    for name, value in (("Z", z), ("A", a)):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            return f"{name} = {float(value)!r} is not an integer"
+    if z < 1:
+        return f"Z = {z:g} must be >= 1"
+    if z > a:
+        return f"Z = {z:g} exceeds A = {a:g} (a nucleus has 1 <= Z <= A)"
+    return None
+
+
+def nucleus_of(z: float, a: float) -> Nucleus:
+    """The :class:`Nucleus` with charge ``z`` and mass number ``a``: the shipped one (:data:`NUCLEI`), else
+    one named like ``48Ca`` with no ``file`` and the parameters of :func:`fermi_gas_parameters` (the
+    nearest nucleus in A measured by Moniz et al.). ``ValueError`` naming the field unless Z and A are
+    integers with 1 <= Z <= A.
+
+    >>> nucleus_of(6, 12).symbol, nucleus_of(6.0, 12.0).fermi_momentum
+    ('C', 0.221)
+    >>> nucleus_of(82, 208)
+    Nucleus(symbol='208Pb', z=82, a=208, binding=0.044, fermi_momentum=0.265, file='')
+    """
+    problem = nucleus_problem(z, a)
+    if problem is not None:
+        raise ValueError(f"not a nucleus: {problem}")
+    z, a = int(z), int(a)
     for n in NUCLEI.values():
-        if (n.z, n.a) == (int(z), int(a)):
+        if (n.z, n.a) == (z, a):
             return n
-    raise KeyError(
-        f"unknown nucleus Z={z}, A={a}; known: "
-        + ", ".join(f"{n.symbol}({n.z},{n.a})" for n in NUCLEI.values())
-    )
+    symbol = f"{a}{ELEMENTS[z - 1]}" if z <= len(ELEMENTS) else f"Z{z}A{a}"
+    binding, fermi_momentum, _ = fermi_gas_parameters(a)
+    return Nucleus(symbol, z, a, binding, fermi_momentum)
 
 
 def norm_uncertainty(citation: str) -> float:
@@ -225,12 +298,12 @@ def _check_finite_columns(frame: pd.DataFrame, source: str) -> None:
 def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataFrame:
     """Read one archive table (``.dat`` as shipped, or CSV/parquet with :data:`RAW_COLUMNS`) and check it.
 
-    Every row must be one nucleus known to :data:`NUCLEI`, with 0 <= omega < E [GeV],
-    0 < theta <= 180 deg and a positive cross section and error; every (citation, E, theta) setting
-    needs at least two points. A violation raises :class:`DataError` naming ``file:line``, except
-    that with ``drop_invalid`` rows with a non-positive cross section or error are dropped and
-    counted in the log (the shipped 40Ca table holds two). Exact duplicate rows are dropped and
-    counted. Returns the raw columns plus ``line`` (line in the file).
+    Every row must hold the same nucleus, any with integers 1 <= Z <= A (see :func:`nucleus_of`), with
+    0 <= omega < E [GeV], 0 < theta <= 180 deg and a positive cross section and error; every
+    (citation, E, theta) setting needs at least two points. A violation raises :class:`DataError`
+    naming ``file:line``, except that with ``drop_invalid`` rows with a non-positive cross section or
+    error are dropped and counted in the log (the shipped 40Ca table holds two). Exact duplicate rows
+    are dropped and counted. Returns the raw columns plus ``line`` (line in the file).
 
     >>> read_archive_table(FILES_DIR / NUCLEI["O"].file).shape
     (126, 9)
@@ -244,11 +317,12 @@ def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataF
     source = str(path)
     nuclei = frame[["Z", "A"]].drop_duplicates()
     for z, a in nuclei.itertuples(index=False):
-        try:
-            nucleus_of(z, a)
-        except KeyError as exc:
-            line = int(frame.loc[(frame["Z"] == z) & (frame["A"] == a), "line"].iloc[0])
-            raise DataError(f"{_where(source, line)}: {exc.args[0]}") from None
+        problem = nucleus_problem(z, a)
+        if problem is not None:
+            same = (frame["Z"] == z) | (np.isnan(z) & frame["Z"].isna())
+            same &= (frame["A"] == a) | (np.isnan(a) & frame["A"].isna())
+            line = int(frame.loc[same, "line"].iloc[0])
+            raise DataError(f"{_where(source, line)}: not a nucleus: {problem}")
     if len(nuclei) > 1:
         line = int(
             frame.loc[(frame["Z"] != frame["Z"].iloc[0]) | (frame["A"] != frame["A"].iloc[0]), "line"].iloc[0]
@@ -297,20 +371,36 @@ def read_archive_table(path: str | Path, drop_invalid: bool = False) -> pd.DataF
 
 
 def prepare(
-    frame: pd.DataFrame, omega_min: float = 0.0, drop_lowest: int = 0, source: str = "<table>"
+    frame: pd.DataFrame,
+    omega_min: float = 0.0,
+    drop_lowest: int = 0,
+    source: str = "<table>",
+    *,
+    binding: float | None = None,
+    fermi_momentum: float | None = None,
 ) -> pd.DataFrame:
-    """Apply the low-omega cut and add settings, experiments and derived kinematics.
+    """Apply the low-omega cut and add settings, experiments, derived kinematics and nuclear parameters.
 
     ``omega_min`` [GeV] drops points below it; ``drop_lowest`` drops that many lowest-omega points of
     every setting (the reference fit dropped the lowest-omega points, where nuclear excitations and
     the elastic tail lie). Settings left with fewer than two points are dropped and counted in the log.
+    ``binding`` [GeV] and ``fermi_momentum`` [GeV/c] replace the nucleus's values (:func:`nucleus_of`);
+    ``None`` keeps them.
 
     Added columns: ``energy`` [GeV], ``theta_deg``, ``theta`` [rad], ``cos_theta``, ``e_prime`` [GeV],
-    ``q2`` [GeV^2], ``omega_qe`` (quasi-elastic peak of the setting [GeV]), ``setting`` (int id),
-    ``setting_label``, ``experiment`` (int id), ``norm_uncertainty`` (relative), ``nucleus``.
+    ``q2`` [GeV^2], ``omega_qe`` (quasi-elastic peak of the setting [GeV], shifted by ``binding``),
+    ``binding`` [GeV] and ``fermi_momentum`` [GeV/c] (the nucleus's, after the replacements),
+    ``setting`` (int id), ``setting_label``, ``experiment`` (int id), ``norm_uncertainty`` (relative),
+    ``nucleus`` (symbol, e.g. ``C`` or ``48Ca``).
     """
     if omega_min < 0 or drop_lowest < 0:
         raise ValueError(f"omega_min={omega_min} and drop_lowest={drop_lowest} must be >= 0")
+    if binding is not None and not (math.isfinite(binding) and 0.0 <= binding <= 1.0):
+        raise ValueError(f"binding={binding!r} must be in [0, 1] GeV (or None: the nucleus's)")
+    if fermi_momentum is not None and not (math.isfinite(fermi_momentum) and 0.0 < fermi_momentum <= 2.0):
+        raise ValueError(
+            f"fermi_momentum={fermi_momentum!r} must be in (0, 2] GeV/c (or None: the nucleus's)"
+        )
     keep = frame["omega"].to_numpy() >= omega_min
     if drop_lowest:
         rank = frame.groupby(["citation", "E", "theta"])["omega"].rank(method="first").to_numpy()
@@ -330,7 +420,9 @@ def prepare(
             f"(omega_min={omega_min} GeV, drop_lowest={drop_lowest})"
         )
     log.info("%s: low-omega cut kept %d of %d points", source, len(out), len(frame))
-    nucleus = nucleus_of(int(out["Z"].iloc[0]), int(out["A"].iloc[0]))
+    nucleus = nucleus_of(out["Z"].iloc[0], out["A"].iloc[0])
+    binding = nucleus.binding if binding is None else float(binding)
+    fermi_momentum = nucleus.fermi_momentum if fermi_momentum is None else float(fermi_momentum)
     out = out.sort_values(["citation", "E", "theta", "omega"], kind="stable").reset_index(drop=True)
     theta = np.radians(out["theta"].to_numpy())
     energy, omega = out["E"].to_numpy(), out["omega"].to_numpy()
@@ -347,7 +439,9 @@ def prepare(
             "omega": omega,
             "e_prime": energy - omega,
             "q2": q_squared(energy, omega, theta),
-            "omega_qe": quasielastic_peak(energy, theta, nucleus.binding),
+            "omega_qe": quasielastic_peak(energy, theta, binding),
+            "binding": binding,
+            "fermi_momentum": fermi_momentum,
             "xsec": out["xsec"].to_numpy(),
             "error": out["error"].to_numpy(),
             "line": out["line"].to_numpy(),
@@ -390,10 +484,26 @@ def load_nucleus(symbol: str = "C", omega_min: float = 0.0, drop_lowest: int = 0
 
 
 def load_file(
-    path: str | Path, omega_min: float = 0.0, drop_lowest: int = 0, drop_invalid: bool = False
+    path: str | Path,
+    omega_min: float = 0.0,
+    drop_lowest: int = 0,
+    drop_invalid: bool = False,
+    *,
+    binding: float | None = None,
+    fermi_momentum: float | None = None,
 ) -> pd.DataFrame:
-    """A user's table in the archive layout (``.dat``) or CSV/parquet with :data:`RAW_COLUMNS`, prepared."""
-    return prepare(read_archive_table(path, drop_invalid), omega_min, drop_lowest, source=str(path))
+    """A user's table in the archive layout (``.dat``) or CSV/parquet with :data:`RAW_COLUMNS`, checked
+    (:func:`read_archive_table`) and prepared (:func:`prepare`, with ``binding`` [GeV] and
+    ``fermi_momentum`` [GeV/c] replacing the nucleus's values unless ``None``). Any nucleus works: one numl
+    does not ship takes the parameters of the nearest measured nucleus (:func:`nucleus_of`)."""
+    return prepare(
+        read_archive_table(path, drop_invalid),
+        omega_min,
+        drop_lowest,
+        source=str(path),
+        binding=binding,
+        fermi_momentum=fermi_momentum,
+    )
 
 
 def settings_table(table: pd.DataFrame) -> pd.DataFrame:

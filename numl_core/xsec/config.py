@@ -89,7 +89,25 @@ class XsecConfig(TrainingConfig):
     targets = param.ListSelector(
         default=["O", "Al", "Ca", "Fe"], objects=TRANSFER_TARGETS, doc="Nuclei to transfer to."
     )
-    target_file = param.String(default="", doc="A user's table to transfer to as well (optional).")
+    target_file = param.String(
+        default="",
+        doc="A user's table to transfer to as well (optional): the archive layout (.dat) or CSV/parquet, "
+        "any nucleus (integers 1 <= Z <= A); it is checked before any training.",
+    )
+    target_binding = param.Number(
+        default=0.0,
+        bounds=(0.0, 0.1),
+        doc="Removal energy [GeV] of the nucleus in a user's table (target_file, and data_file when nucleus "
+        "is 'file'): shifts the quasi-elastic peak; typical 0.015-0.045 GeV. 0: the nucleus's value "
+        "(measured by Moniz et al. 1971, else the nearest measured nucleus in A).",
+    )
+    target_fermi_momentum = param.Number(
+        default=0.0,
+        bounds=(0.0, 0.5),
+        doc="Fermi momentum k_F [GeV/c] of the nucleus in a user's table (target_file, and data_file when "
+        "nucleus is 'file'); typical 0.17 (6Li) to 0.265 (208Pb) GeV/c. 0: the nucleus's value "
+        "(measured by Moniz et al. 1971, else the nearest measured nucleus in A).",
+    )
     transfer_fraction = param.Number(default=0.1, bounds=(0.01, 0.9), doc="Share of a target's points used.")
     finetune_blocks = param.Integer(
         default=0, bounds=(0, 20), doc="Fine-tune only the last k blocks and the head; 0: all layers."
@@ -110,6 +128,18 @@ class XsecConfig(TrainingConfig):
             raise ConfigError(
                 f"XsecConfig.finetune_blocks = {self.finetune_blocks} exceeds depth = {self.depth}"
             )
+
+    def file_nucleus(self) -> dict[str, float | None]:
+        """The nuclear parameters given for a user's table, as keyword arguments of
+        :func:`~numl_core.data.electron_scattering.load_file` (``None``: the nucleus's own value).
+
+        >>> XsecConfig(target_binding=0.03).file_nucleus()
+        {'binding': 0.03, 'fermi_momentum': None}
+        """
+        return {
+            "binding": self.target_binding or None,
+            "fermi_momentum": self.target_fermi_momentum or None,
+        }
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> XsecConfig:

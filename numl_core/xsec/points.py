@@ -97,11 +97,16 @@ class PointSet:
 
 
 def load_table(config: XsecConfig, nucleus: str | None = None) -> pd.DataFrame:
-    """The selected nucleus (or file), low-omega cut applied, restricted to the chosen data sets."""
+    """The selected nucleus (or file, with the nuclear parameters given in ``config``), low-omega cut
+    applied, restricted to the chosen data sets."""
     nucleus = nucleus or config.nucleus
     if nucleus == "file":
         table = es.load_file(
-            Path(config.data_file), config.omega_min, config.drop_lowest, config.drop_invalid
+            Path(config.data_file),
+            config.omega_min,
+            config.drop_lowest,
+            config.drop_invalid,
+            **config.file_nucleus(),
         )
     else:
         table = es.load_nucleus(nucleus, config.omega_min, config.drop_lowest)

@@ -236,12 +236,13 @@ def run_xsec(config: XsecConfig, progress: Progress) -> XsecResult:
 
     The trained ensemble is kept in the run's checkpoint ``xsec-model`` (for ``base_run``).
     """
+    targets = transfer_targets(config) if config.with_transfer else None  # bad targets fail before the fit
     sub = progress.subrange(0.0, 0.6) if config.with_transfer else progress
     result, base = fit_nucleus(config, sub)
     if config.with_transfer:
         pretrain = result.summary[BOOT]["seconds"]
         result.with_transfer(
-            transfer_all(base, result.mass_number, pretrain, config, progress.subrange(0.6, 1.0))
+            transfer_all(base, result.mass_number, pretrain, config, progress.subrange(0.6, 1.0), targets)
         )
     return result
 
@@ -260,37 +261,57 @@ def load_base_model(run_dir: str | Path) -> tuple[XsecNet, int]:
 
 
 def run_transfer(config: XsecConfig, progress: Progress) -> TransferResult:
-    """The ``transfer`` action: a base model (from ``base_run`` or fitted now), carried to each target."""
+    """The ``transfer`` action: a base model (from ``base_run`` or fitted now), carried to each target.
+
+    Every target is loaded and checked first (:func:`transfer_targets`), so a bad table fails at once,
+    naming its file and line, not after the pretraining."""
     t0 = time.perf_counter()
+    targets = transfer_targets(config)
     if config.base_run:
         base, a_base = load_base_model(config.base_run)
         progress.log(f"base model from {config.base_run} (A = {a_base})")
-        out = transfer_all(base, a_base, float("nan"), config, progress)
+        out = transfer_all(base, a_base, float("nan"), config, progress, targets)
         out.base_nucleus = f"A={a_base}"
     else:
         progress.update(0.0, f"pretraining on {config.nucleus}")
         base_fit, base = fit_nucleus(config.copy(mc_dropout=0.0), progress.subrange(0.0, 0.5))
         pretrain_seconds = base_fit.summary[BOOT]["seconds"]
-        out = transfer_all(base, base_fit.mass_number, pretrain_seconds, config, progress.subrange(0.5, 1.0))
+        out = transfer_all(
+            base, base_fit.mass_number, pretrain_seconds, config, progress.subrange(0.5, 1.0), targets
+        )
     out.seconds = time.perf_counter() - t0
     return out
 
 
 def transfer_targets(config: XsecConfig) -> list[tuple[str, pd.DataFrame]]:
-    """The target nuclei of ``config`` (and its ``target_file`` as ``file``), each with its table."""
-    targets: list[tuple[str, pd.DataFrame]] = [(t, load_table(config, t)) for t in config.targets]
-    if config.target_file:
-        targets.append(("file", es.load_file(Path(config.target_file), config.omega_min, config.drop_lowest)))
-    if not targets:
+    """The target nuclei of ``config`` (and its ``target_file`` as ``file``), each with its table, loaded
+    and checked (:class:`~numl_core.data.schema.DataError` naming file and line): the user's file first,
+    with ``drop_invalid`` and the nuclear parameters given in ``config`` (any nucleus, see
+    :func:`~numl_core.data.electron_scattering.nucleus_of`)."""
+    if not config.targets and not config.target_file:
         raise ConfigError("XsecConfig.targets: choose at least one nucleus or a target_file")
-    return targets
+    user = []
+    if config.target_file:
+        path = Path(config.target_file)
+        table = es.load_file(
+            path, config.omega_min, config.drop_lowest, config.drop_invalid, **config.file_nucleus()
+        )
+        user.append(("file", table))
+    return [(t, load_table(config, t)) for t in config.targets] + user
 
 
 def transfer_all(
-    base: XsecNet, a_base: int, pretrain_seconds: float, config: XsecConfig, progress: Progress
+    base: XsecNet,
+    a_base: int,
+    pretrain_seconds: float,
+    config: XsecConfig,
+    progress: Progress,
+    targets: list[tuple[str, pd.DataFrame]] | None = None,
 ) -> TransferResult:
-    """Carry ``base`` (fitted to mass number ``a_base``) to every target of ``config``; tables per nucleus."""
-    targets = transfer_targets(config)
+    """Carry ``base`` (fitted to mass number ``a_base``) to every target of ``config``; tables per nucleus.
+
+    ``targets``: the tables of :func:`transfer_targets` if loaded already (else they are loaded now)."""
+    targets = transfer_targets(config) if targets is None else targets
     settings = config.transfer_settings()
     rows, points = [], []
     for i, (name, table) in enumerate(targets):
