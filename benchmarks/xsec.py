@@ -30,7 +30,7 @@ import torch
 from numl_core.device import resolve_device
 from numl_core.jobs import Progress
 from numl_core.xsec.config import XsecConfig
-from numl_core.xsec.fit import chi2_per_point
+from numl_core.xsec.fit import chi2_held_out
 from numl_core.xsec.points import load_table, normalisation_groups
 from numl_core.xsec.result import XsecResult
 from numl_core.xsec.transfer import covered_settings
@@ -44,6 +44,8 @@ FULL = {"members": 6, "epochs": 3000}
 near 9: the fit is limited by optimisation steps, not capacity), with 6 bootstrap members so that two
 carbon fits and four transfers stay within ten minutes on two CPU cores."""
 TARGETS = ["O", "Al", "Ca", "Fe"]
+TRANSFER_SEEDS = (0, 1, 2)
+"""Seeds of the transfer: each draws its own 10 % of the target's points and initialises its own fits."""
 COVERAGE_SEEDS = (0, 1, 2, 3, 4)
 """Seeds of the random point hold-outs whose test coverage is averaged (seed 0 also gives the chi2s)."""
 METHOD_NAMES = {"boot": "bootstrap", "mc": "mc_dropout"}
@@ -86,8 +88,11 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
         for seed in COVERAGE_SEEDS[1:]
     ]
     logger.info("coverage repeats done")
-    transferred = transfer_all(carbon_model, 12, pretrain_s, config(quick, device=device), Progress())
-    transfer = transferred.transfer
+    transfers = [
+        transfer_all(carbon_model, 12, pretrain_s, config(quick, device=device, seed=seed), Progress())
+        for seed in TRANSFER_SEEDS
+    ]
+    logger.info("transfers done")
     out: dict[str, Any] = {
         "quick": quick,
         "device": device,
@@ -129,24 +134,64 @@ def _run(quick: bool, device: str) -> dict[str, Any]:
         "median_relative_band": {METHOD_NAMES[m]: s["median_rel_band"] for m, s in by_points.summary.items()},
         "pretrain_seconds": pretrain_s,
         "mc_dropout_seconds": by_points.summary.get("mc", {}).get("seconds", float("nan")),
-        "transfer": {
-            row["nucleus"]: {
-                "finetuned": row["finetuned"],
-                "scratch": row["scratch"],
-                "scaled_carbon": row["scaled_base"],
-                "finetune_seconds": row["finetune_seconds"],
-                "scratch_seconds": row["scratch_seconds"],
-                "train_points": int(row["train_points"]),
+        **transfer_summary([t.transfer for t in transfers]),
+        "transfer_seeds": list(TRANSFER_SEEDS),
+        "transfer_targets_met": transfer_targets_met(transfer_summary([t.transfer for t in transfers])),
+        "transfer_by_carbon_coverage": _by_carbon_coverage(transfers[0].transfer_points, config(quick)),
+        "coverage_raw": {
+            METHOD_NAMES[m]: {
+                "one_sigma": float(np.mean([f.summary[m]["coverage_1sigma_no_misfit"] for f in repeats])),
+                "two_sigma": float(np.mean([f.summary[m]["coverage_2sigma_no_misfit"] for f in repeats])),
             }
-            for row in transfer.to_dict("records")
+            for m in by_points.summary
         },
-        "transfer_by_carbon_coverage": _by_carbon_coverage(transferred.transfer_points, config(quick)),
+        "cpu_seconds_per_1000_epochs": pretrain_s * 1000 / config(quick).epochs if device == "cpu" else None,
+        "gpu_seconds_per_1000_epochs": pretrain_s * 1000 / config(quick).epochs if device == "cuda" else None,
+        "card": torch.cuda.get_device_name() if device == "cuda" else None,
         "normalisations": by_points.normalisations[["data_set", "prior", "lambda", "lambda_error"]]
         .round(4)
         .to_dict("records"),
         "seconds": time.perf_counter() - t0,
     }
     return out
+
+
+TRANSFER_METHODS = {"finetuned": "finetuned", "scratch": "scratch", "scaled_base": "scaled_carbon"}
+"""Transfer-table columns and their names in the report."""
+
+
+def transfer_summary(tables: list[pd.DataFrame]) -> dict[str, Any]:
+    """Per nucleus and method the held-out chi2 per point over the seeds' ``tables`` (mean, std, each
+    seed's): ``transfer`` with lambda_k from the fine-tuning points (the headline) and
+    ``transfer_profiled`` with lambda_k profiled on the scored points (the older definition); the
+    fine-tuning points and seconds of the first seed."""
+    rows = pd.concat(tables, ignore_index=True)
+    out: dict[str, Any] = {"transfer": {}, "transfer_profiled": {}}
+    for nucleus, part in rows.groupby("nucleus", sort=False):
+        for key, suffix in (("transfer", ""), ("transfer_profiled", "_profiled")):
+            out[key][nucleus] = {
+                name: {
+                    "mean": float(part[col + suffix].mean()),
+                    "std": float(part[col + suffix].std(ddof=1)) if len(part) > 1 else float("nan"),
+                    "seeds": [float(v) for v in part[col + suffix]],
+                }
+                for col, name in TRANSFER_METHODS.items()
+            }
+        first = part.iloc[0]
+        out["transfer"][nucleus].update(
+            train_points=int(first["train_points"]),
+            finetune_seconds=float(first["finetune_seconds"]),
+            scratch_seconds=float(first["scratch_seconds"]),
+        )
+    return out
+
+
+def transfer_targets_met(summary: dict[str, Any]) -> dict[str, bool]:
+    """Per nucleus: the fine-tuned mean below both the scratch and the scaled-carbon means."""
+    return {
+        nucleus: row["finetuned"]["mean"] < min(row["scratch"]["mean"], row["scaled_carbon"]["mean"])
+        for nucleus, row in summary["transfer"].items()
+    }
 
 
 COVERAGE_KEYS = [f"coverage_{k}sigma{tag}" for tag in ("", "_gaussian", "_no_misfit") for k in (1, 2)]
@@ -164,7 +209,8 @@ def _coverage(fits: list[XsecResult]) -> dict[str, Any]:
 
 def _by_carbon_coverage(points: pd.DataFrame, cfg: XsecConfig) -> dict[str, Any]:
     """Per nucleus: chi2 per point of each transfer method on the held-out points near a carbon setting
-    (:func:`covered_settings`) and on the rest, with the point counts."""
+    (:func:`covered_settings`) and on the rest, with the point counts (lambda_k from the fine-tuning
+    points, as in the headline)."""
     carbon = load_table(cfg)
     out: dict[str, Any] = {}
     for nucleus, part in points.groupby("nucleus", sort=False):
@@ -172,22 +218,18 @@ def _by_carbon_coverage(points: pd.DataFrame, cfg: XsecConfig) -> dict[str, Any]
         near = covered_settings(part, carbon)
         row: dict[str, Any] = {"points_near_carbon": int(near.sum()), "points_elsewhere": int((~near).sum())}
         for where, mask in (("near_carbon", near), ("elsewhere", ~near)):
-            sub = part[mask]
-            for method, name in (
-                ("finetuned", "finetuned"),
-                ("scratch", "scratch"),
-                ("scaled_base", "scaled_carbon"),
-            ):
-                row[f"{name}_{where}"] = (
-                    chi2_per_point(
-                        sub[f"pred_{method}"].to_numpy(),
-                        sub["xsec"].to_numpy(),
-                        sub["error"].to_numpy(),
-                        sub["group"].to_numpy(),
-                        prior,
-                    )[0]
-                    if len(sub)
-                    else float("nan")
-                )
+            for method, name in TRANSFER_METHODS.items():
+                row[f"{name}_{where}"] = _held_out_chi2(part[mask], method, prior)
         out[str(nucleus)] = row
     return out
+
+
+def _held_out_chi2(part: pd.DataFrame, method: str, prior: np.ndarray) -> float:
+    """:func:`chi2_held_out` of ``method`` on the held-out rows ``part`` with their stored lambda_k."""
+    if part.empty:
+        return float("nan")
+    group = part["group"].to_numpy()
+    lam, fitted = np.ones(len(prior)), np.zeros(len(prior), bool)
+    lam[group], fitted[group] = part[f"lambda_{method}"].to_numpy(), part["norm_fitted"].to_numpy()
+    pred, data, error = (part[c].to_numpy() for c in (f"pred_{method}", "xsec", "error"))
+    return chi2_held_out(pred, data, error, group, prior, lam, fitted)

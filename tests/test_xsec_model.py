@@ -338,3 +338,19 @@ def test_chi2_held_out_takes_lambdas_from_training_points_not_from_the_scored_on
     honest = chi2_held_out(m[held], d[held], e[held], g[held], prior, lam, fitted)
     profiled = chi2_per_point(m[held], d[held], e[held], g[held], prior)[0]
     assert honest > 100 and profiled < honest / 3
+
+
+def test_scaling_inputs_add_psi_prime_rising_through_each_spectrum():
+    from numl_core.xsec.model import INPUTS, features
+
+    table = load_nucleus("C", drop_lowest=1)
+    x = features(table, INPUTS["scaling"])
+    assert x.shape == (len(table), 6) and np.isfinite(x).all()
+    psi = x[:, -1]
+    # psi' grows with omega across every fixed (E, theta) spectrum and crosses 0 near the quasi-elastic peak
+    for _, part in table.assign(psi=psi).groupby("setting"):
+        assert np.all(np.diff(part.sort_values("omega")["psi"].to_numpy()) > 0)
+    near_peak = np.abs(table["omega"] - table["omega_qe"]) < 0.01
+    assert np.median(np.abs(psi[near_peak.to_numpy()])) < 0.2
+    net = XsecNet(n_members=2, depth=2, width=8, features=INPUTS["scaling"])
+    assert net(torch.as_tensor(x[:5])).shape == (2, 5) and net.hparams["features"][-1] == "psi_prime"

@@ -16,6 +16,7 @@ import param
 from numl_core.config import ConfigError
 from numl_core.data import electron_scattering as es
 from numl_core.training import TrainingConfig
+from numl_core.xsec.model import INPUTS
 from numl_core.xsec.train import FIXED_TRAINING, EnsembleSettings
 from numl_core.xsec.transfer import TransferSettings
 
@@ -75,6 +76,13 @@ class XsecConfig(TrainingConfig):
     )
     members = param.Integer(default=10, bounds=(1, 200), doc="Bootstrap replicas in the ensemble.")
     bootstrap = param.Boolean(default=True, doc="Resample each member's points (else: initialisation only).")
+    inputs = param.Selector(
+        default="kinematics",
+        objects=list(INPUTS),
+        doc="Network inputs: 'kinematics' (E, theta, omega, cos theta, Q2) or 'scaling', which adds the "
+        "quasi-elastic scaling variable psi' (from the nucleus's Fermi momentum and removal energy) so that "
+        "what a model learns on one nucleus lines up on another.",
+    )
     depth = param.Integer(default=4, bounds=(1, 20), doc="Blocks (linear, norm, SiLU, dropout).")
     width = param.Integer(default=64, bounds=(4, 1024), doc="Units per block.")
     batch_norm = param.Boolean(default=False, doc="Batch normalisation in every block.")
@@ -151,7 +159,9 @@ class XsecConfig(TrainingConfig):
     def ensemble_settings(self, **changes: Any) -> EnsembleSettings:
         """The ensemble of a fit: this config's network and training loop, then ``changes``."""
         networks = {key: getattr(self, key) for key in ENSEMBLE_FIELDS}
-        settings = EnsembleSettings(**networks, train=self.train_settings(**FIXED_TRAINING))
+        settings = EnsembleSettings(
+            **networks, features=INPUTS[self.inputs], train=self.train_settings(**FIXED_TRAINING)
+        )
         return replace(settings, **changes)
 
     def transfer_settings(self) -> TransferSettings:

@@ -26,13 +26,23 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from numl_core.data.kinematics import scaling_variable_psi
+
 FEATURES = ("energy", "theta", "omega", "cos_theta", "q2")
 """Network inputs (columns of a prepared table): E [GeV], theta [rad], omega [GeV], cos theta, Q2 [GeV^2]."""
+INPUTS = {"kinematics": FEATURES, "scaling": (*FEATURES, "psi_prime")}
+"""Input sets by name: the kinematics alone, or with the quasi-elastic scaling variable psi'
+(:func:`~numl_core.data.kinematics.scaling_variable_psi` with the nucleus's Fermi momentum and removal
+energy), which lines up the quasi-elastic peaks of different nuclei and so carries across them."""
 
 
-def features(table: pd.DataFrame) -> np.ndarray:
-    """The :data:`FEATURES` of a prepared table as float32 ``(N, 5)``."""
-    return table[list(FEATURES)].to_numpy(np.float32)
+def features(table: pd.DataFrame, names: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """The columns ``names`` of a prepared table as float32 ``(N, len(names))``; ``psi_prime`` is computed
+    from ``omega``, ``q2`` and the nucleus's ``fermi_momentum`` and ``binding`` columns when absent."""
+    if "psi_prime" in names and "psi_prime" not in table:
+        psi = scaling_variable_psi(table["omega"], table["q2"], table["fermi_momentum"], table["binding"])
+        table = table.assign(psi_prime=psi)
+    return table[list(names)].to_numpy(np.float32)
 
 
 class EnsembleLinear(nn.Module):
@@ -100,15 +110,15 @@ class Block(nn.Module):
 
 
 class XsecNet(nn.Module):
-    """``n_members`` networks mapping :data:`FEATURES` to log cross section [log(nb/sr/GeV)].
+    """``n_members`` networks mapping ``features`` (:data:`INPUTS`) to log cross section [log(nb/sr/GeV)].
 
     ``depth`` blocks of ``width`` units (see :class:`Block`), then a linear head. Inputs are
     standardised with the stored ``x_mean``/``x_std`` (set by :meth:`set_scaling`); the head adds
     ``y_offset`` (mean log cross section of the training data) and ``log_shift`` (e.g. log(A/12)
     when a carbon model is carried over to a nucleus of mass number A).
 
-    ``forward(x, mc_dropout=False)``: ``x`` of shape ``(B, 5)`` (shared by all members) or
-    ``(M, B, 5)`` -> log cross sections ``(M, B)``. ``mc_dropout`` keeps dropout active in
+    ``forward(x, mc_dropout=False)``: ``x`` of shape ``(B, F)`` for F inputs (shared by all members) or
+    ``(M, B, F)`` -> log cross sections ``(M, B)``. ``mc_dropout`` keeps dropout active in
     evaluation mode (Monte-Carlo dropout, Gal & Ghahramani, ICML 2016, arXiv:1506.02142).
     """
 
@@ -120,6 +130,7 @@ class XsecNet(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = True,
         residual: bool = True,
+        features: tuple[str, ...] | list[str] = FEATURES,
     ) -> None:
         super().__init__()
         if n_members < 1 or depth < 1 or width < 1 or not 0.0 <= dropout < 1.0:
@@ -127,14 +138,15 @@ class XsecNet(nn.Module):
                 f"need n_members, depth, width >= 1 and 0 <= dropout < 1; "
                 f"got {n_members}, {depth}, {width}, {dropout}"
             )
-        dims = [len(FEATURES)] + [width] * depth
+        self.features = tuple(features)
+        dims = [len(self.features)] + [width] * depth
         self.blocks = nn.ModuleList(
             Block(n_members, a, width, batch_norm, dropout, residual and i > 0)
             for i, a in enumerate(dims[:-1])
         )
         self.head = EnsembleLinear(n_members, width, 1)
-        self.register_buffer("x_mean", torch.zeros(len(FEATURES)))
-        self.register_buffer("x_std", torch.ones(len(FEATURES)))
+        self.register_buffer("x_mean", torch.zeros(len(self.features)))
+        self.register_buffer("x_std", torch.ones(len(self.features)))
         self.register_buffer("y_offset", torch.zeros(()))
         self.register_buffer("log_shift", torch.zeros(()))
         self.hparams = {
@@ -144,6 +156,7 @@ class XsecNet(nn.Module):
             "dropout": dropout,
             "batch_norm": batch_norm,
             "residual": residual,
+            "features": list(self.features),
         }
         self.frozen_blocks = 0
 
@@ -153,7 +166,7 @@ class XsecNet(nn.Module):
 
     @torch.no_grad()
     def set_scaling(self, x: Tensor, log_xsec: Tensor) -> None:
-        """Standardise inputs with the mean and std of ``x`` ``(N, 5)``; centre the output on ``log_xsec``."""
+        """Standardise inputs with the mean and std of ``x`` ``(N, F)``; centre the output on ``log_xsec``."""
         self.x_mean.copy_(x.mean(0))
         self.x_std.copy_(x.std(0).clamp_min(1e-6))
         self.y_offset.fill_(float(log_xsec.mean()))

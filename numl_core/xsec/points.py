@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from numl_core.xsec.config import XsecConfig
 
 SPLITS = ("train", "val", "test")
+NUCLEUS_COLUMNS = ("binding", "fermi_momentum")
+"""Per-nucleus columns of a prepared table that inputs such as psi' need."""
 
 
 @dataclass
@@ -49,9 +51,13 @@ class PointSet:
     prior: np.ndarray
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, group: np.ndarray, prior: np.ndarray) -> PointSet:
-        """The points of a prepared table (see :func:`load_table`) with their data sets."""
-        return cls(features(table), table["xsec"].to_numpy(), table["error"].to_numpy(), group, prior)
+    def from_table(
+        cls, table: pd.DataFrame, group: np.ndarray, prior: np.ndarray, names: tuple[str, ...] = FEATURES
+    ) -> PointSet:
+        """The points of a prepared table (see :func:`load_table`) with their data sets; ``names`` the
+        network's inputs (:data:`~numl_core.xsec.model.INPUTS`)."""
+        x = features(table, names)
+        return cls(x, table["xsec"].to_numpy(), table["error"].to_numpy(), group, prior)
 
     def __len__(self) -> int:
         return len(self.xsec)
@@ -74,8 +80,8 @@ class PointSet:
         ValueError: PointSet.error: errors must be positive
         """
         n = len(self.xsec)
-        if np.shape(self.x) != (n, len(FEATURES)):
-            raise ValueError(f"PointSet.x: shape {np.shape(self.x)}, expected ({n}, {len(FEATURES)})")
+        if np.ndim(self.x) != 2 or len(self.x) != n:
+            raise ValueError(f"PointSet.x: shape {np.shape(self.x)}, expected ({n}, F) with F >= 1 inputs")
         for name in ("error", "group"):
             if np.shape(getattr(self, name)) != (n,):
                 raise ValueError(f"PointSet.{name}: shape {np.shape(getattr(self, name))}, expected ({n},)")
@@ -153,7 +159,8 @@ def split_points(
 
 
 def omega_grid(table: pd.DataFrame, n: int) -> pd.DataFrame:
-    """``n`` omega values [GeV] per setting spanning its data, with that setting's kinematics."""
+    """``n`` omega values [GeV] per setting spanning its data, with that setting's kinematics (and the
+    nucleus's ``binding`` and ``fermi_momentum`` [GeV] where the table has them)."""
     rows = []
     for sid, part in table.groupby("setting", sort=True):
         first = part.iloc[0]
@@ -169,6 +176,7 @@ def omega_grid(table: pd.DataFrame, n: int) -> pd.DataFrame:
                     "cos_theta": np.cos(theta),
                     "omega": omega,
                     "q2": es.q_squared(first["energy"], omega, theta),
+                    **{k: first[k] for k in NUCLEUS_COLUMNS if k in part},
                 }
             )
         )

@@ -34,7 +34,7 @@ from numl_core.jobs import Progress
 from numl_core.live import series
 from numl_core.training import FitResult, TrainSettings, fit
 from numl_core.xsec.fit import Chi2Loss, NormalisedModel
-from numl_core.xsec.model import XsecNet
+from numl_core.xsec.model import FEATURES, XsecNet
 from numl_core.xsec.points import PointSet
 
 FIXED_TRAINING: dict[str, Any] = {"schedule": "cosine", "patience": 0, "mixed_precision": False}
@@ -65,7 +65,8 @@ class EnsembleSettings:
     metrics affordable; AdamW with ``lr``, ``weight_decay`` and ``schedule``; ``patience`` reports
     without a lower validation loss before stopping (0: never); ``device``; ``seed`` of initialisation
     and resampling); ``residual`` of the chi2, "log", "linear" (see :class:`~numl_core.xsec.fit.Chi2Loss`)
-    or "hybrid" (log for the first half of the epochs, then linear).
+    or "hybrid" (log for the first half of the epochs, then linear); ``features`` the network's inputs
+    (:data:`~numl_core.xsec.model.INPUTS`).
     """
 
     members: int = 10
@@ -76,6 +77,7 @@ class EnsembleSettings:
     bootstrap: bool = True
     max_reports: int = 150
     residual: str = "hybrid"
+    features: tuple[str, ...] = FEATURES
     train: TrainSettings = field(default_factory=train_settings)
 
     @property
@@ -123,7 +125,14 @@ def new_model(points: PointSet, train: np.ndarray, settings: EnsembleSettings) -
     """A fresh :class:`XsecNet` from ``settings`` (seeded), scaled to the training points, with one
     normalisation factor per member and data set."""
     torch.manual_seed(settings.train.seed)
-    net = XsecNet(settings.members, settings.depth, settings.width, settings.dropout, settings.batch_norm)
+    net = XsecNet(
+        settings.members,
+        settings.depth,
+        settings.width,
+        settings.dropout,
+        settings.batch_norm,
+        features=settings.features,
+    )
     net.set_scaling(torch.as_tensor(points.x[train]), torch.as_tensor(np.log(points.xsec[train])))
     return NormalisedModel(net, points.n_sets)
 

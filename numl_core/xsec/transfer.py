@@ -126,13 +126,14 @@ def transfer_nucleus(
 
     ``group`` (N,) data-set index into ``prior`` (K,). Returns a summary row (chi2 per point of
     ``finetuned``, ``scratch`` and ``scaled_base`` on the held-out points, seconds, point counts) and
-    the held-out points with their data-set index ``group`` and each method's predicted cross section
-    ``pred_{method}`` [nb/sr/GeV].
+    the held-out points with their data-set index ``group``, whether it had fine-tuning points
+    (``norm_fitted``), each method's predicted cross section ``pred_{method}`` [nb/sr/GeV] and the
+    normalisation ``lambda_{method}`` applied to it (see :func:`score_methods`).
     """
     settings.validate()
     progress = progress if progress is not None else Progress()
     a_target = int(table["A"].iloc[0])
-    points = PointSet.from_table(table, group, prior)
+    points = PointSet.from_table(table, group, prior, base.features)
     train, held = split_fraction(len(table), settings.fraction, settings.seed)
 
     start = carried_over(base, a_base, a_target, settings.blocks)
@@ -171,8 +172,10 @@ def transfer_nucleus(
         heldout_points=float(len(held)),
     )
     columns = ["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]
+    fitted = np.bincount(group[train], minlength=len(prior)) > 0
     held_table = table.iloc[held][columns].assign(
         group=group[held],
+        norm_fitted=fitted[group[held]],
         **{f"pred_{k}": v for k, v in predictions.items()},
         **{f"lambda_{k}": v for k, v in lambdas.items()},
     )

@@ -31,7 +31,7 @@ from numl_core.workflows import Workflow
 from numl_core.xsec.config import XsecConfig
 from numl_core.xsec.fit import normalisation_table
 from numl_core.xsec.metrics import band, method_summary, normalised_band, predict_log
-from numl_core.xsec.model import XsecNet, features
+from numl_core.xsec.model import INPUTS, XsecNet, features
 from numl_core.xsec.points import PointSet, load_table, normalisation_groups, omega_grid, split_points
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.train import CHI2_TERM, TrainedModel, loss_series, train_model
@@ -103,7 +103,8 @@ def prepare(config: XsecConfig, progress: Progress) -> tuple[pd.DataFrame, Point
         f"{len(prior)} normalisation group(s); split by {config.split}: "
         + ", ".join(f"{s} {int((labels == s).sum())}" for s in ("train", "val", "test"))
     )
-    return table, PointSet.from_table(table, group, prior).validate(), labels, names
+    points = PointSet.from_table(table, group, prior, INPUTS[config.inputs])
+    return table, points.validate(), labels, names
 
 
 def train_methods(
@@ -155,7 +156,8 @@ def predict_method(
     log_samples = predict_log(fitted.model.net, points.x, samples, config.seed)
     frame[f"{method}_mean"], frame[f"{method}_std"] = band(log_samples)
     frame[f"{method}_pred"], frame[f"{method}_pred_std"] = normalised_band(log_samples, lambdas, points.group)
-    gmean, gspread = band(predict_log(fitted.model.net, features(grid), samples, config.seed))
+    net = fitted.model.net
+    gmean, gspread = band(predict_log(net, features(grid, net.features), samples, config.seed))
     grid[f"{method}_mean"], grid[f"{method}_std"] = gmean, gspread
     return lambdas
 
