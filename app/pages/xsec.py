@@ -205,7 +205,10 @@ class XsecResults(pn.viewable.Viewer):
         return [
             pn.pane.Markdown(
                 f"Base model carried over ({result.finetune}) with a fraction of each "
-                "nucleus's points; χ² per point on the remaining points, λ_k profiled there."
+                "nucleus's points; χ² per point on the remaining points, each experiment's λ_k taken "
+                "from that method's predictions at the fine-tuning points (an experiment without any "
+                "keeps λ = 1 with its normalisation uncertainty). The `*_profiled` columns fit λ_k on "
+                "the scored points themselves: shown for comparison only."
             ),
             plot_pane(transfer_plot(transfer)),
             table(transfer, css_classes=["numl-xsec-transfer"]),
