@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -354,3 +356,28 @@ def test_scaling_inputs_add_psi_prime_rising_through_each_spectrum():
     assert np.median(np.abs(psi[near_peak.to_numpy()])) < 0.2
     net = XsecNet(n_members=2, depth=2, width=8, features=INPUTS["scaling"])
     assert net(torch.as_tensor(x[:5])).shape == (2, 5) and net.hparams["features"][-1] == "psi_prime"
+
+
+def test_anchor_keeps_fine_tuning_near_the_pretrained_weights(oxygen):
+    table, x, group, prior = oxygen
+    xsec, err = table["xsec"].to_numpy(), table["error"].to_numpy()
+    points, train = PointSet(x, xsec, err, group, prior), np.arange(0, len(x), 3)
+    torch.manual_seed(2)
+    start = XsecNet(n_members=2, depth=2, width=8)
+    start.set_scaling(torch.as_tensor(x), torch.as_tensor(np.log(xsec)))
+    drift = {}
+    for strength in (0.0, 1e6):
+        settings = EnsembleSettings(
+            members=2,
+            depth=2,
+            width=8,
+            residual="log",
+            anchor=strength,
+            train=train_settings(epochs=60, batch_size=16, lr=3e-3, schedule="constant", device="cpu"),
+        )
+        net = copy.deepcopy(start)
+        train_model(points, train, None, settings, init=NormalisedModel(net, len(prior)))
+        moved = [(p - q).pow(2).sum() for p, q in zip(net.parameters(), start.parameters(), strict=True)]
+        drift[strength] = float(sum(moved))
+    # a strong pull keeps the weights within a small fraction of the free fine-tuning's distance
+    assert drift[0.0] > 0 and drift[1e6] < 0.05 * drift[0.0]

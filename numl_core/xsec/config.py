@@ -127,6 +127,12 @@ class XsecConfig(TrainingConfig):
         "per point fell by a third against 300 passes, Ca by 30-50%; about 2-9 s on one CPU thread).",
     )
     finetune_lr = param.Number(default=1e-3, bounds=(1e-7, 1.0), doc="Learning rate of fine-tuning.")
+    finetune_anchor = param.Number(
+        default=0.0,
+        bounds=(0.0, 1e6),
+        doc="Pull of fine-tuning back to the pretrained weights (L2-SP: a Gaussian prior of variance "
+        "1 / anchor on each weight's change, shared over the fine-tuning points; 0: none, 1-100 typical).",
+    )
     base_run = param.String(default="", doc="Run directory of an earlier 'run' whose model is transferred.")
 
     def validate(self) -> None:
@@ -170,6 +176,7 @@ class XsecConfig(TrainingConfig):
         return TransferSettings(
             fraction=self.transfer_fraction,
             blocks=self.finetune_blocks or None,
+            anchor=self.finetune_anchor,
             scratch_epochs=self.epochs,
             seed=self.seed,
             train=self.train_settings(epochs=self.finetune_epochs, lr=self.finetune_lr, **FIXED_TRAINING),

@@ -61,6 +61,12 @@ class Chi2Loss:
     tensor of point indices ``(B, M)``: column ``m`` is member ``m``'s
     (bootstrap) sample, so every member sees its own points and batch statistics.
 
+    ``anchor``: the network's parameters to stay close to (fine-tuning: the pretrained ones, L2-SP of
+    Li, Grandvalet, Davoine, ICML 2018, arXiv:1802.01483), penalised by ``anchor_strength`` / 2 x the
+    squared distance per member, shared over the ``n_points`` like the priors: a Gaussian prior of
+    variance 1 / ``anchor_strength`` on each weight's change, which matters with few points and fades with
+    many.
+
     Returns ``loss`` (per member, summed over members: members are independent) and ``chi2``, the mean
     squared residual per point over members (comparable to chi2 per point).
     """
@@ -72,6 +78,8 @@ class Chi2Loss:
     prior: Tensor
     n_points: int
     residual: str = "log"
+    anchor: tuple[Tensor, ...] = ()
+    anchor_strength: float = 0.0
 
     def __call__(self, model: NormalisedModel, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         idx = batch[0].T  # (M, B)
@@ -83,7 +91,17 @@ class Chi2Loss:
         r = log_ratio / self.rel_error[idx]
         prior = (((1.0 - model.lambdas) / self.prior) ** 2).sum(dim=1)  # (M,)
         per_member = 0.5 * (r**2).mean(dim=1) + 0.5 * prior / self.n_points
+        if self.anchor_strength:
+            per_member = per_member + 0.5 * self.anchor_strength * self.anchor_distance(model) / self.n_points
         return {"loss": per_member.sum(), "chi2": (r**2).mean()}
+
+    def anchor_distance(self, model: NormalisedModel) -> Tensor:
+        """Squared distance (M,) of each member's parameters from :attr:`anchor`."""
+        parts = [
+            ((p - a.to(p.device)) ** 2).flatten(1).sum(1)
+            for p, a in zip(model.net.parameters(), self.anchor, strict=True)
+        ]
+        return torch.stack(parts).sum(0)
 
     @classmethod
     def from_points(

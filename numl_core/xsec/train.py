@@ -66,7 +66,9 @@ class EnsembleSettings:
     without a lower validation loss before stopping (0: never); ``device``; ``seed`` of initialisation
     and resampling); ``residual`` of the chi2, "log", "linear" (see :class:`~numl_core.xsec.fit.Chi2Loss`)
     or "hybrid" (log for the first half of the epochs, then linear); ``features`` the network's inputs
-    (:data:`~numl_core.xsec.model.INPUTS`).
+    (:data:`~numl_core.xsec.model.INPUTS`); ``anchor``: when continuing from a model (``init`` of
+    :func:`train_model`), the strength of the pull back to its weights (see
+    :class:`~numl_core.xsec.fit.Chi2Loss`; 0: none).
     """
 
     members: int = 10
@@ -78,6 +80,7 @@ class EnsembleSettings:
     max_reports: int = 150
     residual: str = "hybrid"
     features: tuple[str, ...] = FEATURES
+    anchor: float = 0.0
     train: TrainSettings = field(default_factory=train_settings)
 
     @property
@@ -164,6 +167,9 @@ def train_model(
     model = new_model(points, train, settings) if init is None else init
     members = model.net.n_members
     loss = Chi2Loss.from_points(points, len(train), device, settings.residual)
+    if settings.anchor and init is not None:  # fine-tuning: stay near the pretrained weights
+        anchor = tuple(p.detach().clone() for p in model.net.parameters())
+        loss = replace(loss, anchor=anchor, anchor_strength=settings.anchor)
     columns = bootstrap_indices(len(train), members, rng, settings.bootstrap and members > 1)
     train_idx = np.tile(np.asarray(train)[columns], (settings.passes_per_report, 1))
     val_data = None

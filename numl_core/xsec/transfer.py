@@ -51,14 +51,16 @@ def is_transfer_metric(name: str) -> bool:
 @dataclass
 class TransferSettings:
     """``fraction`` of the target's points used for training (the rest scores); ``blocks``: fine-tune only
-    the last ``blocks`` blocks and the head (``None``: all layers); ``train``: the fine-tuning loop
-    (``epochs`` passes; ``lr`` lower than pretraining's, so that a few points do not wash out what the
-    base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts close to the
-    data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the network trained
-    from scratch (at the pretraining settings); ``seed`` of the split."""
+    the last ``blocks`` blocks and the head (``None``: all layers); ``anchor`` the strength of the pull
+    back to the pretrained weights (L2-SP, :class:`~numl_core.xsec.fit.Chi2Loss`; 0: none); ``train``:
+    the fine-tuning loop (``epochs`` passes; ``lr`` lower than pretraining's, so that a few points do not
+    wash out what the base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts
+    close to the data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the
+    network trained from scratch (at the pretraining settings); ``seed`` of the split."""
 
     fraction: float = 0.1
     blocks: int | None = None
+    anchor: float = 0.0
     residual: str = "linear"
     scratch_epochs: int = 1000
     seed: int = 0
@@ -142,7 +144,7 @@ def transfer_nucleus(
         points,
         train,
         None,
-        replace(ensemble, train=settings.train, residual=settings.residual),
+        replace(ensemble, train=settings.train, residual=settings.residual, anchor=settings.anchor),
         progress,
         init=NormalisedModel(start, len(prior)),
         name=f"{FINETUNE}-{tag}",
