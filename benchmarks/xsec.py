@@ -177,6 +177,8 @@ def transfer_summary(tables: list[pd.DataFrame]) -> dict[str, Any]:
                 }
                 for col, name in TRANSFER_METHODS.items()
             }
+        for col, name in TRANSFER_METHODS.items():
+            out["transfer"][nucleus][name]["train_points_chi2"] = float(part[f"{col}_train"].mean())
         first = part.iloc[0]
         out["transfer"][nucleus].update(
             train_points=int(first["train_points"]),

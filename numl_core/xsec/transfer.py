@@ -191,7 +191,8 @@ def score_methods(
     predictions at the ``train`` points (:func:`~numl_core.xsec.fit.chi2_held_out`: nothing fitted on
     the scored points; data sets without training points keep lambda = 1 and their prior width as a
     correlated uncertainty). Returns the chi2 per point of each method (and ``{method}_profiled`` with
-    lambda_k profiled on the scored points, the older definition, kept for comparison), the held-out
+    lambda_k profiled on the scored points, the older definition, kept for comparison, and
+    ``{method}_train`` on the training points themselves), the held-out
     predictions [nb/sr/GeV] and the lambda_k of each held-out point."""
     fit, score = points.take(train), points.take(held)
     row: dict[str, float] = {}
@@ -203,6 +204,10 @@ def score_methods(
         scored = (pred, score.xsec, score.error, score.group, points.prior)
         row[method] = chi2_held_out(*scored, lam, fitted)
         row[f"{method}_profiled"] = chi2_per_point(*scored)[0]
+        # on its own training points: a fit well below its held-out chi2 is not under-trained
+        row[f"{method}_train"] = chi2_per_point(on_train, fit.xsec, fit.error, fit.group, points.prior, lam)[
+            0
+        ]
         predictions[method] = pred
         lambdas[method] = np.where(fitted, lam, 1.0)[score.group]
     return row, predictions, lambdas
