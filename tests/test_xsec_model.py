@@ -381,3 +381,14 @@ def test_anchor_keeps_fine_tuning_near_the_pretrained_weights(oxygen):
         drift[strength] = float(sum(moved))
     # a strong pull keeps the weights within a small fraction of the free fine-tuning's distance
     assert drift[0.0] > 0 and drift[1e6] < 0.05 * drift[0.0]
+
+
+def test_log_inputs_are_the_logs_and_ratios_of_the_kinematics():
+    from numl_core.xsec.model import INPUTS, features
+
+    table = load_nucleus("Al", drop_lowest=1)
+    x = features(table, INPUTS["scaling_log"])
+    assert np.allclose(x[:, 0], np.log(table["energy"]), rtol=1e-6)
+    assert np.allclose(x[:, 2], table["omega"] / table["energy"], rtol=1e-5)
+    assert np.allclose(x[:, 4], np.log(table["q2"]), rtol=1e-5, atol=1e-6)
+    assert np.allclose(x[:, 5], features(table, INPUTS["scaling"])[:, 5])

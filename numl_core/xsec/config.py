@@ -77,11 +77,12 @@ class XsecConfig(TrainingConfig):
     members = param.Integer(default=10, bounds=(1, 200), doc="Bootstrap replicas in the ensemble.")
     bootstrap = param.Boolean(default=True, doc="Resample each member's points (else: initialisation only).")
     inputs = param.Selector(
-        default="kinematics",
+        default="scaling_log",
         objects=list(INPUTS),
-        doc="Network inputs: 'kinematics' (E, theta, omega, cos theta, Q2) or 'scaling', which adds the "
+        doc="Network inputs: 'kinematics' (E, theta, omega, cos theta, Q2); 'scaling' adds the "
         "quasi-elastic scaling variable psi' (from the nucleus's Fermi momentum and removal energy) so that "
-        "what a model learns on one nucleus lines up on another.",
+        "what a model learns on one nucleus lines up on another; 'scaling_log' (log E, theta, omega / E, "
+        "cos theta, log Q2, psi') extrapolates more gently to energies beyond the training data.",
     )
     depth = param.Integer(default=4, bounds=(1, 20), doc="Blocks (linear, norm, SiLU, dropout).")
     width = param.Integer(default=64, bounds=(4, 1024), doc="Units per block.")
