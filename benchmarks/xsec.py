@@ -8,11 +8,17 @@
    :data:`COVERAGE_SEEDS` random 10% hold-outs (each refits both methods), since one split's 282 test
    points scatter by several points of coverage (``coverage_*_by_seed`` keeps each);
 2. carbon, 10% of the (E, theta) settings held out: chi2 per point on those settings;
-3. the model of (1) carried over to O, Al, Ca and Fe with 10% of their points: chi2 per point on the
-   other 90% for the fine-tuned model, a model trained from scratch on the same 10%, and the carbon
-   model scaled by A / 12, overall and split into held-out points whose (E, theta) lies near a carbon
-   setting (within 10 degrees and 20% in energy) and the rest (``transfer_by_carbon_coverage``);
-   fine-tuning time against pretraining time.
+3. the model of (1) carried over to every other shipped nucleus with 10% of its points, over
+   :data:`TRANSFER_SEEDS` (each its own 10 % and initialisation): chi2 per point on the other 90% for
+   the fine-tuned model, a model trained from scratch on the same 10%, and the carbon model scaled by
+   A / 12, each with lambda_k from its own predictions at the fine-tuning points (``transfer``: mean,
+   std and each seed's value; ``transfer_profiled``: lambda_k profiled on the scored points, the older
+   definition), whether the fine-tuned mean beats both (``transfer_targets_met``), each method's chi2 on
+   its own training points, and for the first seed the split into held-out points whose (E, theta) lies
+   near a carbon setting (within 10 degrees and 20% in energy) and the rest
+   (``transfer_by_carbon_coverage``); fine-tuning time against pretraining time;
+4. the raw coverage of each ensemble (``coverage_raw``: the members' spread, the point's error and the
+   normalisation uncertainty, nothing fitted) next to the fitted predictive's.
 
 Run it with ``python -m benchmarks.run_all [--quick] xsec``.
 """
@@ -43,7 +49,9 @@ FULL = {"members": 6, "epochs": 3000}
 """Full sizes: the workflow's default network trained 3000 passes (1000 leave the training chi2 per point
 near 9: the fit is limited by optimisation steps, not capacity), with 6 bootstrap members so that two
 carbon fits and four transfers stay within ten minutes on two CPU cores."""
-TARGETS = ["O", "Al", "Ca", "Fe"]
+TARGETS = ["O", "Al", "Ca", "Fe", "Au", "U", "He4", "He3", "H3", "H2"]
+"""Every shipped nucleus but carbon (the base): the four of the reference study, the heavy ones and the
+light ones, where a Fermi gas and carbon x A/12 are poor guides."""
 TRANSFER_SEEDS = (0, 1, 2)
 """Seeds of the transfer: each draws its own 10 % of the target's points and initialises its own fits."""
 COVERAGE_SEEDS = (0, 1, 2, 3, 4)
