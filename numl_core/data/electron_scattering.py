@@ -393,33 +393,13 @@ def prepare(
     ``setting`` (int id), ``setting_label``, ``experiment`` (int id), ``norm_uncertainty`` (relative),
     ``nucleus`` (symbol, e.g. ``C`` or ``48Ca``).
     """
-    if omega_min < 0 or drop_lowest < 0:
-        raise ValueError(f"omega_min={omega_min} and drop_lowest={drop_lowest} must be >= 0")
     if binding is not None and not (math.isfinite(binding) and 0.0 <= binding <= 1.0):
         raise ValueError(f"binding={binding!r} must be in [0, 1] GeV (or None: the nucleus's)")
     if fermi_momentum is not None and not (math.isfinite(fermi_momentum) and 0.0 < fermi_momentum <= 2.0):
         raise ValueError(
             f"fermi_momentum={fermi_momentum!r} must be in (0, 2] GeV/c (or None: the nucleus's)"
         )
-    keep = frame["omega"].to_numpy() >= omega_min
-    if drop_lowest:
-        rank = frame.groupby(["citation", "E", "theta"])["omega"].rank(method="first").to_numpy()
-        keep &= rank > drop_lowest
-    out = frame[keep].copy()
-    sizes = out.groupby(["citation", "E", "theta"])["omega"].transform("size").to_numpy()
-    if (sizes < 2).any():
-        log.info(
-            "%s: dropped %d point(s) of settings left with < 2 points by the cut",
-            source,
-            int((sizes < 2).sum()),
-        )
-        out = out[sizes >= 2]
-    if out.empty:
-        raise DataError(
-            f"{source}: no points left after the low-omega cut "
-            f"(omega_min={omega_min} GeV, drop_lowest={drop_lowest})"
-        )
-    log.info("%s: low-omega cut kept %d of %d points", source, len(out), len(frame))
+    out = low_omega_cut(frame, omega_min, drop_lowest, source)
     nucleus = nucleus_of(out["Z"].iloc[0], out["A"].iloc[0])
     binding = nucleus.binding if binding is None else float(binding)
     fermi_momentum = nucleus.fermi_momentum if fermi_momentum is None else float(fermi_momentum)
@@ -447,25 +427,58 @@ def prepare(
             "line": out["line"].to_numpy(),
         }
     )
+    return with_settings(result)
+
+
+def low_omega_cut(frame: pd.DataFrame, omega_min: float, drop_lowest: int, source: str) -> pd.DataFrame:
+    """The rows of a raw table with omega >= ``omega_min`` [GeV] and above each setting's ``drop_lowest``
+    lowest-omega points; settings left with fewer than two points are dropped and counted in the log."""
+    if omega_min < 0 or drop_lowest < 0:
+        raise ValueError(f"omega_min={omega_min} and drop_lowest={drop_lowest} must be >= 0")
+    keep = frame["omega"].to_numpy() >= omega_min
+    if drop_lowest:
+        rank = frame.groupby(["citation", "E", "theta"])["omega"].rank(method="first").to_numpy()
+        keep &= rank > drop_lowest
+    out = frame[keep].copy()
+    sizes = out.groupby(["citation", "E", "theta"])["omega"].transform("size").to_numpy()
+    if (sizes < 2).any():
+        log.info(
+            "%s: dropped %d point(s) of settings left with < 2 points by the cut",
+            source,
+            int((sizes < 2).sum()),
+        )
+        out = out[sizes >= 2]
+    if out.empty:
+        raise DataError(
+            f"{source}: no points left after the low-omega cut "
+            f"(omega_min={omega_min} GeV, drop_lowest={drop_lowest})"
+        )
+    log.info("%s: low-omega cut kept %d of %d points", source, len(out), len(frame))
+    return out
+
+
+def with_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``setting`` id and ``setting_label`` per (citation, E, theta), an ``experiment`` id
+    per citation and each experiment's relative ``norm_uncertainty``."""
     keys = (
-        result["citation"]
+        table["citation"]
         + "|"
-        + result["energy"].map("{:.4f}".format)
+        + table["energy"].map("{:.4f}".format)
         + "|"
-        + result["theta_deg"].map("{:.3f}".format)
+        + table["theta_deg"].map("{:.3f}".format)
     )
-    result["setting"] = pd.factorize(keys)[0]
-    result["setting_label"] = (
-        result["citation"]
+    table["setting"] = pd.factorize(keys)[0]
+    table["setting_label"] = (
+        table["citation"]
         + ", E="
-        + result["energy"].map("{:.3f}".format)
+        + table["energy"].map("{:.3f}".format)
         + " GeV, theta="
-        + result["theta_deg"].map("{:g}".format)
+        + table["theta_deg"].map("{:g}".format)
         + " deg"
     )
-    result["experiment"] = pd.factorize(result["citation"])[0]
-    result["norm_uncertainty"] = result["citation"].map(norm_uncertainty).astype(float)
-    return result
+    table["experiment"] = pd.factorize(table["citation"])[0]
+    table["norm_uncertainty"] = table["citation"].map(norm_uncertainty).astype(float)
+    return table
 
 
 def load_nucleus(symbol: str = "C", omega_min: float = 0.0, drop_lowest: int = 0) -> pd.DataFrame:
