@@ -39,6 +39,10 @@ def test_c2st_and_pvalue_views(result):
     overlay = page.pvalue_scatter(result.pvalues, "truth")
     labels = [el.label for el in overlay if isinstance(el, hv.Scatter)]
     assert labels == ["Gaussian (chi2)", "Gaussian, ranked among the toys", "transformed Gaussian", "flow"]
+    # every element shares the axes, so the plot is labelled with them rather than Curve's default x / y
+    assert {(el.kdims[0].name, el.vdims[0].name) for el in overlay} == {
+        ("p-value (truth)", "p-value (model)")
+    }
     frame = page.metrics_frame(result.metrics)
     assert list(frame["model"]) == [
         "Gaussian (chi2)",
@@ -143,6 +147,6 @@ def test_views_without_truth_compare_against_the_flow(result):
     assert "Near → far" in tabs._names
     overlay = page.pvalue_scatter(no_truth.pvalues, "flow")
     scatters = [el for el in overlay if isinstance(el, hv.Scatter)]
-    assert {el.kdims[0].name for el in scatters} == {"p (flow)"}
+    assert {el.kdims[0].name for el in scatters} == {"p-value (flow)"}
     assert "flow" not in {el.label for el in scatters}
     assert list(page.metrics_frame(no_truth.metrics).index) == [0, 1, 2, 3]

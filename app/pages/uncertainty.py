@@ -114,13 +114,14 @@ def pvalue_scatter(pvalues: pd.DataFrame, reference: str = "truth") -> Any:
     """Each model's p-values against the reference's (the truth where known, else the flow's)."""
     use_bokeh()
     models = [m for m in MODEL_STYLE if m in pvalues and m != reference]
-    elements = [hv.Curve([(0, 0), (1, 1)]).opts(color="black", line_dash="dashed")]
+    axes = (f"p-value ({reference})", "p-value (model)")
+    elements = [hv.Curve([(0, 0), (1, 1)], *axes).opts(color="black", line_dash="dashed")]
     for m in models:
         style = MODEL_STYLE[m]
         elements.append(
-            hv.Scatter(
-                (pvalues[reference], pvalues[m]), f"p ({reference})", "p (model)", label=style.label
-            ).opts(color=style.color, size=3, alpha=0.6)
+            hv.Scatter((pvalues[reference], pvalues[m]), *axes, label=style.label).opts(
+                color=style.color, size=3, alpha=0.6
+            )
         )
     return hv.Overlay(elements).opts(
         title=f"p-values against {reference}",
