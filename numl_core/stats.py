@@ -1,5 +1,6 @@
-"""Statistics shared by several workflows: chi2 with a covariance, covariances of replicas, effective
-sample sizes and weight capping. Pure NumPy functions, no workflow code (the definitions are stated in
+"""Statistics shared by several workflows: chi2 with a covariance, covariances of replicas and the
+correction of their inverse, a leave-one-out check of a covariance, effective sample sizes and weight
+capping. Pure NumPy functions, no workflow code (the definitions are stated in
 numl's documentation, ``docs/physics.md``).
 
 >>> round(relative_ess(np.array([1.0, 3.0])), 3)
@@ -44,6 +45,89 @@ def covariance_from_replicas(hists: np.ndarray, center: np.ndarray | None = None
         return r.T @ r / (len(h) - 1)
     r = h - np.asarray(center, dtype=np.float64)
     return r.T @ r / len(h)
+
+
+def hartlap_factor(n_replicas: int, n_bins: int) -> float:
+    """(N - p - 2) / (N - 1): the factor that makes the inverse of a sample covariance of ``n_replicas``
+    N Gaussian replicas in ``n_bins`` p bins an unbiased estimate of the inverse covariance (Hartlap,
+    Simon & Schneider, A&A 464, 399 (2007)). Without it, chi2 values are too large by (N - 1) / (N - p - 2),
+    1.55 for 60 replicas in 20 bins. Needs N > p + 2.
+
+    >>> round(hartlap_factor(100, 58), 4)
+    0.404
+    """
+    if n_replicas <= n_bins + 2:
+        raise ValueError(
+            f"the Hartlap correction needs more replicas than bins + 2: {n_replicas} replicas, {n_bins} bins "
+            "(use shrinkage, or more replicas)"
+        )
+    return (n_replicas - n_bins - 2) / (n_replicas - 1)
+
+
+@dataclass(frozen=True)
+class Chi2:
+    """A chi2 with its number of degrees of freedom ``ndof``, the ``dropped`` bins (no variance: left
+    out) and the ``correction`` applied to the estimated inverse covariance (the Hartlap factor, or 1)."""
+
+    chi2: float
+    ndof: int
+    dropped: tuple[int, ...]
+    correction: float
+
+    @property
+    def per_ndof(self) -> float:
+        """chi2 / ndof."""
+        return self.chi2 / self.ndof
+
+
+def chi2_from_replicas(
+    data: np.ndarray,
+    model: np.ndarray,
+    replicas: np.ndarray,
+    extra_cov: np.ndarray | None = None,
+    method: str = "hartlap",
+) -> Chi2:
+    """chi2 of ``data`` against ``model`` (B,) with the covariance of ``replicas`` (R, B) about their mean
+    (plus ``extra_cov`` (B, B), e.g. a known statistical term), on the bins with non-zero variance.
+
+    ``method`` "hartlap": the inverse of the estimated covariance is scaled by :func:`hartlap_factor`
+    (exact for Gaussian replicas when ``extra_cov`` is absent; with it, the factor applies to the whole
+    covariance and is an approximation on the safe side); "shrinkage": the Ledoit-Wolf shrunk
+    covariance, well conditioned even with fewer replicas than bins; "none": the plain sample covariance.
+    """
+    if method not in ("hartlap", "shrinkage", "none"):
+        raise ValueError(f"method={method!r}: expected 'hartlap', 'shrinkage' or 'none'")
+    data, model = np.asarray(data, float), np.asarray(model, float)
+    cov = covariance_from_replicas(replicas) if method != "shrinkage" else _shrunk(replicas)
+    if extra_cov is not None:
+        cov = cov + np.asarray(extra_cov, float)
+    used = np.flatnonzero(np.diag(cov) > 0)
+    factor = hartlap_factor(len(replicas), len(used)) if method == "hartlap" else 1.0
+    chi2 = factor * chi2_with_covariance(data[used], model[used], cov[np.ix_(used, used)])
+    dropped = tuple(int(i) for i in np.setdiff1d(np.arange(len(data)), used))
+    return Chi2(chi2, len(used), dropped, factor)
+
+
+def _shrunk(replicas: np.ndarray) -> np.ndarray:
+    from sklearn.covariance import ledoit_wolf
+
+    h = np.asarray(replicas, float)
+    return ledoit_wolf(h - h.mean(axis=0), assume_centered=True)[0] * len(h) / (len(h) - 1)
+
+
+def leave_one_out_chi2(replicas: np.ndarray) -> np.ndarray:
+    """Each replica's chi2 against the mean and Hartlap-corrected covariance of the others, scaled by
+    (R - 1) / R so that its mean is the number of bins p for Gaussian replicas whose covariance is right
+    (the difference from the others' mean has covariance C R / (R - 1)). A mean over replicas well above p
+    flags results that scatter more than their covariance says (outliers, heavy tails). Shape (R,).
+    """
+    h = np.asarray(replicas, float)
+    r = len(h)
+    out = np.empty(r)
+    for i in range(r):
+        others = np.delete(h, i, axis=0)
+        out[i] = chi2_from_replicas(h[i], others.mean(axis=0), others).chi2 * (r - 1) / r
+    return out
 
 
 def kish_ess(w: Any) -> Any:
