@@ -278,7 +278,8 @@ class AppContext:
 
 def _bind_to_browser(token: str, signature: str) -> None:
     """Put ``token`` into the page URL and its signature into a cookie of this browser, once the page
-    has loaded (the browser first reports its own URL)."""
+    has loaded, and again for ten seconds whenever the URL lacks it: the browser reports its own URL once
+    on connecting, which may arrive after the first update and undo it."""
     import panel as pn
     from bokeh.events import DocumentReady
     from bokeh.models import CustomJS
@@ -288,7 +289,15 @@ def _bind_to_browser(token: str, signature: str) -> None:
         pn.state.curdoc.js_on_event(DocumentReady, CustomJS(code=f"document.cookie = {cookie!r};"))
 
     def write_token() -> None:
-        if pn.state.location is not None:
-            pn.state.location.update_query(**{SESSION_QUERY: token})
+        location = pn.state.location
+        if location is None:
+            return
+
+        def ensure() -> None:  # the browser's first report of its URL may arrive after the update
+            if location.query_params.get(SESSION_QUERY) != token:
+                location.update_query(**{SESSION_QUERY: token})
+
+        ensure()
+        pn.state.add_periodic_callback(ensure, period=500, count=20)
 
     pn.state.onload(write_token)
