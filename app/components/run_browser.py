@@ -105,8 +105,7 @@ class RunBrowser(pn.viewable.Viewer):
         self.ctx = ctx
         self.result_views = dict(result_views or {})
         self.on_reattach = on_reattach
-        # every run in the store by default: a new tab's own session has none yet
-        self.scope = pn.widgets.RadioButtonGroup(options=list(SCOPES), value=SCOPES[1], color="light")
+        self.scope = pn.widgets.RadioButtonGroup(options=list(SCOPES), value=SCOPES[0], color="light")
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
         self.reattach_button = pn.widgets.Button(
             label="Show running job on its page",
