@@ -278,7 +278,7 @@ class AppContext:
 
 def _bind_to_browser(token: str, signature: str) -> None:
     """Put ``token`` into the page URL and its signature into a cookie of this browser, once the page
-    has loaded, and again for ten seconds whenever the URL lacks it: the browser reports its own URL once
+    has loaded, and again for thirty seconds whenever the URL lacks it: the browser reports its own URL once
     on connecting, which may arrive after the first update and undo it."""
     import panel as pn
     from bokeh.events import DocumentReady
@@ -298,6 +298,6 @@ def _bind_to_browser(token: str, signature: str) -> None:
                 location.update_query(**{SESSION_QUERY: token})
 
         ensure()
-        pn.state.add_periodic_callback(ensure, period=500, count=20)
+        pn.state.add_periodic_callback(ensure, period=500, count=60)
 
     pn.state.onload(write_token)

@@ -95,5 +95,5 @@ def test_a_link_with_another_sessions_token_opens_a_fresh_session(server, make_d
     for link in (f"{server.app_url}?session={token}", f"{server.app_url}?session={'a' * 20}"):
         intruder = make_dashboard().open(link)
         given = link.rsplit("=", 1)[1]
-        intruder.wait_until(lambda d=intruder, g=given: d.token != g, 30, "a fresh token in the URL")
+        intruder.wait_until(lambda d=intruder, g=given: d.token != g, 60, "a fresh token in the URL")
         assert "No job started in this session" in intruder.text(".numl-job-status p")
