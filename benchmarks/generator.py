@@ -49,7 +49,7 @@ from numl_core.generator import vegas_baseline as vb
 from numl_core.generator.config import GeneratorConfig
 from numl_core.generator.model import PRESETS, DomainMap, FlowSpec, GeneratorFlow, save_flow
 from numl_core.generator.train import train_flow
-from numl_core.generator.workflow import shard_timing
+from numl_core.generator.workflow import ReferenceHistogram, shard_timing
 from numl_core.jobs import Progress
 
 log = logging.getLogger(__name__)
@@ -244,9 +244,7 @@ def _scores(
         flow, sizes["n_reference"], flux, seed + 7919, params, target=model, energies=energies
     )
     y_ref = smp.box_coordinates(ref.x.numpy(), ref.enu.numpy(), model.m_lep)
-    binning = smp.HistogramBinning.from_reference(y_ref, ref.weights, 4)
-    href, href2 = binning.histogram(y_ref, ref.weights), binning.histogram(y_ref, ref.weights**2)
-    p = href / href.sum()
+    reference = ReferenceHistogram.of(y_ref, ref.weights, 4)
     bound = ex.density_bound(model, flux, seed=seed, params=params)
     ar = ex.accept_reject(model, sizes["n_accept_reject"], flux, bound, seed=seed + 1, params=params)
     n_same = len(ar.enu)
@@ -254,11 +252,11 @@ def _scores(
     capped = smp.cap_weights(sample.weights, CAP_QUANTILE)
     keep, resid = smp.unweight(capped.weights, smp.unweighting_efficiency(capped.weights).w_max, seed)
     y_ar = smp.box_coordinates(ar.x.numpy(), ar.enu.numpy(), model.m_lep)
-    q_emu = smp.histogram_quality(binning.histogram(y_flow[:n_same]), href, href2)
+    q_emu = reference.quality(y_flow[:n_same])
     # unweighted flow events keep their over-weights (w / w_max > 1, rare): the sample is then exact
-    q_unw = smp.histogram_quality(binning.histogram(y_flow[keep][:n_same], resid[:n_same]), href, href2)
-    q_ar = smp.histogram_quality(binning.histogram(y_ar), href, href2)
-    q_emu_all = smp.histogram_quality(binning.histogram(y_flow), href, href2)
+    q_unw = reference.quality(y_flow[keep][:n_same], resid[:n_same])
+    q_ar = reference.quality(y_ar)
+    q_emu_all = reference.quality(y_flow)
     return {
         "report": report,
         "sample": sample,
@@ -276,7 +274,7 @@ def _scores(
         "mnll_flow": q_emu.mnll,
         "mnll_flow_unweighted": q_unw.mnll,
         "mnll_accept_reject": q_ar.mnll,
-        "mnll_optimum": float(-(p[p > 0] * np.log(p[p > 0])).sum()),
+        "mnll_optimum": reference.mnll_optimum(),
         "mnll_events": n_same,
         "mnll_flow_unweighted_error": q_unw.mnll_error,
         "mnll_accept_reject_error": q_ar.mnll_error,
