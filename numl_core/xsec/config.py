@@ -118,6 +118,19 @@ class XsecConfig(TrainingConfig):
         "(measured by Moniz et al. 1971, else the nearest measured nucleus in A).",
     )
     transfer_fraction = param.Number(default=0.1, bounds=(0.01, 0.9), doc="Share of a target's points used.")
+    transfer_val_fraction = param.Number(
+        default=0.25,
+        bounds=(0.0, 0.5),
+        doc="Share of those points that choose the learning rate and the best report of the fine-tuned "
+        "and the from-scratch fit (the same search and early stopping for both; 0: fit all, keep the "
+        "last report).",
+    )
+    transfer_lr_factors = param.List(
+        default=[0.1, 1.0, 3.0],
+        item_type=float,
+        doc="Learning rates tried for both transfer fits, as factors of each one's own (finetune_lr, "
+        "learning_rate); the one with the lowest chi2 on the validation share is kept.",
+    )
     finetune_blocks = param.Integer(
         default=0, bounds=(0, 20), doc="Fine-tune only the last k blocks and the head; 0: all layers."
     )
@@ -139,6 +152,10 @@ class XsecConfig(TrainingConfig):
     def validate(self) -> None:
         if self.nucleus == "file" and not self.data_file:
             raise ConfigError("XsecConfig.data_file: required when nucleus is 'file'")
+        if not self.transfer_lr_factors or min(self.transfer_lr_factors) <= 0.0:
+            raise ConfigError(
+                f"XsecConfig.transfer_lr_factors = {self.transfer_lr_factors}: give at least one, all > 0"
+            )
         if self.finetune_blocks > self.depth:
             raise ConfigError(
                 f"XsecConfig.finetune_blocks = {self.finetune_blocks} exceeds depth = {self.depth}"
@@ -176,6 +193,8 @@ class XsecConfig(TrainingConfig):
         training settings as the ensemble's); the network from scratch trained ``epochs`` passes."""
         return TransferSettings(
             fraction=self.transfer_fraction,
+            val_share=self.transfer_val_fraction,
+            lr_factors=tuple(self.transfer_lr_factors),
             blocks=self.finetune_blocks or None,
             anchor=self.finetune_anchor,
             scratch_epochs=self.epochs,

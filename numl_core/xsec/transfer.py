@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,9 +57,16 @@ class TransferSettings:
     the fine-tuning loop (``epochs`` passes; ``lr`` lower than pretraining's, so that a few points do not
     wash out what the base model learned); ``residual`` of the fine-tuning chi2 (linear: the model starts
     close to the data, see :class:`~numl_core.xsec.fit.Chi2Loss`); ``scratch_epochs`` passes for the
-    network trained from scratch (at the pretraining settings); ``seed`` of the split."""
+    network trained from scratch (at the pretraining settings); ``val_share`` of the training points
+    set aside to choose each fit's best report (early stopping, the same rule for the fine-tuned and
+    the from-scratch fit; 0: train on all and keep the last report); ``lr_factors``: each fit is trained
+    once per learning rate (its own times each factor) and the one with the lowest chi2 per point on
+    those validation points is kept (the same search for both fits; without validation points only
+    factor 1 runs); ``seed`` of the split."""
 
     fraction: float = 0.1
+    val_share: float = 0.25
+    lr_factors: tuple[float, ...] = (0.1, 1.0, 3.0)
     blocks: int | None = None
     anchor: float = 0.0
     residual: str = "linear"
@@ -69,6 +77,10 @@ class TransferSettings:
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"fraction={self.fraction} must be in (0, 1)")
+        if not 0.0 <= self.val_share < 1.0:
+            raise ValueError(f"val_share={self.val_share} must be in [0, 1)")
+        if not self.lr_factors or min(self.lr_factors) <= 0.0:
+            raise ValueError(f"lr_factors={self.lr_factors} must be positive (at least one)")
         if self.scratch_epochs < 1:
             raise ValueError(f"scratch_epochs={self.scratch_epochs} must be >= 1")
         self.train.validate()
@@ -85,6 +97,22 @@ def split_fraction(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     perm = rng.permutation(n)
     k = min(max(2, round(fraction * n)), n - 1)
     return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+def early_stopping_split(train: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training points ``train`` split into those fitted and ``val`` ones (``round(val_share * n)``,
+    at least 2 and at most half of them; none when ``val_share`` is 0) that choose the best report.
+
+    >>> fit, val = early_stopping_split(np.arange(10, 22), 0.25, 0)
+    >>> len(fit), len(val), sorted(np.concatenate([fit, val])) == list(range(10, 22))
+    (9, 3, True)
+    """
+    if val_share == 0.0 or len(train) < 4:
+        return np.asarray(train), np.asarray([], dtype=int)
+    rng = np.random.default_rng([seed, 29])
+    perm = rng.permutation(len(train))
+    k = min(max(2, round(val_share * len(train))), len(train) // 2)
+    return np.sort(np.asarray(train)[perm[k:]]), np.sort(np.asarray(train)[perm[:k]])
 
 
 def covered_settings(
@@ -137,40 +165,42 @@ def transfer_nucleus(
     a_target = int(table["A"].iloc[0])
     points = PointSet.from_table(table, group, prior, base.features)
     train, held = split_fraction(len(table), settings.fraction, settings.seed)
+    fit, val = early_stopping_split(train, settings.val_share, settings.seed)
 
-    start = carried_over(base, a_base, a_target, settings.blocks)
-    t0 = time.perf_counter()
-    tuned = train_model(
+    finetuning = replace(ensemble, train=settings.train, residual=settings.residual, anchor=settings.anchor)
+    tuned = train_best_lr(
         points,
-        train,
-        None,
-        replace(ensemble, train=settings.train, residual=settings.residual, anchor=settings.anchor),
-        progress,
-        init=NormalisedModel(start, len(prior)),
+        (fit, val),
+        finetuning,
+        settings.lr_factors,
+        progress.subrange(0.0, 0.5),
+        start=lambda: NormalisedModel(carried_over(base, a_base, a_target, settings.blocks), len(prior)),
         name=f"{FINETUNE}-{tag}",
-        metric_prefix=metric_prefix(FINETUNE, tag),
+        prefix=metric_prefix(FINETUNE, tag),
     )
-    finetune_seconds = time.perf_counter() - t0
     progress.check_cancelled()
-    scratch = train_model(
+    scratch = train_best_lr(
         points,
-        train,
-        None,
+        (fit, val),
         ensemble.training(epochs=settings.scratch_epochs),
-        progress,
+        settings.lr_factors,
+        progress.subrange(0.5, 1.0),
         name=f"{SCRATCH}-{tag}",
-        metric_prefix=metric_prefix(SCRATCH, tag),
+        prefix=metric_prefix(SCRATCH, tag),
     )
     nets = {
-        "finetuned": tuned.model.net,
-        "scratch": scratch.model.net,
+        "finetuned": tuned.net,
+        "scratch": scratch.net,
         "scaled_base": carried_over(base, a_base, a_target, None),
     }
     row, predictions, lambdas = score_methods(nets, points, train, held)
     row.update(
-        finetune_seconds=finetune_seconds,
+        finetune_seconds=tuned.seconds,
         scratch_seconds=scratch.seconds,
+        finetune_lr=tuned.lr,
+        scratch_lr=scratch.lr,
         train_points=float(len(train)),
+        val_points=float(len(val)),
         heldout_points=float(len(held)),
     )
     columns = ["setting", "setting_label", "energy", "theta_deg", "omega", "xsec", "error"]
@@ -182,6 +212,74 @@ def transfer_nucleus(
         **{f"lambda_{k}": v for k, v in lambdas.items()},
     )
     return row, held_table.reset_index(drop=True)
+
+
+@dataclass
+class TunedFit:
+    """The kept fit of :func:`train_best_lr`: its network, learning rate and the seconds of every try."""
+
+    net: XsecNet
+    lr: float
+    seconds: float
+
+
+def train_best_lr(
+    points: PointSet,
+    split: tuple[np.ndarray, np.ndarray],
+    settings: EnsembleSettings,
+    factors: tuple[float, ...],
+    progress: Progress,
+    *,
+    start: Callable[[], NormalisedModel] | None = None,
+    name: str,
+    prefix: str,
+) -> TunedFit:
+    """Train on the ``split`` (fitted, validation) points once per learning rate ``settings.train.lr x
+    factor`` (each from a fresh ``start()``, or a new network) and keep the fit with the lowest chi2 per
+    point on the validation points (lambda_k from the fitted ones, :func:`held_out_score`). Without
+    validation points only factor 1 runs. Live metrics of factor f != 1 carry ``{prefix}lr{f}_``."""
+    fit, val = split
+    factors = factors if len(val) else (1.0,)
+    best: tuple[float, XsecNet, float] | None = None
+    t0 = time.perf_counter()
+    for i, factor in enumerate(factors):
+        lr = settings.train.lr * factor
+        trained = train_model(
+            points,
+            fit,
+            val,
+            settings.training(lr=lr),
+            progress.subrange(i / len(factors), (i + 1) / len(factors)),
+            init=start() if start is not None else None,
+            name=f"{name}-lr{factor:g}",
+            metric_prefix=prefix if factor == 1.0 else f"{prefix}lr{factor:g}_",
+        )
+        progress.check_cancelled()
+        chi2 = held_out_score(trained.model.net, points, fit, val)[0] if len(val) else 0.0
+        if best is None or chi2 < best[0]:
+            best = (chi2, trained.model.net, lr)
+    assert best is not None
+    return TunedFit(best[1], best[2], time.perf_counter() - t0)
+
+
+def held_out_score(
+    net: XsecNet, points: PointSet, fit: np.ndarray, scored: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """chi2 per point of ``net`` on the ``scored`` points with lambda_k from its predictions at the
+    ``fit`` points (:func:`~numl_core.xsec.fit.chi2_held_out`), its predictions there [nb/sr/GeV], the
+    lambda_k (K,) and which data sets had ``fit`` points."""
+    on_fit = band(predict_log(net, points.x[fit]))[0]
+    lam, fitted = lambdas_from_training(
+        on_fit, points.xsec[fit], points.error[fit], points.group[fit], points.prior
+    )
+    pred = band(predict_log(net, points.x[scored]))[0]
+    args = (pred, points.xsec[scored], points.error[scored], points.group[scored], points.prior)
+    return chi2_held_out(*args, lam, fitted), pred, lam, fitted
+
+
+def measured(points: PointSet, prior: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arguments after the model of the chi2 functions: cross sections, errors, data sets, priors."""
+    return points.xsec, points.error, points.group, prior
 
 
 def score_methods(
@@ -198,16 +296,11 @@ def score_methods(
     row: dict[str, float] = {}
     predictions, lambdas = {}, {}
     for method, net in nets.items():
-        on_train = band(predict_log(net, fit.x))[0]
-        lam, fitted = lambdas_from_training(on_train, fit.xsec, fit.error, fit.group, points.prior)
-        pred = band(predict_log(net, score.x))[0]
-        scored = (pred, score.xsec, score.error, score.group, points.prior)
-        row[method] = chi2_held_out(*scored, lam, fitted)
-        row[f"{method}_profiled"] = chi2_per_point(*scored)[0]
+        row[method], pred, lam, fitted = held_out_score(net, points, train, held)
+        row[f"{method}_profiled"] = chi2_per_point(pred, *measured(score, points.prior))[0]
         # on its own training points: a fit well below its held-out chi2 is not under-trained
-        row[f"{method}_train"] = chi2_per_point(on_train, fit.xsec, fit.error, fit.group, points.prior, lam)[
-            0
-        ]
+        on_train = band(predict_log(net, fit.x))[0]
+        row[f"{method}_train"] = chi2_per_point(on_train, *measured(fit, points.prior), lam)[0]
         predictions[method] = pred
         lambdas[method] = np.where(fitted, lam, 1.0)[score.group]
     return row, predictions, lambdas
