@@ -28,7 +28,13 @@ from numl_core.xsec.model import XsecNet, features
 from numl_core.xsec.points import PointSet, load_table, normalisation_groups, split_points
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.train import EnsembleSettings, train_model, train_settings
-from numl_core.xsec.transfer import carried_over, split_fraction
+from numl_core.xsec.transfer import (
+    carried_over,
+    early_stopping_split,
+    held_out_score,
+    split_fraction,
+    train_best_lr,
+)
 from numl_core.xsec.workflow import WORKFLOW, expected_series, run_transfer, run_xsec, transfer_targets
 from tests.fixtures.xsec import XSEC_TINY
 
@@ -184,6 +190,33 @@ def test_carried_over_model_is_scaled_by_mass_number():
     assert len(train) == 59 and len(np.intersect1d(train, rest)) == 0
 
 
+def test_each_transfer_fit_keeps_the_learning_rate_that_scores_best_on_its_validation_points():
+    table = load_nucleus("Fe").head(60)
+    group, prior, _ = normalisation_groups(table, "experiment")
+    points = PointSet.from_table(table, group, prior)
+    fit, val = early_stopping_split(np.arange(60), 0.25, 0)
+    assert len(val) == 15 and len(np.intersect1d(fit, val)) == 0
+    settings = EnsembleSettings(
+        members=2, depth=2, width=8, residual="linear", train=train_settings(epochs=30, lr=3e-3, device="cpu")
+    )
+    factors = (0.1, 1.0, 3.0)
+    kept = train_best_lr(points, (fit, val), settings, factors, Progress(), name="t", prefix="t_")
+    scores = {  # each learning rate trained alone, as the search trains it (seeded)
+        f: held_out_score(
+            train_model(points, fit, val, settings.training(lr=3e-3 * f)).model.net, points, fit, val
+        )[0]
+        for f in factors
+    }
+    assert len(set(scores.values())) == 3
+    assert kept.lr == pytest.approx(3e-3 * min(scores, key=scores.get)) and kept.seconds > 0
+    no_val = train_best_lr(
+        points, (np.arange(60), np.array([], int)), settings, factors, Progress(), name="t", prefix="t_"
+    )
+    assert no_val.lr == pytest.approx(3e-3)
+    with pytest.raises(ConfigError, match="transfer_lr_factors"):
+        XsecConfig(transfer_lr_factors=[0.0, 1.0]).validate()
+
+
 def test_transfer_reuses_the_model_a_run_saved(xsec_run, tmp_path):
     cfg = xsec_run.config.copy(base_run=str(xsec_run.run.path), finetune_blocks=1, with_transfer=False)
     out = run_transfer(cfg, Progress())
@@ -192,6 +225,10 @@ def test_transfer_reuses_the_model_a_run_saved(xsec_run, tmp_path):
     assert list(table.index) == ["Al"]
     row = table.loc["Al"]
     assert row["train_points"] == round(0.1 * 593) and row["heldout_points"] == 593 - row["train_points"]
+    assert row["val_points"] == round(0.25 * row["train_points"])
+    finetune_lr, scratch_lr = cfg.finetune_lr, cfg.learning_rate
+    assert any(row["finetune_lr"] == pytest.approx(finetune_lr * f) for f in cfg.transfer_lr_factors)
+    assert any(row["scratch_lr"] == pytest.approx(scratch_lr * f) for f in cfg.transfer_lr_factors)
     for method in ("finetuned", "scratch", "scaled_base"):
         assert np.isfinite(row[method]) and row[method] > 0
     assert math.isnan(row["pretrain_seconds"])

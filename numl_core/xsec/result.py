@@ -20,9 +20,12 @@ class TransferResult(Result):
 
     ``transfer``: one row per target nucleus (``nucleus``; chi2 per point on its held-out points of the
     fine-tuned model ``finetuned``, of one trained from scratch on the same points ``scratch`` and of the
-    base model scaled by A / A_base ``scaled_base``, normalisation factors profiled there;
-    ``finetune_seconds``, ``scratch_seconds``, ``pretrain_seconds`` (NaN for a base model from an
-    earlier run); ``train_points``, ``heldout_points``). ``transfer_points``: the held-out points of every
+    base model scaled by A / A_base ``scaled_base``, each with normalisation factors from its predictions
+    at the training points (``*_profiled``: profiled on the held-out points; ``*_train``: on the
+    training points); ``finetune_seconds``, ``scratch_seconds`` (every learning rate tried),
+    ``pretrain_seconds`` (NaN for a base model from an earlier run); the kept learning rates
+    ``finetune_lr``, ``scratch_lr``; ``train_points``, of which ``val_points`` chose them,
+    ``heldout_points``). ``transfer_points``: the held-out points of every
     target (``nucleus``, ``setting``, ``setting_label``, ``energy``, ``theta_deg``, ``omega``, ``xsec``,
     ``error``, data-set index ``group``, each method's prediction ``pred_{method}``). ``base_nucleus``:
     the nucleus the base model was fitted to (``A=<mass number>`` for an earlier run's model);
