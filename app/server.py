@@ -19,6 +19,8 @@ from app.context import ENV_DATA, ENV_RUNS
 log = logging.getLogger(__name__)
 
 MAIN = Path(__file__).resolve().parent / "main.py"
+#: The ``panel serve --plugins`` module that sends ``/PREFIX`` to ``/PREFIX/``.
+REDIRECTS = "app.redirects"
 #: Debian's chromium and the headless flags the browser tests and benchmarks drive it with (root, no
 #: network beyond loopback).
 CHROMIUM = "/usr/bin/chromium"
@@ -55,17 +57,19 @@ def panel_command(
 ) -> list[str]:
     """The ``panel serve`` command line of the dashboard.
 
+    A prefix also loads :mod:`app.redirects`, so that ``/PREFIX`` without its slash reaches the page.
+
     >>> panel_command(5007, prefix="/numl")[3:]  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
     ['serve', '...main.py', '--liveness', '--address', '127.0.0.1', '--port', '5007',
      '--allow-websocket-origin', '127.0.0.1:5007', '--allow-websocket-origin', 'localhost:5007',
-     '--prefix', '/numl']
+     '--prefix', '/numl', '--plugins', 'app.redirects']
     """
     cmd = [sys.executable, "-m", "panel", "serve", str(MAIN), "--liveness"]
     cmd += ["--address", address, "--port", str(port)]
     for origin in websocket_origins(address, port, extra_origins):
         cmd += ["--allow-websocket-origin", origin]
     if prefix.strip("/"):
-        cmd += ["--prefix", "/" + prefix.strip("/")]
+        cmd += ["--prefix", "/" + prefix.strip("/"), "--plugins", REDIRECTS]
     if show:
         cmd.append("--show")
     return cmd

@@ -11,8 +11,11 @@ import urllib.request
 
 import pytest
 
-from app.server import base_url, wait_live
-from tests.browser.conftest import free_port
+from app.server import REDIRECTS, base_url, panel_command, wait_live
+from tests.browser.conftest import free_port, start_server
+
+#: The ``<title>`` of the dashboard's page (``app.main.create_app``).
+DASHBOARD_TITLE = b"<title>numl: machine learning for neutrino physics</title>"
 
 
 def _answers(url: str) -> bool:
@@ -64,3 +67,46 @@ def test_numl_app_passes_allowed_origins_from_options_and_the_environment(monkey
     assert seen["origins"] == ["hub.example.org", "hub.example.org:8443", "lab.example.org"]
     command = app.server.panel_command(5006, extra_origins=seen["origins"])
     assert command.count("--allow-websocket-origin") == 5 and "hub.example.org:8443" in command
+
+
+def test_a_prefix_loads_the_redirect_plugin_and_no_prefix_does_not():
+    assert panel_command(5006, prefix="/numl/")[-4:] == ["--prefix", "/numl", "--plugins", REDIRECTS]
+    assert "--plugins" not in panel_command(5006)
+
+
+def test_the_redirect_plugin_adds_the_slash_and_keeps_the_query():
+    import asyncio
+
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+    from tornado.web import Application
+
+    from app.redirects import ROUTES
+
+    async def fetch(path: str):
+        sockets = bind_sockets(0, "127.0.0.1")
+        server = HTTPServer(Application([("/numl" + pattern, *rest) for pattern, *rest in ROUTES]))
+        server.add_sockets(sockets)
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}{path}"
+        try:
+            return await AsyncHTTPClient().fetch(url, follow_redirects=False, raise_error=False)
+        finally:
+            server.stop()
+
+    reply = asyncio.run(fetch("/numl?session=abc"))
+    assert reply.code == 301 and reply.headers["Location"] == "/numl/?session=abc"
+    assert asyncio.run(fetch("/numl/")).code == 404  # the route is the prefix alone
+
+
+@pytest.mark.slow
+def test_the_prefix_with_and_without_its_slash_opens_the_dashboard(tmp_path):
+    server = start_server(tmp_path, prefix="/numl")
+    try:
+        for url in (server.base, server.base + "/"):
+            with urllib.request.urlopen(url, timeout=60) as reply:
+                assert reply.status == 200, url
+                assert reply.url == server.base + "/main", f"{url} led to {reply.url}"
+                assert DASHBOARD_TITLE in reply.read()
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ that the dashboard works offline.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -18,11 +19,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from app.context import ENV_DATA, ENV_RUNS
 from app.server import CHROMIUM, CHROMIUM_ARGS, base_url, launch, wait_live
 
 STARTUP_TIMEOUT_S = 90.0
@@ -80,12 +83,53 @@ def start_server(folder: Path, prefix: str = "") -> Server:
             port, prefix=prefix, runs_root=folder / "runs", data_root=folder / "data", output=log_file
         )
     server = Server(proc, port, base_url(port, prefix=prefix), folder / "runs", folder / "data", log_path)
+    return _started(server)
+
+
+def _started(server: Server) -> Server:
+    """Wait until the server's ``/liveness`` answers; stop it and raise with its log if it does not."""
     try:
-        wait_live(server.base, proc, STARTUP_TIMEOUT_S)
+        wait_live(server.base, server.proc, STARTUP_TIMEOUT_S)
     except (RuntimeError, TimeoutError) as exc:
         server.stop()
-        raise RuntimeError(f"{exc}:\n{log_path.read_text()}") from exc
+        raise RuntimeError(f"{exc}:\n{server.log_path.read_text()}") from exc
     return server
+
+
+#: A JupyterHub user's server URL, as jupyter-server-proxy hands it to the command (``{base_url}``).
+HUB_USER_URL = "/user/alice/"
+
+
+def jupyter_proxy_server() -> tuple[str, dict]:
+    """numl's ``jupyter_serverproxy_servers`` entry point, loaded and called as jupyter-server-proxy does:
+    (its name, which is the URL path, and the server process it describes)."""
+    (entry,) = [
+        e for e in entry_points(group="jupyter_serverproxy_servers") if e.module == "app.jupyter_proxy"
+    ]
+    return entry.name, entry.load()()
+
+
+def start_like_jupyter_proxy(folder: Path) -> Server:
+    """Call the entry point and start its command as jupyter-server-proxy does, in this process's
+    environment (``{port}`` and ``{base_url}`` filled in with ``str.format``); wait until ``/liveness``
+    answers. Runs and data go to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name, spec = jupyter_proxy_server()
+    port = free_port()
+    fill = {"port": port, "base_url": HUB_USER_URL, "unix_socket": ""}
+    command = [arg.format(**fill) for arg in spec["command"]]
+    extra = {key: value.format(**fill) for key, value in spec.get("environment", {}).items()}
+    stores = {ENV_RUNS: str(folder / "runs"), ENV_DATA: str(folder / "data")}
+    log_path = folder / "server.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            command,
+            env={**os.environ, **stores, **extra},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}{HUB_USER_URL}{name}"
+    return _started(Server(proc, port, base, folder / "runs", folder / "data", log_path))
 
 
 def launch_chromium(playwright) -> Browser:  # noqa: ANN001 - playwright's sync API object
