@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from numl_core.config import Config
 from numl_core.jobs import Job, JobRunner, default_torch_threads
+from numl_core.resume import rerun, resume_run
 from numl_core.runs import RunStore
 from numl_core.workflows import Workflow, available
 
@@ -124,9 +125,14 @@ class Shared:
 
     def record(self, owner: str, workflow: str, job: Job) -> None:
         """Note that ``owner`` started ``job``; finished jobs the runner no longer holds are forgotten
-        (their run folders list them), so the list stays as short as the runner's."""
+        (their run folders list them), so the list stays as short as the runner's, and so is an earlier job
+        of the same run (a resumed run is its newest job, owned by the session that resumed it)."""
         with self._lock:
-            self._owned = [o for o in self._owned if not o.job.done or self.runner.get(o.job.id) is not None]
+            self._owned = [
+                o
+                for o in self._owned
+                if o.job.id != job.id and (not o.job.done or self.runner.get(o.job.id) is not None)
+            ]
             self._owned.append(OwnedJob(owner, workflow, job))
 
     def owned(self, owner: str, workflow: str | None = None) -> list[OwnedJob]:
@@ -224,6 +230,20 @@ class AppContext:
         run = self.store.create(workflow.name, config)
         run.update_info({"owner": self.token, "label": label or workflow.name, "action": action})
         job = self.runner.submit(fn, config, run, label or workflow.name)
+        self.shared.record(self.token, workflow.name, job)
+        return job
+
+    def resume(self, workflow: Workflow, run_id: str) -> Job:
+        """Resume stored run ``run_id`` of ``workflow`` from its checkpoints, as a job of this session
+        (:func:`numl_core.resume.resume_run`, whose errors it raises)."""
+        job = resume_run(self.runner, self.store, run_id, workflow, info={"owner": self.token})
+        self.shared.record(self.token, workflow.name, job)
+        return job
+
+    def rerun(self, workflow: Workflow, run_id: str) -> Job:
+        """Start a new run of this session with stored run ``run_id``'s config and action
+        (:func:`numl_core.resume.rerun`, whose errors it raises)."""
+        job = rerun(self.runner, self.store, run_id, workflow, info={"owner": self.token})
         self.shared.record(self.token, workflow.name, job)
         return job
 

@@ -107,15 +107,22 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
         if workflow is not None:
             tabs[index][:] = [build_tab(ctx, workflow, specs.get(workflow.name))]
 
-    def on_reattach(job: Job, workflow: str) -> None:
+    def open_page(workflow: str) -> JobPanel | None:
+        """Build and show ``workflow``'s page; its job panel (None if it has none)."""
         if workflow in names:
             ensure_built(names.index(workflow))
         panel = ctx.job_panels.get(workflow)
         if panel is not None:
-            panel.attach(job, restore_config=True)
             tabs.active = names.index(workflow)
+        return panel
 
-    tabs.append(("Runs", RunBrowser(ctx, result_views=result_views, on_reattach=on_reattach)))
+    def on_reattach(job: Job, workflow: str) -> None:
+        panel = open_page(workflow)
+        if panel is not None:
+            panel.attach(job, restore_config=True)
+
+    browser = RunBrowser(ctx, result_views=result_views, on_reattach=on_reattach, open_page=open_page)
+    tabs.append(("Runs", browser))
     names.append(RUNS_PAGE)
     raw = pn.state.session_args.get(PAGE_QUERY, [b""])[0]
     wanted = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

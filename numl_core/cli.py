@@ -20,6 +20,7 @@ import click
 from numl_core import workflows
 from numl_core.config import ConfigError
 from numl_core.data.schema import DataError
+from numl_core.resume import check_resumable, run_config
 from numl_core.runs import RunDir, RunStore
 
 log = logging.getLogger("numl")
@@ -183,28 +184,9 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
-def check_resumable(run: RunDir, wf: workflows.Workflow, action: str) -> None:
-    """Refuse, with the reason, to resume a run of another workflow or action, a finished run, or a run
-    that a live job is running."""
-    info = run.read_info()
-    owner = info.get("workflow")
-    if owner != wf.name:
-        raise ConfigError(
-            f"run {run.id!r} is a {owner!r} run, not {wf.name!r}: resume it with "
-            f"`numl {owner} {info.get('action', 'run')} --resume {run.id}`"
-        )
-    if info.get("action", "run") != action:
-        raise ConfigError(f"run {run.id!r} ran the {info.get('action')!r} action, not {action!r}")
-    state = run.status()
-    if state == "done":
-        raise ConfigError(f"run {run.id!r} is done; nothing to resume (start a new run to train again)")
-    if run.is_live():
-        raise ConfigError(f"run {run.id!r} is still running in another job or process")
-
-
 def resume_config(run: RunDir, wf: workflows.Workflow, config_path: str | None) -> Any:
     """The run's own config; a ``--config`` given with ``--resume`` must agree with it (device aside)."""
-    cfg = wf.config_cls.from_json(run.path / "config.json")
+    cfg = run_config(run, wf)
     if config_path:
         given = wf.config_cls.from_json(Path(config_path))
         differ = [k for k, v in given.to_dict().items() if k != "device" and cfg.to_dict().get(k) != v]

@@ -1,12 +1,15 @@
-"""Device choice and seeding.
+"""Device choice, its description for people, and seeding.
 
 >>> resolve_device("cpu").type
 'cpu'
+>>> describe_device("cpu", torch_threads=3)
+'CPU, 3 torch threads'
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +32,41 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' requested but MPS is not available on this machine")
     return torch.device(name)
+
+
+def config_device(config: Any) -> str:
+    """The device a job of ``config`` runs on, as torch names it (``'cpu'``, ``'cuda'``, ``'cuda:1'``,
+    ``'mps'``): the config's ``device`` field resolved (``auto`` picks one), ``'cpu'`` for a config without
+    one. A device this machine lacks is returned as named: the workflow itself refuses it."""
+    name = getattr(config, "device", None)
+    if not isinstance(name, str):
+        return "cpu"
+    try:
+        return str(resolve_device(name))
+    except ValueError:
+        return name
+
+
+def describe_device(device: str, torch_threads: int | None = None) -> str:
+    """``device`` for people: ``'GPU NVIDIA H200, 1.25 GiB in use'``, ``'Apple GPU (MPS)'`` or
+    ``'CPU, 3 torch threads'``.
+
+    The GPU memory is what torch has allocated on that device in this process
+    (``torch.cuda.memory_allocated``), in GiB (2**30 bytes); ``torch_threads`` defaults to torch's
+    current intra-op thread count. A CUDA device on a machine without CUDA is named as such (a job asked for
+    it; the workflow refuses it).
+    """
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return f"{device} (not available on this machine)"
+        used = torch.cuda.memory_allocated(device) / 2**30
+        return f"GPU {torch.cuda.get_device_name(device)}, {used:.2f} GiB in use"
+    if device == "mps":
+        return "Apple GPU (MPS)"
+    if device != "cpu":
+        return f"{device} (not a device torch knows here)"
+    threads = torch_threads if torch_threads is not None else torch.get_num_threads()
+    return f"CPU, {threads} torch thread{'s' if threads != 1 else ''}"
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from numl_core.results import Result
+from numl_core.tensorboard import RunBoard
 
 if TYPE_CHECKING:
     from numl_core.runs import RunDir
@@ -197,8 +198,11 @@ class Job:
         self.submitted_at = time.time()
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.device: str | None = None  # resolved when the job starts: "cpu", "cuda", "cuda:1", "mps"
+        self.torch_threads: int | None = None  # torch's intra-op threads while it runs
         self._done = threading.Event()
         self._lock: Any = None  # the run folder's lock, taken by JobRunner.submit
+        self._board: RunBoard | None = None  # the run's TensorBoard event file, while it runs
 
     @property
     def done(self) -> bool:
@@ -246,6 +250,8 @@ class Job:
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "device": self.device,
+            "torch_threads": self.torch_threads,
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
         }
 
@@ -253,13 +259,18 @@ class Job:
         if self.progress.cancelled:
             self._finish("cancelled")
             return
+        import torch
+
+        from numl_core.device import config_device
+
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        self.device = config_device(self.config)
+        self.torch_threads = torch.get_num_threads()
         self.state = "running"
         self.started_at = time.time()
         self._write_info()
-        if torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(torch_threads)
+        self._board = RunBoard.attach(self.run_dir, self.progress)
         try:
             result = self.fn(self.config, self.progress)
             if self.run_dir is not None and result is not None:
@@ -283,6 +294,8 @@ class Job:
         self.state = state
         self.finished_at = time.time()
         try:
+            if self._board is not None:
+                self._board.close()
             if self.run_dir is not None:
                 self.run_dir.compact_metrics()
             self._write_info()
@@ -326,13 +339,25 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def submit(
-        self, fn: Callable[[Any, Progress], Any], config: Any, run_dir: RunDir | None = None, label: str = ""
+        self,
+        fn: Callable[[Any, Progress], Any],
+        config: Any,
+        run_dir: RunDir | None = None,
+        label: str = "",
+        info: dict[str, Any] | None = None,
     ) -> Job:
-        """Queue ``fn(config, progress)``; return its :class:`Job` at once."""
+        """Queue ``fn(config, progress)``; return its :class:`Job` at once. ``info`` is merged into the run
+        folder's ``run.json`` once the job holds the folder's lock (so no other job writes it meanwhile)."""
         job = Job(fn, config, run_dir, label)
         job.on_finish = self._forget_old
         # held from submission to the end: a queued or running job's folder is live for every reader
         job._lock = run_dir.acquire_lock() if run_dir is not None else None
+        if run_dir is not None and info:
+            try:
+                run_dir.update_info(info)
+            except BaseException:
+                job._lock.release()
+                raise
         with self._lock:
             self._jobs[job.id] = job
         job._write_info()
@@ -361,6 +386,15 @@ class JobRunner:
 
     def active(self) -> list[Job]:
         return [j for j in self.jobs() if not j.done]
+
+    def queue_position(self, job_id: str) -> int | None:
+        """Place of a waiting job among the waiting ones (1: it starts next, once one of the
+        ``max_workers`` running jobs ends); None for a job that is not waiting (running, finished,
+        cancelled before it started, or unknown)."""
+        waiting = [j for j in self.jobs() if j.state == "queued" and not j.progress.cancelled]
+        waiting.sort(key=lambda j: j.submitted_at)  # the pool starts jobs in the order they came
+        ids = [j.id for j in waiting]
+        return ids.index(job_id) + 1 if job_id in ids else None
 
     def shutdown(self, cancel: bool = True, wait: bool = True) -> None:
         """Stop the pool, cancelling unfinished jobs unless ``cancel`` is False."""

@@ -4,7 +4,9 @@ Layout of a run directory::
 
     <root>/<run id>/
         config.json      the workflow config (exact JSON round-trip)
-        run.json         state, timings, versions, device, workflow name
+        run.json         state, timings, versions, workflow name, action, and the device the job ran on
+                         ("device": "cpu", "cuda", ...; "torch_threads"); a resumed run counts "resumes",
+                         a rerun names its original in "rerun_of"
         run.lock         held (flock) by the process that runs it; a run whose lock is free is not live
         metrics.jsonl    one JSON record per metric, append-only
         checkpoints/     torch state dicts (``NAME.pt``), loaded with ``weights_only=True``

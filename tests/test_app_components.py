@@ -7,6 +7,7 @@ depend on timing.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,97 @@ def test_upload_is_saved_inside_the_data_folder_and_size_limited(shared: Shared)
     assert Path(cfg.data_file).name == "mc.csv"
 
 
+def test_job_panel_shows_percent_elapsed_eta_and_device_while_a_job_runs(shared: Shared, gate: Gate) -> None:
+    panel = JobPanel(TINY, make_ctx(shared), config=TinyConfig(steps=7))
+    job = panel.start()
+    gate.wait_reached()
+    panel.poll()
+    assert re.fullmatch(r"0 % · elapsed \d s · ETA —", panel.progress_text.object)  # too early to estimate
+    assert panel.device_view.object == "device: CPU, 1 torch thread"  # the server gives jobs one thread
+    for _ in range(3):
+        gate.step()
+        gate.wait_reached()
+    job.started_at -= 30.0  # as if the three steps took half a minute
+    panel.poll()
+    text = panel.progress_text.object
+    assert re.fullmatch(r"42 % · elapsed 3[0-2] s · ETA 4[0-3] s", text), (
+        text
+    )  # 4 of 7 steps left at 10 s each
+    for _ in range(4):
+        gate.step()
+    assert job.wait(TIMEOUT) == "done"
+    panel.poll()
+    assert re.fullmatch(r"100 % · ran 3\d s", panel.progress_text.object), panel.progress_text.object
+    assert job.run_dir.read_info()["device"] == "cpu"
+
+
+def test_job_panel_shows_the_place_of_a_waiting_job_in_the_queue(shared: Shared, gate: Gate) -> None:
+    ctx = make_ctx(shared)
+    busy = [ctx.submit(TINY, TinyConfig(steps=7)) for _ in range(shared.settings.max_workers)]
+    for _ in busy:
+        gate.wait_reached()
+    panel = JobPanel(TINY, ctx, config=TinyConfig(steps=7), restore=False)
+    job = panel.start()
+    assert job is not None and job.state == "queued"
+    assert panel.progress_text.object == "queued (position 1)"
+    assert panel.device_view.object == "device: chosen when it starts"
+    for j in [*busy, job]:
+        j.cancel()
+    assert [j.wait(TIMEOUT) for j in [*busy, job]] == ["cancelled"] * 3
+
+
+def test_job_panel_resumes_a_cancelled_run_then_reruns_it(shared: Shared, gate: Gate) -> None:
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, config=TinyConfig(steps=7, rate=0.25))
+    job = panel.start()
+    assert panel.resume_button.disabled and panel.rerun_button.disabled  # running
+    gate.wait_reached()
+    panel.cancel()
+    assert job.wait(TIMEOUT) == "cancelled"
+    panel.poll()
+    assert not panel.resume_button.disabled and not panel.rerun_button.disabled
+    panel.config.rate = 0.75  # edited since: the resume continues with the run's own config
+    for _ in range(7):
+        gate.step()
+    resumed = panel.resume()
+    assert resumed is not None and resumed.id == job.id and panel.job is resumed
+    assert resumed.wait(TIMEOUT) == "done"
+    panel.poll()
+    assert "state: **done**" in panel.state_view.object and panel.resume_button.disabled
+    assert panel.config.rate == 0.25 and resumed.config.rate == 0.25
+    assert job.run_dir.read_info()["resumes"] == 1 and ctx.jobs() == [resumed]
+    assert [i["id"] for i in ctx.store.list()] == [job.id]  # resumed in its own folder
+
+    for _ in range(7):
+        gate.step()
+    again = panel.rerun()
+    assert again is not None and again.id != job.id and panel.job is again
+    assert again.wait(TIMEOUT) == "done"
+    info = ctx.store.get(again.id).read_info()
+    assert (info["rerun_of"], info["owner"], info["state"]) == (job.id, ctx.token, "done")
+    assert ctx.store.get(job.id).read_info()["state"] == "done"  # the first run is as it was
+
+
+def test_job_panel_refuses_to_resume_a_done_run_and_loads_configs_into_the_form(shared: Shared) -> None:
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, config=TinyConfig(steps=2))
+    job = panel.start()
+    assert job.wait(TIMEOUT) == "done"
+    panel.poll()
+    assert panel.resume_button.disabled and not panel.load_button.disabled
+    assert panel.resume() is None
+    assert f"run '{job.id}' is done; nothing to resume" in panel.error_area[0][0].object
+    other = ctx.store.create("other", TinyConfig(steps=9))
+    assert panel.rerun(other.id) is None
+    assert f"run '{other.id}' is a 'other' run, not 'tiny'" in panel.error_area[0][0].object
+    assert not panel.load_config(other.id) and panel.config.steps == 2
+    older = ctx.store.create("tiny", TinyConfig(steps=5, rate=0.125))
+    assert panel.load_config(older.id)
+    assert (panel.config.steps, panel.config.rate) == (5, 0.125)
+    assert older.id in panel.form_note.object and panel.job is job  # nothing started
+    assert panel.load_config() and panel.config.steps == 2  # the shown job's own config
+
+
 # -- sessions -------------------------------------------------------------------------------------------
 def test_sessions_see_only_their_own_jobs(shared: Shared, gate: Gate) -> None:
     a, b = make_ctx(shared), make_ctx(shared)
@@ -381,6 +473,45 @@ def test_run_browser_reattaches_a_running_job_to_its_page(shared: Shared, gate: 
     for _ in range(7):
         gate.step()
     job.wait(TIMEOUT)
+
+
+def test_run_browser_resumes_reruns_and_opens_a_config_on_the_workflow_page(
+    shared: Shared, gate: Gate
+) -> None:
+    ctx = make_ctx(shared)
+    panel = JobPanel(TINY, ctx, config=TinyConfig(steps=2))
+    opened: list[str] = []
+    browser = RunBrowser(ctx, open_page=lambda wf: opened.append(wf) or ctx.job_panels.get(wf))
+    job = ctx.submit(TINY, TinyConfig(steps=7, rate=0.25))
+    gate.wait_reached()
+    job.cancel()
+    assert job.wait(TIMEOUT) == "cancelled"
+    browser.refresh()
+    browser.table.selection = [0]
+    assert browser.run_actions.visible and not browser.resume_button.disabled
+    assert browser.open_config_selected() and panel.config.rate == 0.25 and panel.config.steps == 7
+    for _ in range(7):
+        gate.step()
+    resumed = browser.resume_selected()
+    assert resumed is not None and resumed.id == job.id and panel.job is resumed
+    assert resumed.wait(TIMEOUT) == "done"
+    browser.refresh()
+    assert browser.table.value["state"].tolist() == ["done"] and browser.resume_button.disabled
+    for _ in range(7):
+        gate.step()
+    again = browser.rerun_selected()
+    assert again is not None and panel.job is again and again.wait(TIMEOUT) == "done"
+    browser.refresh()
+    assert set(browser.table.value["id"]) == {job.id, again.id}
+    assert opened == ["tiny", "tiny", "tiny"]
+    stray = ctx.store.create("gone", TinyConfig())
+    stray.update_info({"owner": ctx.token, "state": "cancelled"})
+    browser.refresh()
+    browser.table.selection = [browser.table.value["id"].tolist().index(stray.id)]
+    assert browser.resume_selected() is None
+    assert f"Cannot resume run `{stray.id}`" in browser.action_note.object and "no 'gone' page" in (
+        browser.action_note.object
+    )
 
 
 # -- pages and the app ----------------------------------------------------------------------------------

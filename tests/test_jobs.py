@@ -144,3 +144,43 @@ def test_subrange_rescales_fraction_and_shares_metrics():
     assert progress.read_metrics(0)[1] == 1
     progress.request_cancel()
     assert sub.cancelled
+
+
+def test_a_job_records_the_device_and_torch_threads_it_ran_with(tmp_path, runner):
+    class Cfg(dict):
+        device = "cpu"
+
+    run = RunStore(tmp_path).create("demo", None)
+    job = runner.submit(slow_steps, Cfg(steps=2), run_dir=run)
+    assert job.wait(10) == "done"
+    assert (job.device, job.torch_threads) == ("cpu", 1)
+    info = run.read_info()
+    assert (info["device"], info["torch_threads"]) == ("cpu", 1)
+
+
+def test_queue_position_counts_the_waiting_jobs_in_order():
+    gate = threading.Event()
+
+    def blocked(config, progress):
+        while not gate.wait(0.01):
+            progress.check_cancelled()
+
+    runner = JobRunner(max_workers=1, torch_threads=1)
+    try:
+        first = runner.submit(blocked, None)
+        waiting = [runner.submit(slow_steps, {"steps": 1}) for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while first.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.queue_position(first.id) is None  # running, not waiting
+        assert [runner.queue_position(j.id) for j in waiting] == [1, 2, 3]
+        assert waiting[0].device is None  # chosen when it starts
+        waiting[0].cancel()
+        assert [runner.queue_position(j.id) for j in waiting] == [None, 1, 2]
+        assert runner.queue_position("no-such-job") is None
+        gate.set()
+        assert [j.wait(10) for j in waiting] == ["cancelled", "done", "done"]
+        assert runner.queue_position(waiting[2].id) is None
+    finally:
+        gate.set()
+        runner.shutdown()

@@ -1,11 +1,13 @@
-"""The generic job panel: a workflow's config as widgets, Start/Cancel, live progress.
+"""The generic job panel: a workflow's config as widgets, Start/Cancel, live progress, and Resume, Rerun
+and Load config for the run it shows (or a stored run the Runs tab hands it).
 
 Any registered workflow gets this panel for free. A page may pass ``on_result(result) ->
 Viewable`` (shown when the job is done) and ``on_artefact(artefacts)`` (called whenever the
 job publishes a new intermediate artefact). While a job runs, a periodic callback (every
 ``period_ms``) reads new metrics, log lines and artefacts from the job's
 :class:`~numl_core.jobs.Progress` with cursors and streams them to the page; nothing ever
-waits for the job.
+waits for the job. The progress line (percent, elapsed, ETA, place in the queue) and the device line
+come from :mod:`numl_core.progress_text` and :func:`numl_core.device.describe_device`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ import param
 
 from app.components.live_curve import LiveCurves
 from numl_core.config import Config
+from numl_core.device import describe_device
 from numl_core.jobs import Job
 from numl_core.paths import UnsafePathError, UploadTooLarge, safe_path, save_upload
+from numl_core.progress_text import progress_line
 from numl_core.results import Result
+from numl_core.resume import RESUMABLE_STATES, stored_config
+from numl_core.runs import RunLocked
 from numl_core.workflows import Workflow
 
 if TYPE_CHECKING:
@@ -259,8 +265,21 @@ class JobPanel(pn.viewable.Viewer):
         self.cancel_button = pn.widgets.Button(
             label="Cancel", color="danger", width=130, disabled=True, css_classes=["numl-cancel"]
         )
+        self.resume_button = pn.widgets.Button(
+            label="Resume", width=84, disabled=True, css_classes=["numl-resume"]
+        )
+        self.rerun_button = pn.widgets.Button(
+            label="Rerun", width=84, disabled=True, css_classes=["numl-rerun"]
+        )
+        self.load_button = pn.widgets.Button(
+            label="Load config", width=96, disabled=True, css_classes=["numl-load-config"]
+        )
+        self.form_note = pn.pane.Markdown("", css_classes=["numl-form-note"], width=300)
         self.start_button.on_click(lambda _event: self.start())
         self.cancel_button.on_click(lambda _event: self.cancel())
+        self.resume_button.on_click(lambda _event: self.resume())
+        self.rerun_button.on_click(lambda _event: self.rerun())
+        self.load_button.on_click(lambda _event: self.load_config())
         settings: list[Any] = [self.param_pane]
         uploads = path_fields(type(self.config))
         if uploads:
@@ -270,6 +289,8 @@ class JobPanel(pn.viewable.Viewer):
         settings.extend(extra_controls)
         return pn.Column(
             pn.Row(self.start_button, self.cancel_button),
+            pn.Row(self.resume_button, self.rerun_button, self.load_button),
+            self.form_note,
             self.label_input,
             pn.Column(*settings, scroll=True, height=620, width=320, css_classes=["numl-config"]),
             width=320,
@@ -282,6 +303,8 @@ class JobPanel(pn.viewable.Viewer):
             value=0, max=1000, sizing_mode="stretch_width", margin=(18, 10)
         )
         self.status = pn.pane.Markdown("No job started in this session.", css_classes=["numl-job-status"])
+        self.progress_text = pn.pane.Markdown("", css_classes=["numl-job-progress"])
+        self.device_view = pn.pane.Markdown("", css_classes=["numl-job-device"])
         self.error_area = pn.Column(sizing_mode="stretch_width")
         self.log_view = pn.pane.Str(
             "", css_classes=["numl-job-log"], sizing_mode="stretch_width", styles={"font-size": "12px"}
@@ -301,6 +324,7 @@ class JobPanel(pn.viewable.Viewer):
         )
         return pn.Column(
             pn.Row(self.state_view, self.progress_bar, sizing_mode="stretch_width"),
+            pn.Row(self.progress_text, self.device_view, sizing_mode="stretch_width"),
             self.status,
             self.error_area,
             self.curves,
@@ -346,6 +370,59 @@ class JobPanel(pn.viewable.Viewer):
             self.job.cancel()
             self.cancel_button.disabled = True
             self._set(self.status, f"Cancel requested for run `{self.job.id}` ...")
+
+    def resume(self, run_id: str | None = None) -> Job | None:
+        """Resume the shown job's run (or stored run ``run_id``) from its last checkpoint, in its own folder
+        with its own config, and show it. Returns the job, or None with the reason shown."""
+        return self._start_from(run_id, "resume", self.ctx.resume)
+
+    def rerun(self, run_id: str | None = None) -> Job | None:
+        """Start a new run with the config and action of the shown job's run (or of stored run ``run_id``)
+        and show it; the old run is left as it is. Returns the job, or None with the reason shown."""
+        return self._start_from(run_id, "rerun", self.ctx.rerun)
+
+    def _start_from(self, run_id: str | None, verb: str, start: Callable[[Workflow, str], Job]) -> Job | None:
+        target = run_id or (self.job.id if self.job is not None else None)
+        if target is None:
+            self.error_area[:] = [error_view(f"**Nothing to {verb}:** no run is shown on this page")]
+            return None
+        if self.job is not None and not self.job.done:
+            self.error_area[:] = [
+                error_view(
+                    f"**Cannot {verb} run `{target}`:** run `{self.job.id}` is still running on this page; "
+                    "cancel it or wait for it to end"
+                )
+            ]
+            return None
+        try:
+            job = start(self.workflow, target)
+        except (ValueError, OSError, RunLocked) as exc:  # RunRefused, an unknown id, a damaged run.json
+            self.error_area[:] = [error_view(f"**Cannot {verb} run `{target}`:** {exc}")]
+            return None
+        self.form_note.object = ""
+        self.attach(job, restore_config=True)
+        return job
+
+    def load_config(self, run_id: str | None = None) -> bool:
+        """Fill the form with the config of the shown job (or of stored run ``run_id``), to edit and Start
+        as a new run. True when loaded; False with the reason shown."""
+        target = run_id or (self.job.id if self.job is not None else None)
+        if target is None:
+            self.error_area[:] = [error_view("**Nothing to load:** no run is shown on this page")]
+            return False
+        try:
+            if run_id is None:
+                config = self.job.config
+            else:
+                config = stored_config(self.ctx.store, run_id, self.workflow)
+            if not isinstance(config, type(self.config)):
+                raise ValueError(f"expected a {type(self.config).__name__}, found {type(config).__name__}")
+        except (ValueError, OSError) as exc:
+            self.error_area[:] = [error_view(f"**Cannot load the config of run `{target}`:** {exc}")]
+            return False
+        self.config.param.update(**config.to_dict())
+        self.form_note.object = f"Config of run `{target}` loaded; Start makes a new run with it."
+        return True
 
     def attach(self, job: Job, restore_config: bool = False) -> None:
         """Show ``job`` in this panel (a new job, or a reattached one after a reload)."""
@@ -420,13 +497,19 @@ class JobPanel(pn.viewable.Viewer):
         value = int(round(job.progress.fraction * 1000))
         if self.progress_bar.value != value:
             self.progress_bar.value = value
-        end = job.finished_at or time.time()
-        elapsed = f" · {end - job.started_at:.0f} s" if job.started_at else ""
+        elapsed = (job.finished_at or time.time()) - job.started_at if job.started_at else None
+        position = self.ctx.runner.queue_position(job.id) if job.state == "queued" else None
+        self._set(self.progress_text, progress_line(job.state, job.progress.fraction, elapsed, position))
+        device = describe_device(job.device, job.torch_threads) if job.device else "chosen when it starts"
+        self._set(self.device_view, f"device: {device}")
         message = f" · {job.progress.message}" if job.progress.message else ""
         if not (running and job.progress.cancelled):
-            self._set(self.status, f"run `{job.id}`{elapsed}{message}")
+            self._set(self.status, f"run `{job.id}`{message}")
         self.start_button.disabled = running
         self.cancel_button.disabled = not running or job.progress.cancelled
+        self.resume_button.disabled = not (job.state in RESUMABLE_STATES and job.run_dir is not None)
+        self.rerun_button.disabled = running or job.run_dir is None
+        self.load_button.disabled = False
 
     def _show_outcome(self, job: Job) -> None:
         if job.state == "done":
@@ -440,7 +523,11 @@ class JobPanel(pn.viewable.Viewer):
         elif job.state == "failed":
             self.error_area[:] = [error_view(f"**Job failed:** {job.summary()['error']}", job.traceback)]
         elif job.state == "cancelled":
-            self.result_area[:] = [pn.pane.Markdown("*Cancelled. Checkpoints are kept in the run folder.*")]
+            self.result_area[:] = [
+                pn.pane.Markdown(
+                    "*Cancelled. Checkpoints are kept in the run folder: Resume continues from the last.*"
+                )
+            ]
 
     def show_in_result_area(self, view: Any) -> None:
         """Put ``view`` in the result area, unless it is already there (no redraw)."""

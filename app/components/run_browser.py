@@ -1,9 +1,13 @@
-"""The run browser: list stored runs, inspect one, compare two, reattach to a running one.
+"""The run browser: list stored runs, inspect one, compare two, reattach to a running one, and resume,
+rerun or open the config of one on its workflow's page.
 
 Runs are read from the :class:`~numl_core.runs.RunStore` on disk, so runs from earlier
 server processes, the CLI and notebooks appear too. Results are reloaded with
 :meth:`RunDir.load_result` (no retraining). By default the list shows this session's runs;
 "All runs" adds every stored run except jobs that another live session is still running.
+Resume, Rerun and "Open config in form" hand the ticked run to its workflow page's job panel
+(:meth:`~app.components.job_panel.JobPanel.resume` and friends), which shows the job or the reason it was
+refused.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import panel as pn
 from app.components.job_panel import error_view, result_summary
 from app.components.live_curve import plot_key, series_key, static_curves
 from numl_core.jobs import FINAL_STATES, Job
+from numl_core.resume import RESUMABLE_STATES
 from numl_core.runs import RunDir
 
 if TYPE_CHECKING:
@@ -91,7 +96,8 @@ class RunBrowser(pn.viewable.Viewer):
 
     ``result_views`` maps a workflow name to a function drawing its result dict; others get
     a generic summary. ``on_reattach(job, workflow)`` shows a running job of this session on
-    its workflow's page.
+    its workflow's page; ``open_page(workflow)`` opens a workflow's page and returns its job panel (None
+    without one), to which Resume, Rerun and "Open config in form" hand the ticked run.
     """
 
     def __init__(
@@ -100,11 +106,13 @@ class RunBrowser(pn.viewable.Viewer):
         result_views: Mapping[str, Callable[[dict[str, Any]], pn.viewable.Viewable]] | None = None,
         on_reattach: Callable[[Job, str], None] | None = None,
         period_ms: int = 3000,
+        open_page: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__()
         self.ctx = ctx
         self.result_views = dict(result_views or {})
         self.on_reattach = on_reattach
+        self.open_page = open_page
         self.scope = pn.widgets.RadioButtonGroup(options=list(SCOPES), value=SCOPES[0], color="light")
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
         self.reattach_button = pn.widgets.Button(
@@ -113,6 +121,15 @@ class RunBrowser(pn.viewable.Viewer):
             visible=False,
             css_classes=["numl-reattach"],
         )
+        self.resume_button = pn.widgets.Button(label="Resume", css_classes=["numl-run-resume"])
+        self.rerun_button = pn.widgets.Button(label="Rerun", css_classes=["numl-run-rerun"])
+        self.open_config_button = pn.widgets.Button(
+            label="Open config in form", css_classes=["numl-run-open-config"]
+        )
+        self.run_actions = pn.Row(
+            self.resume_button, self.rerun_button, self.open_config_button, visible=False
+        )
+        self.action_note = pn.pane.Markdown("", css_classes=["numl-run-action-note"])
         self.table = pn.widgets.Tabulator(
             runs_frame([]),
             selectable="checkbox",
@@ -130,12 +147,17 @@ class RunBrowser(pn.viewable.Viewer):
         self.scope.param.watch(lambda _e: self.refresh(), "value")
         self.refresh_button.on_click(lambda _e: self.refresh())
         self.reattach_button.on_click(lambda _e: self.reattach_selected())
+        self.resume_button.on_click(lambda _e: self.resume_selected())
+        self.rerun_button.on_click(lambda _e: self.rerun_selected())
+        self.open_config_button.on_click(lambda _e: self.open_config_selected())
         self.table.param.watch(lambda _e: self.show_selection(), "selection")
         self._layout = pn.Column(
             pn.pane.Markdown(f"## Runs\nStored in `{ctx.store.root}`."),
             pn.Row(self.scope, self.refresh_button),
             self.table,
             self.reattach_button,
+            self.run_actions,
+            self.action_note,
             self.detail,
             sizing_mode="stretch_width",
         )
@@ -166,6 +188,7 @@ class RunBrowser(pn.viewable.Viewer):
         selected = set(self.selected_ids())
         self.table.value = frame
         self.table.selection = [i for i, rid in enumerate(frame["id"]) if rid in selected]
+        self._enable_run_actions()
 
     def selected_ids(self) -> list[str]:
         ids = self.table.value["id"].tolist()
@@ -175,6 +198,8 @@ class RunBrowser(pn.viewable.Viewer):
     def show_selection(self) -> None:
         ids = self.selected_ids()
         self.reattach_button.visible = len(ids) == 1 and self._own_active_job(ids[0]) is not None
+        self.action_note.object = ""
+        self._enable_run_actions()
         if len(ids) == 1:
             self.detail[:] = [self.run_view(ids[0])]
         elif len(ids) == 2:
@@ -266,6 +291,52 @@ class RunBrowser(pn.viewable.Viewer):
         workflow = self.ctx.workflow_of(job)
         if workflow is not None:
             self.on_reattach(job, workflow)
+
+    # -- resume, rerun, open config ------------------------------------------------------------
+    def selected_run(self) -> tuple[str, str, str] | None:
+        """``(id, workflow, state)`` of the one ticked run; None unless exactly one is ticked."""
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            return None
+        row = self.table.value.loc[self.table.value["id"] == ids[0]].iloc[0]
+        return ids[0], str(row["workflow"]), str(row["state"])
+
+    def _enable_run_actions(self) -> None:
+        selected = self.selected_run()
+        self.run_actions.visible = selected is not None and self.open_page is not None
+        if selected is not None:
+            state = selected[2]
+            self.resume_button.disabled = state not in RESUMABLE_STATES
+            self.rerun_button.disabled = self.open_config_button.disabled = state == "damaged"
+
+    def resume_selected(self) -> Job | None:
+        """Resume the ticked run from its checkpoints on its workflow's page; the job, or None."""
+        return self._on_page("resume", lambda panel, run_id: panel.resume(run_id))
+
+    def rerun_selected(self) -> Job | None:
+        """Start a new run with the ticked run's config on its workflow's page; the job, or None."""
+        return self._on_page("rerun", lambda panel, run_id: panel.rerun(run_id))
+
+    def open_config_selected(self) -> bool:
+        """Fill the ticked run's workflow page's form with its config; True when loaded."""
+        return bool(self._on_page("open the config of", lambda panel, run_id: panel.load_config(run_id)))
+
+    def _on_page(self, verb: str, act: Callable[[Any, str], Any]) -> Any:
+        """Open the ticked run's workflow page and ``act(job_panel, run_id)`` there (where it shows its
+        outcome); a workflow without a page is reported here."""
+        selected = self.selected_run()
+        if selected is None or self.open_page is None:
+            return None
+        run_id, workflow, _state = selected
+        panel = self.open_page(workflow)
+        if panel is None:
+            self.action_note.object = (
+                f"**Cannot {verb} run `{run_id}`:** this dashboard has no {workflow!r} page"
+            )
+            return None
+        outcome = act(panel, run_id)
+        self.refresh()
+        return outcome
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
