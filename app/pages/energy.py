@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from app.components.export import export_row
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, use_bokeh
 from app.components.tables import csv_download, table
+from numl_core.energy import figures
 from numl_core.energy.config import DEFAULT_LOSS
 from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS, term_label
 from numl_core.energy.result import HEADLINE_METRICS, EnergyResult, PredictResult
@@ -44,6 +46,11 @@ COLORS = {
 }
 PLOT_HEIGHT = 340
 TAB_TITLES = ("Comparison", "Resolution vs energy", "Predicted vs true", "Topologies & ranges", "Export")
+#: The base losses under short names (MSE, MAE, MAPE, MSPE, huber, log cosh), so that none is cut off.
+LOSS_CHOICES = {
+    ("".join(w[0] for w in name.split()).upper() if name.startswith("mean ") else name): name
+    for name in BASE_LOSSES
+}
 
 
 # -- pure helpers -------------------------------------------------------------------------------------
@@ -229,16 +236,22 @@ class LossTermEditor(pn.viewable.Viewer):
     def _build(self) -> None:
         self.rows = loss_rows(self.config.loss_terms)
         self.widgets = []
-        children: list[Any] = [pn.pane.Markdown("**Loss terms** (checked terms are summed)")]
+        children: list[Any] = [
+            pn.pane.Markdown(
+                "**Loss terms** (checked terms are summed; MSE/MAE: mean squared/absolute error, "
+                "MAPE/MSPE: their percentage forms)"
+            )
+        ]
         for i, row in enumerate(self.rows):
             slug = row["label"].replace(":", "-")
             box = pn.widgets.Checkbox(
-                label=row["label"], value=row["enabled"], width=120, css_classes=[f"numl-loss-{slug}"]
+                label=row["label"], value=row["enabled"], width=115, css_classes=[f"numl-loss-{slug}"]
             )
             coefficient = pn.widgets.FloatInput(
-                value=row["coefficient"], step=0.1, width=70, css_classes=[f"numl-loss-coef-{slug}"]
+                value=row["coefficient"], step=0.1, width=65, css_classes=[f"numl-loss-coef-{slug}"]
             )
-            loss = pn.widgets.Select(value=row["loss"], options=list(BASE_LOSSES), width=95)
+            # 115 + 65 + 85 px and margins: the row fits the 300 px form, no select is cut off
+            loss = pn.widgets.Select(value=row["loss"], options=LOSS_CHOICES, width=85)
             for widget in (box, coefficient, loss):
                 widget.param.watch(partial(self._changed, i), "value")
             self.widgets.append((box, coefficient, loss))
@@ -296,13 +309,26 @@ class EnergyResults(pn.viewable.Viewer):
             ),
             channel,
             comparison,
+            export_row("comparison", tables=lambda: comparison_table(result, channel.value)),
         ]
         self.resolution_tab[:] = [
             plot_pane(resolution_plot(result)),
             plot_pane(resolution_plot(result, "bias")),
             table(result.resolution_by_energy, pagination="local", page_size=12),
+            export_row(
+                "resolution_vs_energy",
+                lambda: figures.resolution_figure(result),
+                result.resolution_by_energy,
+            ),
         ]
-        self.heatmap_tab[:] = [plot_pane(heatmap_plot(result))]
+        self.heatmap_tab[:] = [
+            plot_pane(heatmap_plot(result)),
+            export_row(
+                "predicted_vs_true",
+                lambda: figures.energy_heatmap_figure(result),
+                lambda: figures.heatmap_table(result),
+            ),
+        ]
         ranges = range_table(result)
         self.ranges_tab[:] = [
             pn.pane.Markdown(
@@ -313,6 +339,10 @@ class EnergyResults(pn.viewable.Viewer):
             if not ranges.empty
             else pn.pane.Markdown("*none*"),
         ]
+        if not ranges.empty:
+            self.ranges_tab.append(
+                export_row("angular_resolution", lambda: figures.angular_resolution_figure(result), ranges)
+            )
         note = f"TorchScript model: `{result.model_file}`" if result.model_file else ""
         self.export_tab[:] = [
             pn.pane.Markdown("Download the result as CSV files. " + note),
@@ -406,4 +436,5 @@ PAGE = PageSpec(
     defaults=APP_DEFAULTS,
     controls=_loss_editor,
     below=_below,
+    custom_fields=("loss_terms",),  # the loss-term editor is its one control
 )

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from app.components.export import export_row
 from app.components.job_panel import JobPanel
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
 from app.components.tables import table
+from numl_core.generator import figures
 from numl_core.generator import sampling as smp
 from numl_core.generator.config import GeneratorConfig
 from numl_core.generator.result import GeneratorResult, SampleResult
@@ -139,23 +141,63 @@ def _result_tabs(result: GeneratorResult) -> list[tuple[str, Any]]:
     marginals = result.marginals
     if not marginals.empty:
         plots = [marginal_plot(marginals, v) for v in VARIABLE_LABELS if v in set(marginals["variable"])]
-        tabs.append(("Marginals", pn.GridBox(*[plot_pane(p) for p in plots], ncols=2)))
+        export = export_row("marginals", lambda: figures.marginals_figure(result), marginals)
+        tabs.append(
+            (
+                "Marginals",
+                pn.Column(
+                    pn.GridBox(*[plot_pane(p) for p in plots], ncols=2), export, sizing_mode="stretch_width"
+                ),
+            )
+        )
     marginals_2d = result.marginals_2d
     if not marginals_2d.empty:
         pairs = marginals_2d[["x_variable", "y_variable"]].drop_duplicates().itertuples(index=False)
-        plots = [plot_pane(marginal_2d_plot(marginals_2d, vx, vy)) for vx, vy in pairs]
-        tabs.append(("2-D marginals", pn.Column(*plots, css_classes=["numl-generator-marginals-2d"])))
+        views = []
+        for vx, vy in pairs:
+            rows = marginals_2d[(marginals_2d["x_variable"] == vx) & (marginals_2d["y_variable"] == vy)]
+            views.append(plot_pane(marginal_2d_plot(marginals_2d, vx, vy)))
+            views.append(
+                export_row(
+                    f"marginal_{vx}_{vy}",
+                    lambda vx=vx, vy=vy: figures.marginal_2d_figure(result, vx, vy),
+                    rows,
+                )
+            )
+        tabs.append(("2-D marginals", pn.Column(*views, css_classes=["numl-generator-marginals-2d"])))
     if not result.weight_histogram.empty:
-        tabs.append(("Weights", plot_pane(weight_plot(result.weight_histogram))))
+        export = export_row("weights", lambda: figures.weights_figure(result), result.weight_histogram)
+        tabs.append(
+            (
+                "Weights",
+                pn.Column(
+                    plot_pane(weight_plot(result.weight_histogram)), export, sizing_mode="stretch_width"
+                ),
+            )
+        )
     if not result.rounds.empty:
-        tabs.append(("Training rounds", table(result.rounds, digits=5)))
+        tabs.append(
+            (
+                "Training rounds",
+                pn.Column(
+                    table(result.rounds, digits=5),
+                    export_row("rounds", tables=result.rounds),
+                    sizing_mode="stretch_width",
+                ),
+            )
+        )
     return tabs
 
 
 def sample_view(result: SampleResult) -> pn.viewable.Viewable:
     """What the ``sample`` action wrote, and its first events."""
     written = pn.pane.Markdown(f"**{result.describe()}**", css_classes=["numl-generator-written"])
-    return pn.Column(written, table(result.events_head.head(200), digits=5), sizing_mode="stretch_width")
+    return pn.Column(
+        written,
+        table(result.events_head.head(200), digits=5),
+        export_row("events_head", tables=result.events_head),
+        sizing_mode="stretch_width",
+    )
 
 
 def result_view(result: GeneratorResult | SampleResult) -> pn.viewable.Viewable:
@@ -165,6 +207,7 @@ def result_view(result: GeneratorResult | SampleResult) -> pn.viewable.Viewable:
     parts: list[Any] = [
         pn.pane.Markdown(f"**Result:** flow with {result.n_parameters} parameters, {result.seconds:.1f} s"),
         table(result.summary_table(), digits=5),
+        export_row("summary", tables=result.summary_table()),
     ]
     tabs = _result_tabs(result)
     if tabs:

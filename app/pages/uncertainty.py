@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from app.components.export import export_row
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.config import ConfigError
+from numl_core.uncertainty import figures
 from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
 from numl_core.uncertainty.result import C2ST, ScoreResult, UncertaintyResult
 
@@ -199,23 +201,45 @@ def summary_text(result: UncertaintyResult) -> str:
     )
 
 
+def samples_frame(result: UncertaintyResult) -> pd.DataFrame:
+    """The held-out toys and the flow's and the Gaussian's samples as one table: ``sample`` and ``x0``,
+    ``x1``, ... in the toys' units."""
+    parts = []
+    for name, values in (
+        ("toys", result.toys_sample),
+        ("flow", result.flow_sample),
+        ("gaussian", result.gaussian_sample),
+    ):
+        frame = pd.DataFrame(np.asarray(values), columns=[f"x{i}" for i in range(np.shape(values)[1])])
+        parts.append(frame.assign(sample=name)[["sample", *frame.columns]])
+    return pd.concat(parts, ignore_index=True)
+
+
 def _corner_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     dims = tuple(range(min(3, result.toys_sample.shape[1])))
     gaussian = pn.Card(
         plot_pane(corner_plot(result.toys_sample, result.gaussian_sample, dims, "Gaussian")),
+        export_row("toys_vs_gaussian", lambda: figures.toys_vs_samples_figure(result, "gaussian", dims)),
         title="Gaussian samples",
         collapsed=True,
         sizing_mode="stretch_width",
     )
     flow = plot_pane(corner_plot(result.toys_sample, result.flow_sample, dims, "flow"))
-    return pn.Column(flow, gaussian, sizing_mode="stretch_width")
+    export = export_row(
+        "toys_vs_flow",
+        lambda: figures.toys_vs_samples_figure(result, "flow", dims),
+        lambda: samples_frame(result),
+    )
+    return pn.Column(flow, export, gaussian, sizing_mode="stretch_width")
 
 
 def _pvalue_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     reference = "truth" if "truth" in result.pvalues else "flow"
     return pn.Column(
         plot_pane(pvalue_scatter(result.pvalues, reference)),
+        export_row("pvalues", lambda: figures.pvalue_figure(result), result.pvalues),
         table(metrics_frame(result.metrics), css_classes=["numl-uncertainty-metrics"]),
+        export_row("metrics", tables=result.metrics),
         sizing_mode="stretch_width",
     )
 
@@ -245,7 +269,8 @@ def pit_plot(near_far: pd.DataFrame) -> Any:
     )
 
 
-def _near_far_tab(near_far: pd.DataFrame) -> pn.viewable.Viewable:
+def _near_far_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
+    near_far = result.near_far
     note = pn.pane.Markdown(
         "Held-out NLL per event (nats), coverage of the central 68 % / 95 % predictive intervals and the "
         "PIT's Kolmogorov-Smirnov p-value against U(0, 1), next to the toy's exact conditional "
@@ -255,15 +280,23 @@ def _near_far_tab(near_far: pd.DataFrame) -> pn.viewable.Viewable:
     parts: list[Any] = [note, table(near_far[columns])]
     if "pit_0" in near_far.columns:
         parts.insert(1, plot_pane(pit_plot(near_far)))
+        parts.append(export_row("near_far", lambda: figures.pit_figure(result), near_far))
+    else:
+        parts.append(export_row("near_far", tables=near_far))
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def _training_tab(history: pd.DataFrame) -> pn.viewable.Viewable:
+def _training_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     use_bokeh()
+    history = result.history
     curves = hv.Curve(history, "epoch", "train_loss", label="train") * hv.Curve(
         history, "epoch", "val_loss", label="val"
     )
-    return plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT))
+    return pn.Column(
+        plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT)),
+        export_row("training", lambda: figures.training_figure(result), history),
+        sizing_mode="stretch_width",
+    )
 
 
 def score_view(result: ScoreResult) -> pn.viewable.Viewable:
@@ -275,7 +308,10 @@ def score_view(result: ScoreResult) -> pn.viewable.Viewable:
         css_classes=["numl-uncertainty-score"],
     )
     return pn.Column(
-        note, table(result.observed, css_classes=["numl-uncertainty-scores"]), sizing_mode="stretch_width"
+        note,
+        table(result.observed, css_classes=["numl-uncertainty-scores"]),
+        export_row("scores", tables=result.observed),
+        sizing_mode="stretch_width",
     )
 
 
@@ -287,16 +323,22 @@ def result_view(result: UncertaintyResult | ScoreResult) -> pn.viewable.Viewable
     observation = pn.pane.Markdown(
         explain_observation(result.observed), css_classes=["numl-uncertainty-observation"]
     )
+    c2st = pn.Column(
+        plot_pane(c2st_bars(result.metrics)),
+        export_row("c2st_accuracy", lambda: figures.c2st_figure(result), result.metrics),
+        sizing_mode="stretch_width",
+    )
+    observed = pn.Column(observation, export_row("observation", tables=result.observed))
     tabs = [
         ("Toys vs samples", _corner_tab(result)),
-        ("C2ST", pn.Column(plot_pane(c2st_bars(result.metrics)), sizing_mode="stretch_width")),
+        ("C2ST", c2st),
         ("p-values", _pvalue_tab(result)),
-        ("Observation", observation),
+        ("Observation", observed if not result.observed.empty else observation),
     ]
     if result.near_far is not None and not result.near_far.empty:
-        tabs.append(("Near → far", _near_far_tab(result.near_far)))
+        tabs.append(("Near → far", _near_far_tab(result)))
     if {"epoch", "train_loss", "val_loss"} <= set(result.history.columns):
-        tabs.append(("Training", _training_tab(result.history)))
+        tabs.append(("Training", _training_tab(result)))
     return pn.Column(
         pn.pane.Markdown(summary_text(result), css_classes=["numl-uncertainty-summary"]),
         pn.Tabs(*tabs, dynamic=True, sizing_mode="stretch_width"),

@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from app.components.export import export_row
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
 from app.components.tables import csv_download, table
+from numl_core.unfold import figures
+from numl_core.unfold.figures import display_edges
 from numl_core.unfold.result import UnfoldResult
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
@@ -46,30 +49,6 @@ EXPORTS = {"histograms": "histograms.csv", "chi2_table": "chi2.csv", "diagnostic
 
 
 # -- pure plotting helpers -------------------------------------------------------------------------
-def display_edges(low: np.ndarray, high: np.ndarray, max_ratio: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    """Bin edges for drawing: open (infinite) or very wide end bins are cut to one typical width.
-
-    A bin wider than ``max_ratio`` times the median width (an overflow bin such as
-    p in [1.5, 30] GeV/c) would squeeze all other bins into a corner.
-
-    >>> display_edges(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, np.inf]))
-    (array([0., 1., 2.]), array([1., 2., 3.]))
-    """
-    low, high = np.asarray(low, float).copy(), np.asarray(high, float).copy()
-    widths = high - low
-    finite = widths[np.isfinite(widths) & (widths > 0)]
-    typical = float(np.median(finite)) if finite.size else 1.0
-    too_wide = ~np.isfinite(widths) | (widths > max_ratio * typical)
-    if too_wide.all():
-        too_wide = ~np.isfinite(widths)
-    for i in np.flatnonzero(too_wide):
-        if np.isfinite(low[i]):
-            high[i] = low[i] + typical
-        else:
-            low[i] = high[i] - typical
-    return low, high
-
-
 def _density(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Drawn edges and value / width (the true width where finite), sorted by bin."""
     rows = rows.sort_values("low")
@@ -220,7 +199,10 @@ class UnfoldingResults(pn.viewable.Viewer):
         self.distribution.param.watch(lambda _e: self._draw_distribution(), "value")
         self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-unfold-summary"])
-        self.distributions_tab = pn.Column(self.distribution, self.plot, sizing_mode="stretch_width")
+        self.distribution_export = pn.Column(sizing_mode="stretch_width")
+        self.distributions_tab = pn.Column(
+            self.distribution, self.plot, self.distribution_export, sizing_mode="stretch_width"
+        )
         self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab = (
             pn.Column(sizing_mode="stretch_width") for _ in range(4)
         )
@@ -244,6 +226,7 @@ class UnfoldingResults(pn.viewable.Viewer):
         self._drawn.clear()
         self._set_histograms(result.histograms)
         self.summary.object = self._summary_text(result)
+        self.distribution_export[:] = [self._distribution_export(result)]
         self._draw_tab(self.tabs.active)
         return self
 
@@ -304,6 +287,29 @@ class UnfoldingResults(pn.viewable.Viewer):
         if histograms is not None and self.distribution.value:
             self.plot.object = distribution_plot(histograms, self.distribution.value)
 
+    def _distribution_export(self, result: UnfoldResult) -> pn.Row:
+        """The chosen distribution's figure (:func:`~numl_core.unfold.figures.unfolded_figure`) and rows."""
+
+        def rows() -> pd.DataFrame:
+            return result.histograms[result.histograms["distribution"] == self.distribution.value]
+
+        return export_row(
+            lambda: f"unfolded_{self.distribution.value}",
+            lambda: figures.unfolded_figure(result, self.distribution.value),
+            rows,
+        )
+
+    def _t2k_export(self, name: str) -> pn.Row | None:
+        """One T2K variable's figure with its histogram and chi2 rows (None while a job runs)."""
+        result = self.result
+        if result is None:
+            return None
+        tables = {
+            "histograms": result.t2k_comparison[result.t2k_comparison["distribution"] == name],
+            "chi2": result.t2k_chi2[result.t2k_chi2["distribution"] == name],
+        }
+        return export_row(name, lambda: figures.t2k_figure(result, name), tables)
+
     def _draw_t2k(self) -> None:
         parts: list[Any] = []
         histograms, comparison, chi2 = (self._frame(k) for k in ("histograms", "t2k_comparison", "t2k_chi2"))
@@ -313,6 +319,7 @@ class UnfoldingResults(pn.viewable.Viewer):
             if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
                 for name in dict.fromkeys(comparison["distribution"]):
                     parts.append(plot_pane(distribution_plot(comparison, name)))
+                    parts.append(self._t2k_export(name))
             else:
                 parts.append(table(comparison, pagination="local", page_size=15))
         if chi2 is not None:
@@ -325,18 +332,27 @@ class UnfoldingResults(pn.viewable.Viewer):
                 ),
             )
             parts.append(table(chi2, pagination="local", page_size=15))
+        parts = [p for p in parts if p is not None]
         self.t2k_tab[:] = parts or [pn.pane.Markdown("*This result holds no comparison with T2K data.*")]
 
     def _draw_diagnostics(self) -> None:
         parts: list[Any] = []
         diagnostics = self._frame("diagnostics")
+        result = self.result
         if diagnostics is not None:
             parts += [
                 plot_pane(diagnostics_plot(diagnostics)),
                 table(diagnostics, pagination="local", page_size=10),
             ]
+            if result is not None:
+                parts.append(
+                    export_row("diagnostics", lambda: figures.diagnostics_figure(result), diagnostics)
+                )
         if self.fields.get("weights") is not None:
             parts.append(plot_pane(weights_plot(self.fields["weights"])))
+            if result is not None:
+                weights = weights_frame(result.weights)
+                parts.append(export_row("weights", lambda: figures.weights_figure(result), weights))
         self.diagnostics_tab[:] = parts or [pn.pane.Markdown("*No weight diagnostics yet.*")]
 
     def _draw_chi2(self) -> None:
@@ -346,7 +362,11 @@ class UnfoldingResults(pn.viewable.Viewer):
                 "χ² of each method against the truth with the full covariance "
                 "(throws + bootstrap); the `ndof` row gives the bins per distribution."
             )
-            self.chi2_tab[:] = [note, table(chi2, css_classes=["numl-chi2-table"])]
+            self.chi2_tab[:] = [
+                note,
+                table(chi2, css_classes=["numl-chi2-table"]),
+                export_row("chi2", tables=chi2),
+            ]
         else:
             self.chi2_tab[:] = [pn.pane.Markdown("*No χ² table yet.*")]
 
@@ -359,7 +379,13 @@ class UnfoldingResults(pn.viewable.Viewer):
             for name, frame in frames.items()
             if isinstance(frame, pd.DataFrame)
         ]
-        self.export_tab[:] = [pn.pane.Markdown("Download the result as CSV files."), pn.FlexBox(*buttons)]
+        self.export_tab[:] = [
+            pn.pane.Markdown(
+                "Download the result as CSV files. Each plot's figure (PNG, PDF, SVG) and numbers are in the "
+                "**Export** row under it."
+            ),
+            pn.FlexBox(*buttons),
+        ]
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

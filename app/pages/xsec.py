@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from app.components.export import export_row
 from app.components.page import PageSpec
 from app.components.plots import band, plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.data import electron_scattering as es
+from numl_core.xsec import figures
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.workflow import BOOT, MC
 
@@ -158,12 +160,16 @@ class XsecResults(pn.viewable.Viewer):
         self.setting = pn.widgets.Select(label="Setting (citation, E, theta)", options={}, width=420)
         self.setting.param.watch(lambda _e: self._draw_spectrum(), "value")
         self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
+        self.spectrum_export = pn.Column(sizing_mode="stretch_width")
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-xsec-summary"])
         self.norm_tab = pn.Column(sizing_mode="stretch_width")
         self.metrics_tab = pn.Column(sizing_mode="stretch_width")
         self.transfer_tab = pn.Column(sizing_mode="stretch_width")
         self.tabs = pn.Tabs(
-            ("Spectra", pn.Column(self.setting, self.plot, sizing_mode="stretch_width")),
+            (
+                "Spectra",
+                pn.Column(self.setting, self.plot, self.spectrum_export, sizing_mode="stretch_width"),
+            ),
             ("Normalisations", self.norm_tab),
             ("Metrics", self.metrics_tab),
             ("Transfer", self.transfer_tab),
@@ -181,16 +187,26 @@ class XsecResults(pn.viewable.Viewer):
             self.setting.options = options
             self.setting.value = next(iter(options.values()))
             self._draw_spectrum()
+            self.spectrum_export[:] = [self._spectrum_export(fit)]
         else:
             self.plot.object = None
+            self.spectrum_export[:] = []
         self.norm_tab[:] = (
-            [pn.pane.Markdown(NORMS_TEXT), table(fit.normalisations, css_classes=["numl-xsec-norms"])]
+            [
+                pn.pane.Markdown(NORMS_TEXT),
+                table(fit.normalisations, css_classes=["numl-xsec-norms"]),
+                export_row("normalisations", lambda: figures.normalisations_figure(fit), fit.normalisations),
+            ]
             if fit is not None
             else [pn.pane.Markdown("*No normalisation factors.*")]
         )
         metrics = summary_frame(result)
         self.metrics_tab[:] = (
-            [pn.pane.Markdown(METRICS_TEXT), table(metrics, css_classes=["numl-xsec-metrics"])]
+            [
+                pn.pane.Markdown(METRICS_TEXT),
+                table(metrics, css_classes=["numl-xsec-metrics"]),
+                export_row("metrics", tables=metrics),
+            ]
             if not metrics.empty
             else [pn.pane.Markdown("*No metrics.*")]
         )
@@ -212,7 +228,27 @@ class XsecResults(pn.viewable.Viewer):
             ),
             plot_pane(transfer_plot(transfer)),
             table(transfer, css_classes=["numl-xsec-transfer"]),
+            export_row(
+                "transfer",
+                lambda: figures.transfer_figure(result),
+                {"summary": transfer, "points": result.transfer_points}
+                if result.transfer_points is not None
+                else transfer,
+            ),
         ]
+
+    def _spectrum_export(self, fit: XsecResult) -> pn.Row:
+        """The chosen setting's figure (:func:`~numl_core.xsec.figures.spectrum_figure`), its model curves
+        and its data points."""
+
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["setting"] == self.setting.value]
+
+        return export_row(
+            lambda: f"spectrum_setting{self.setting.value}",
+            lambda: figures.spectrum_figure(fit, self.setting.value),
+            {"curves": lambda: rows(fit.curves), "points": lambda: rows(fit.points)},
+        )
 
     def _draw_spectrum(self) -> None:
         if self.setting.value is not None and isinstance(self.result, XsecResult):
@@ -229,7 +265,8 @@ def show_result(result: XsecResult | TransferResult) -> pn.viewable.Viewable:
 
 class DataSetPicker(pn.viewable.Viewer):
     """Check boxes of the chosen nucleus's experiments and a multi-choice of settings to leave out,
-    kept in step with the config's ``experiments`` and ``exclude_settings``."""
+    kept in step with the config's ``experiments`` and ``exclude_settings`` both ways (a loaded, imported
+    or reset config shows its own choice)."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -239,17 +276,25 @@ class DataSetPicker(pn.viewable.Viewer):
         self.experiments.param.watch(self._on_experiments, "value")
         self.excluded.param.watch(lambda e: setattr(config, "exclude_settings", list(e.new)), "value")
         config.param.watch(lambda _e: self.refresh(), "nucleus")
+        config.param.watch(lambda _e: self.show_config(), ["experiments", "exclude_settings"])
         self.refresh()
 
     def refresh(self) -> None:
+        """The experiments and settings of the config's nucleus, and the config's choice among them."""
         if self.config.nucleus == "file":
             self.experiments.options, self.excluded.options = [], []
             return
         table = es.load_nucleus(self.config.nucleus)
         self.experiments.options = sorted(table["citation"].unique())
-        self.experiments.value = list(self.experiments.options)
         self.excluded.options = list(es.settings_table(table)["label"])
-        self.excluded.value = []
+        self.show_config()
+
+    def show_config(self) -> None:
+        """Tick the config's experiments (all when it names none of this nucleus's) and select the settings
+        it leaves out."""
+        chosen = [e for e in self.config.experiments if e in self.experiments.options]
+        self.experiments.value = chosen or list(self.experiments.options)
+        self.excluded.value = [s for s in self.config.exclude_settings if s in self.excluded.options]
 
     def _on_experiments(self, event: Any) -> None:
         chosen = list(event.new)
@@ -264,4 +309,5 @@ PAGE = PageSpec(
     result_view=show_result,
     defaults=APP_DEFAULTS,
     controls=lambda config: [DataSetPicker(config)],
+    custom_fields=("experiments", "exclude_settings"),  # edited by the data-set picker
 )

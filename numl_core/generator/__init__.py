@@ -2,4 +2,5 @@
 exclusive cross section: the flow (:mod:`~numl_core.generator.model`), sampling and its figures
 (:mod:`~numl_core.generator.sampling`), the inputs (:mod:`~numl_core.generator.config`), training
 (:mod:`~numl_core.generator.train`), results (:mod:`~numl_core.generator.result`) and the workflow's
-actions and live plots (:mod:`~numl_core.generator.workflow`)."""
+actions and live plots (:mod:`~numl_core.generator.workflow`), and matplotlib figures of a result
+(:mod:`~numl_core.generator.figures`)."""

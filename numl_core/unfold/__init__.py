@@ -4,5 +4,6 @@
 (UnfoldingInputs), ``model`` (classifier ensembles), ``train`` (their training), ``omnifold`` and
 ``omnifold_distributed`` (the unbinned algorithm, here or on a Dask cluster), ``ibu`` (D'Agostini's
 iterative unfolding), ``compare`` (histograms, covariances, chi2, the T2K overlay), ``metrics``,
-``result`` (UnfoldResult), ``workflow`` (run, live plots, the registered WORKFLOW) and ``plots``.
+``result`` (UnfoldResult), ``workflow`` (run, live plots, the registered WORKFLOW) and ``figures``
+(matplotlib figures of a result).
 """

@@ -3,5 +3,6 @@
 ``config`` (XsecConfig), ``points`` (PointSet and the data preparation), ``model`` (the network),
 ``fit`` (normalisation-aware chi2), ``train`` (bootstrap and MC-dropout ensembles), ``metrics`` (bands,
 predictive, coverage), ``transfer`` (transfer learning to other nuclei), ``result`` (XsecResult,
-TransferResult), ``workflow`` (the ``run`` and ``transfer`` actions and their live plots).
+TransferResult), ``workflow`` (the ``run`` and ``transfer`` actions and their live plots), ``figures``
+(matplotlib figures of a result).
 """

@@ -1,0 +1,275 @@
+"""Figures of an unfolding result (:class:`~numl_core.unfold.result.UnfoldResult`), for notebooks, papers and
+the dashboard's export buttons: the unfolded distributions with a ratio-to-truth panel, the T2K overlay with
+a ratio-to-T2K panel, OmniFold's weight diagnostics and the final weights.
+
+Histogram contents (weighted events, or 1e-38 cm^2 per CH nucleon for the T2K overlay) are drawn as cross
+sections per unit of the variable: ``value * xsec_scale / 1e-38 / bin width`` in
+10^-38 cm^2 / (unit of the variable) / nucleon. Every function takes the result, never a model, and returns
+a :class:`matplotlib.figure.Figure` drawn in :func:`numl_core.figures.style`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from numl_core.data.binning import BINNINGS
+from numl_core.figures import (
+    integer_ticks,
+    legend_outside,
+    log_scale_if_spanning,
+    markers,
+    new_figure,
+    ratio_axes,
+    ratio_limits,
+    stairs_with_band,
+    styled,
+    unity_line,
+)
+from numl_core.unfold.compare import T2K_UNIT_CM2
+from numl_core.unfold.result import UnfoldResult
+
+XSEC_UNIT = r"$10^{-38}$ cm$^2$"
+"""The cross-section unit of the y axes."""
+METHOD_STYLE = {
+    "truth": {"color": "black", "label": "truth (fake data)"},
+    "prior": {"color": "0.5", "label": "prior (MC)", "linestyle": "--"},
+    "omnifold": {"color": "#1f77b4", "label": "OmniFold"},
+    "ibu": {"color": "#ff7f0e", "label": "IBU"},
+    "t2k": {"color": "#b2182b", "label": "T2K data"},
+}
+BANDED = ("omnifold", "ibu")
+"""Methods drawn with their error band."""
+#: Axis symbols of the binning variables (mathtext); a variable not listed is shown by its name.
+SYMBOLS = {
+    "dpt": r"$\delta p_\mathrm{T}$",
+    "dalphat": r"$\delta\alpha_\mathrm{T}$",
+    "dphit": r"$\delta\phi_\mathrm{T}$",
+    "mu_p": r"$p_\mu$",
+    "mu_cos": r"$\cos\theta_\mu$",
+}
+DIAGNOSTICS = {
+    "ess": "effective sample size [events]",
+    "normalisation": "mean weight (normalisation)",
+    "n_extreme": "events with extreme weights (mean)",
+}
+"""The weight diagnostics drawn, with their axis labels."""
+
+
+def display_edges(low: np.ndarray, high: np.ndarray, max_ratio: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges for drawing: open (infinite) or very wide end bins are cut to one typical width.
+
+    A bin wider than ``max_ratio`` times the median width (an overflow bin such as
+    p in [1.5, 30] GeV/c) would squeeze all other bins into a corner.
+
+    >>> display_edges(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, np.inf]))
+    (array([0., 1., 2.]), array([1., 2., 3.]))
+    """
+    low, high = np.asarray(low, float).copy(), np.asarray(high, float).copy()
+    widths = high - low
+    finite = widths[np.isfinite(widths) & (widths > 0)]
+    typical = float(np.median(finite)) if finite.size else 1.0
+    too_wide = ~np.isfinite(widths) | (widths > max_ratio * typical)
+    if too_wide.all():
+        too_wide = ~np.isfinite(widths)
+    for i in np.flatnonzero(too_wide):
+        if np.isfinite(low[i]):
+            high[i] = low[i] + typical
+        else:
+            low[i] = high[i] - typical
+    return low, high
+
+
+def _axis(distribution: str) -> tuple[str, str, str | None]:
+    """Symbol and unit of a distribution's (first) variable, and the symbol of the slicing variable of a 2-D
+    distribution (None for 1-D; its unit is taken to be dimensionless, as cos theta_mu is)."""
+    binning = BINNINGS.get(distribution)
+    if binning is None:
+        return distribution, "", None
+    symbols = [SYMBOLS.get(v, label) for v, label in zip(binning.variables, binning.labels, strict=True)]
+    return symbols[0], binning.units[0], symbols[1] if binning.ndim == 2 else None
+
+
+def _per_unit(unit: str) -> str:
+    """``/(GeV/c)`` style denominator of a unit ('' when dimensionless)."""
+    if not unit:
+        return ""
+    return f"/({unit})" if "/" in unit else f"/{unit}"
+
+
+def _rows(table: pd.DataFrame, distribution: str) -> pd.DataFrame:
+    rows = table[table["distribution"] == distribution]
+    if rows.empty:
+        raise KeyError(f"no histograms for {distribution!r}; have {sorted(table['distribution'].unique())}")
+    return rows
+
+
+def _cross_section(
+    rows: pd.DataFrame, scale: float, two_d: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drawn edges, and value and error per unit of the variable(s) in 10^-38 cm^2, sorted by bin.
+
+    ``scale`` turns a bin's content into 10^-38 cm^2 per nucleon; 2-D bins are drawn by flat index and
+    divided by their area."""
+    rows = rows.sort_values("bin")
+    low, high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
+    width = high - low
+    if two_d:
+        width = width * (rows["slice_high"] - rows["slice_low"]).to_numpy(float)
+        edges = np.arange(len(rows) + 1, dtype=float)
+    else:
+        shown_low, shown_high = display_edges(low, high)
+        edges = np.append(shown_low, shown_high[-1])
+        width = np.where(np.isfinite(width) & (width > 0), width, shown_high - shown_low)
+    value = rows["value"].to_numpy(float) * scale / width
+    error = np.nan_to_num(rows["error"].to_numpy(float)) * scale / width
+    return edges, value, error
+
+
+def _draw_methods(
+    main: Axes,
+    ratio: Axes,
+    rows: pd.DataFrame,
+    reference: str,
+    scale: float,
+    two_d: bool,
+    labels: dict[str, str],
+) -> None:
+    """Each method on ``main`` and over ``reference`` on ``ratio``; the reference's own relative error is the
+    grey band around 1. ``labels`` replace the legend labels of :data:`METHOD_STYLE` by method."""
+    ref_edges, ref_value, ref_error = _cross_section(rows[rows["method"] == reference], scale, two_d)
+    safe_ref = np.where(ref_value > 0, ref_value, np.nan)
+    ratio.stairs(
+        1 + ref_error / safe_ref,
+        ref_edges,
+        baseline=1 - ref_error / safe_ref,
+        fill=True,
+        color="0.85",
+        label=f"{METHOD_STYLE[reference]['label']} uncertainty",
+    )
+    shown: list[np.ndarray] = [np.ones(1)]
+    for method in [m for m in METHOD_STYLE if m in set(rows["method"])]:
+        edges, value, error = _cross_section(rows[rows["method"] == method], scale, two_d)
+        style = {**METHOD_STYLE[method], "label": labels.get(method, METHOD_STYLE[method]["label"])}
+        if method == "t2k":
+            centre = 0.5 * (edges[:-1] + edges[1:])
+            main.errorbar(centre, value, error, linestyle="none", **markers(len(value)), **style)
+            continue
+        stairs_with_band(main, edges, value, error if method in BANDED else None, **style)
+        if method != reference and len(value) == len(ref_value):
+            over = value / safe_ref
+            band = error / safe_ref if method in BANDED else None
+            stairs_with_band(ratio, edges, over, band, **{**style, "label": None})
+            shown.append(over)
+    unity_line(ratio)
+    ratio.set_ylim(*ratio_limits(np.concatenate(shown)))
+
+
+def _comparison_figure(
+    rows: pd.DataFrame,
+    distribution: str,
+    reference: str,
+    scale: float,
+    title: str,
+    labels: dict[str, str] | None = None,
+) -> Figure:
+    """Distributions per unit of the variable over a ratio panel against ``reference``."""
+    symbol, unit, slicing = _axis(distribution)
+    two_d = slicing is not None
+    fig = new_figure(7.5, 6.0)
+    main, ratio = ratio_axes(fig)
+    _draw_methods(main, ratio, rows, reference, scale, two_d, labels or {})
+    if two_d:
+        slices = rows[rows["method"] == reference].sort_values("bin")["slice_low"].to_numpy()
+        for boundary in np.flatnonzero(np.diff(slices)) + 1:
+            for ax in (main, ratio):
+                ax.axvline(boundary, color="0.7", linestyle=":", linewidth=1.0)
+        per_unit = f"[{XSEC_UNIT}{_per_unit(unit)}/nucleon]"
+        main.set_ylabel(rf"d$^2\sigma$/(d{symbol} d{slicing})" + f"\n{per_unit}")
+        ratio.set_xlabel(f"bin ({symbol} [{unit}] in slices of {slicing})")
+    else:
+        main.set_ylabel(rf"d$\sigma$/d{symbol} [{XSEC_UNIT}{_per_unit(unit)}/nucleon]")
+        ratio.set_xlabel(f"{symbol} [{unit}]" if unit else symbol)
+    values = np.concatenate([_cross_section(g, scale, two_d)[1] for _, g in rows.groupby("method")])
+    log_scale_if_spanning(main, values)
+    ratio.set_ylabel(f"/ {METHOD_STYLE[reference]['label'].split(' (')[0]}")
+    main.set_title(title, loc="left")
+    legend_outside(main)
+    legend_outside(ratio)
+    return fig
+
+
+@styled
+def unfolded_figure(result: UnfoldResult, distribution: str) -> Figure:
+    """One distribution of :attr:`~numl_core.unfold.result.UnfoldResult.histograms`: truth, prior, OmniFold
+    and IBU (with error bands) as dsigma/dx in 10^-38 cm^2 / (unit of x) / nucleon, and each over the
+    truth in a ratio panel underneath. 2-D distributions are drawn by flat bin index, divided by the bin
+    area, with dotted lines between the slices and a log y axis where they span decades."""
+    rows = _rows(result.histograms, distribution)
+    scale = result.xsec_scale / T2K_UNIT_CM2
+    return _comparison_figure(rows, distribution, "truth", scale, f"{distribution}: unfolded vs truth")
+
+
+@styled
+def t2k_figure(result: UnfoldResult, distribution: str = "dpt_t2k") -> Figure:
+    """The T2K CC0pi-Np STV measurement of one variable (``dpt_t2k``, ``dalphat_t2k``, ``dphit_t2k``) with
+    the prior, the fake data's truth and OmniFold in its phase space and binning, in
+    10^-38 cm^2 / (unit) / CH nucleon, each over T2K in a ratio panel; the legend gives each chi2 against
+    T2K."""
+    rows = _rows(result.t2k_comparison, distribution)
+    chi2 = result.t2k_chi2[result.t2k_chi2["distribution"] == distribution]
+    labels = {
+        row.method: f"{METHOD_STYLE[row.method]['label']}: $\\chi^2$ = {row.chi2:.1f}/{int(row.ndof)}"
+        for row in chi2.itertuples()
+        if row.method in METHOD_STYLE
+    }
+    title = f"{distribution}: T2K CC0$\\pi$-Np (PRD 98, 032003)"
+    return _comparison_figure(rows, distribution, "t2k", 1.0, title, labels)
+
+
+@styled
+def diagnostics_figure(result: UnfoldResult) -> Figure:
+    """OmniFold's weight diagnostics (:data:`DIAGNOSTICS`: ESS, normalisation, extreme weights) against the
+    iteration, one series per step, averaged over the throws; ESS on a log axis where it spans decades."""
+    diagnostics = result.diagnostics
+    columns = [c for c in DIAGNOSTICS if c in diagnostics]
+    if diagnostics.empty or not columns:
+        raise ValueError("this result holds no weight diagnostics")
+    keys = [c for c in ("iteration", "step") if c in diagnostics]
+    mean = diagnostics.groupby(keys)[columns].mean().reset_index()
+    fig = new_figure(4.0 * len(columns) + 1.5, 4.0)
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    for ax, column in zip(axes, columns, strict=True):
+        groups = mean.groupby("step") if "step" in mean else [(None, mean)]
+        for step, part in groups:
+            label = f"step {step}" if step is not None else column
+            ax.plot(part["iteration"], part[column], label=label, **markers(len(part)))
+        ax.set_xlabel("OmniFold iteration")
+        integer_ticks(ax)
+        ax.set_ylabel(DIAGNOSTICS[column])
+        if column == "ess":
+            log_scale_if_spanning(ax, mean[column])
+    legend_outside(axes[-1])
+    return fig
+
+
+@styled
+def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
+    """Histogram of log10 of the MC's positive final per-event weights (prior x push), events on a log
+    axis."""
+    w = np.asarray(result.weights, float)
+    positive = w[np.isfinite(w) & (w > 0)]
+    if positive.size == 0:
+        raise ValueError("this result holds no positive weights")
+    counts, edges = np.histogram(np.log10(positive), bins=bins)
+    fig = new_figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    ax.stairs(counts, edges, color="#1f77b4", label=f"{positive.size} of {w.size} MC events")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5)
+    ax.set_xlabel(r"$\log_{10}$(final weight)")
+    ax.set_ylabel("MC events / bin")
+    legend_outside(ax)
+    return fig
