@@ -183,7 +183,9 @@ def _measure(
 
     page, _ = _open(browser, app_url)
     for name, value in job.items():
-        box = page.locator(f".numl-field-{name} input")
+        box = page.locator(f".numl-field-{name} input").first
+        if not box.is_visible():  # a field of the config form's collapsed Advanced card
+            page.locator(".numl-advanced .card-header").first.click()
         box.fill(value)
         box.press("Enter")
     page.locator(".numl-start button").click()

@@ -104,15 +104,38 @@ class TrainingConfig(Config):
     (7, 0.001)
     """
 
-    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="Random seed of data, splits and training.")
+    LABELS = {
+        "seed": "Random seed",
+        "device": "Device",
+        "epochs": "Epochs (at most)",
+        "batch_size": "Batch size [events]",
+        "learning_rate": "Learning rate",
+    }
+
+    seed = param.Integer(
+        default=0,
+        bounds=(0, 2**31 - 1),
+        doc="Random seed of data, splits and training: the same seed and config give the same run.",
+    )
     device = param.Selector(
-        default="auto", objects=list(DEVICE_CHOICES), doc="Torch device; auto: CUDA, then MPS, then CPU."
+        default="auto",
+        objects=list(DEVICE_CHOICES),
+        doc="Torch device; auto: CUDA, then MPS, then CPU (small jobs often run as fast on the CPU).",
     )
     epochs = param.Integer(
-        default=20, bounds=(1, 100_000), doc="Training epochs (passes over the data) at most."
+        default=20,
+        bounds=(1, 100_000),
+        doc="Training epochs (passes over the data) at most; early stopping may end training sooner.",
     )
-    batch_size = param.Integer(default=512, bounds=(8, 1_000_000), doc="Events per optimiser step.")
-    learning_rate = param.Number(default=1e-3, bounds=(1e-7, 1.0), doc="Adam(W) learning rate.")
+    batch_size = param.Integer(
+        default=512,
+        bounds=(8, 1_000_000),
+        doc="Events per optimiser step; typical 64-4096 (larger batches suit GPUs, with a larger learning "
+        "rate).",
+    )
+    learning_rate = param.Number(
+        default=1e-3, bounds=(1e-7, 1.0), doc="Adam(W) learning rate; typical 1e-4 to 1e-2."
+    )
 
     OPTIONAL_TRAIN_FIELDS = ("weight_decay", "schedule", "patience", "eval_batch_size", "grad_clip")
 

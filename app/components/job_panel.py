@@ -1,5 +1,6 @@
-"""The generic job panel: a workflow's config as widgets, Start/Cancel, live progress, and Resume, Rerun
-and Load config for the run it shows (or a stored run the Runs tab hands it).
+"""The generic job panel: a workflow's config form (:class:`~app.components.config_form.ConfigForm`),
+Start/Cancel, live progress, and Resume, Rerun and Load config for the run it shows (or a stored run the
+Runs tab hands it).
 
 Any registered workflow gets this panel for free. A page may pass ``on_result(result) ->
 Viewable`` (shown when the job is done) and ``on_artefact(artefacts)`` (called whenever the
@@ -24,6 +25,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.components.config_form import ConfigForm
 from app.components.live_curve import LiveCurves
 from numl_core.config import Config
 from numl_core.device import describe_device
@@ -69,26 +71,6 @@ def confine_paths(config: Config, root: Any, trusted: Collection[str] = ()) -> C
         if value and name not in trusted:
             changes[name] = str(safe_path(root, value))
     return config.copy(**changes)
-
-
-def config_widgets(config_cls: type[Config]) -> dict[str, dict[str, Any]]:
-    """``pn.Param`` widget specs: typed number boxes, multi-choice for lists, a CSS class per field.
-
-    Number boxes (not sliders) let people type exact values such as ``n_events``; the
-    ``numl-field-NAME`` class lets browser tests find each field.
-    """
-    specs: dict[str, dict[str, Any]] = {}
-    for name in config_cls.field_names():
-        p = config_cls.param[name]
-        spec: dict[str, Any] = {"css_classes": [f"numl-field-{name}"]}
-        if isinstance(p, param.Integer):
-            spec["type"] = pn.widgets.IntInput
-        elif isinstance(p, param.Number):
-            spec["type"] = pn.widgets.FloatInput
-        elif isinstance(p, param.ListSelector):
-            spec["type"] = pn.widgets.MultiChoice
-        specs[name] = spec
-    return specs
 
 
 def result_summary(result: Any) -> pn.viewable.Viewable:
@@ -201,7 +183,8 @@ class JobPanel(pn.viewable.Viewer):
     :func:`~app.components.live_curve.plot_key`); ``expected_series(config)`` names the plots
     and series a job will report, so they are drawn once, with the page, and later jobs only
     stream into them; ``extra_controls`` go
-    below the config widgets.
+    below the essential fields of the config form, which leaves out the ``custom_fields`` those controls
+    edit themselves.
     With ``restore`` the panel shows this session's newest job of the workflow at once;
     a page whose callbacks need the panel itself passes False and calls :meth:`restore`.
     """
@@ -215,6 +198,7 @@ class JobPanel(pn.viewable.Viewer):
         on_result: Callable[[dict[str, Any]], pn.viewable.Viewable | None] | None = None,
         on_artefact: Callable[[dict[str, Any]], None] | None = None,
         extra_controls: Sequence[pn.viewable.Viewable] = (),
+        custom_fields: Collection[str] = (),
         metric_group: Callable[[dict[str, Any]], str | None] | None = None,
         expected_series: Callable[[Config], Mapping[str, Sequence[str]]] | None = None,
         period_ms: int = 500,
@@ -234,12 +218,15 @@ class JobPanel(pn.viewable.Viewer):
         self._poll_lock = threading.Lock()
         self._reset_cursors()
         self._callback: Any = None
+        self._form_error: pn.viewable.Viewable | None = None
 
         self.curves = LiveCurves(group=metric_group, specs=plots)
         self.curves.prepare(self.expected_series(self.config))
         self._layout = pn.Column(
             pn.pane.Markdown(f"## {workflow.title}\n{workflow.description}", sizing_mode="stretch_width"),
-            pn.Row(self._controls(extra_controls), self._monitor(), sizing_mode="stretch_width"),
+            pn.Row(
+                self._controls(extra_controls, custom_fields), self._monitor(), sizing_mode="stretch_width"
+            ),
             self.result_area,
             sizing_mode="stretch_width",
         )
@@ -253,10 +240,17 @@ class JobPanel(pn.viewable.Viewer):
         if restore:
             self.restore()
 
-    def _controls(self, extra_controls: Sequence[pn.viewable.Viewable]) -> pn.Column:
-        """Start/Cancel, the run label, the config form, an upload box for path fields, extra controls."""
-        self.param_pane = pn.Param(
-            self.config, widgets=config_widgets(type(self.config)), show_name=False, sort=False, width=300
+    def _controls(
+        self, extra_controls: Sequence[pn.viewable.Viewable], custom_fields: Collection[str]
+    ) -> pn.Column:
+        """Start/Cancel, the run label, the config form (with the extra controls) and an upload box for
+        path fields. The form grows with its content (no scroll box, which would cut dropdowns off)."""
+        self.form = ConfigForm(
+            self.config,
+            hidden=custom_fields,
+            extra=extra_controls,
+            filename=f"numl-{self.workflow.name}-config.json",
+            report=self._form_report,
         )
         self.label_input = pn.widgets.TextInput(label="Run label", placeholder=self.workflow.name, width=280)
         self.start_button = pn.widgets.Button(
@@ -280,21 +274,32 @@ class JobPanel(pn.viewable.Viewer):
         self.resume_button.on_click(lambda _event: self.resume())
         self.rerun_button.on_click(lambda _event: self.rerun())
         self.load_button.on_click(lambda _event: self.load_config())
-        settings: list[Any] = [self.param_pane]
+        settings: list[Any] = [self.form]
         uploads = path_fields(type(self.config))
         if uploads:
             limit = self.ctx.settings.max_upload_bytes
             folder = f"{UPLOAD_FOLDER}/{self.ctx.upload_folder}"
             settings.append(UploadBox(self.config, uploads, self.ctx.data_root, limit, folder))
-        settings.extend(extra_controls)
         return pn.Column(
             pn.Row(self.start_button, self.cancel_button),
             pn.Row(self.resume_button, self.rerun_button, self.load_button),
             self.form_note,
             self.label_input,
-            pn.Column(*settings, scroll=True, height=620, width=320, css_classes=["numl-config"]),
+            pn.Column(*settings, width=320, css_classes=["numl-config"]),
             width=320,
         )
+
+    def _form_report(self, message: str, error: bool) -> None:
+        """A note of the config form goes under the buttons; its error into the error area (replacing an
+        earlier form error, which a later note clears)."""
+        if error:
+            self._form_error = error_view(message)
+            self.error_area[:] = [self._form_error]
+            return
+        self.form_note.object = message
+        if self._form_error is not None and self._form_error in self.error_area.objects:
+            self.error_area.remove(self._form_error)
+        self._form_error = None
 
     def _monitor(self) -> pn.Column:
         """State, progress bar, status, errors, live curves and the log of the shown job."""

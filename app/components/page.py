@@ -34,7 +34,8 @@ class PageSpec:
     started from the page takes about a minute); ``result_view(result)``: the view of a finished run's
     :class:`~numl_core.results.Result` (also used by the Runs tab); ``controls(config)``: widgets below
     the config form; ``below(panel, ctx)``: views under the panel that act on it (e.g. running an action
-    on the last run).
+    on the last run); ``custom_fields``: config fields those controls edit, which the generic config form
+    leaves out (one control per field).
     """
 
     workflow: str
@@ -45,6 +46,7 @@ class PageSpec:
     #: ``artefact_view(artefacts)``: a view of a running job's intermediate artefacts, shown in the
     #: result area while the job runs (None: only the finished result is shown).
     artefact_view: Callable[[Mapping[str, Any]], pn.viewable.Viewable] | None = None
+    custom_fields: tuple[str, ...] = ()
 
 
 def build_page(spec: PageSpec, ctx: AppContext) -> pn.viewable.Viewable:
@@ -63,6 +65,7 @@ def build_page(spec: PageSpec, ctx: AppContext) -> pn.viewable.Viewable:
         on_result=spec.result_view,
         on_artefact=on_artefact if spec.artefact_view is not None else None,
         extra_controls=list(spec.controls(config)),
+        custom_fields=spec.custom_fields,
         restore=False,
     )
     panel.restore()

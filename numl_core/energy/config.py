@@ -69,46 +69,148 @@ class EnergyConfig(TrainingConfig):
 
     ``seed`` (of the sample, the split and training), ``device``, ``epochs``, ``batch_size`` and
     ``learning_rate`` come from :class:`~numl_core.training.TrainingConfig`; JSON written before the
-    rename still loads its ``lr``.
+    rename still loads its ``lr``. Presets: "quick look" (the dashboard's sizes, a few minutes on a CPU)
+    and "paper size" (the full GPU benchmark of ``benchmarks/gpu.py``: 300,000 events, 12 epochs of
+    batches of 4096).
     """
 
     RENAMED = {"lr": "learning_rate"}
+    ESSENTIALS = (
+        "sample",
+        "data_file",
+        "n_events",
+        "energy_range",
+        "topologies",
+        "epochs",
+        "learning_rate",
+        "device",
+        "baselines",
+        "ablation",
+        "export",
+    )
+    LABELS = {
+        "sample": "Event sample",
+        "data_file": "Event file",
+        "n_events": "Events (built-in sample)",
+        "energy_range": "True-energy range [GeV]",
+        "topologies": "Topologies",
+        "threshold_p_mev": "Proton threshold [MeV]",
+        "threshold_pi_mev": "Charged-pion threshold [MeV]",
+        "threshold_pi0_mev": "Neutral-pion threshold [MeV]",
+        "threshold_k_mev": "Kaon threshold [MeV]",
+        "threshold_mu_mev": "Muon threshold [MeV]",
+        "threshold_e_mev": "Electron and photon threshold [MeV]",
+        "vector": "Per-particle input columns",
+        "scalar": "Per-event input columns",
+        "target": "Target columns (energy first)",
+        "energy_reference": "Energy reference column",
+        "direction_reference": "Direction reference columns (x, y, z)",
+        "frame_features": "Features in the reference frame",
+        "max_num_prongs": "Particles per event (at most)",
+        "loss_terms": "Loss terms",
+        "weight": "Event weights",
+        "weight_kwargs": "Weighter arguments",
+        "weight_column": "Weight column",
+        "column_map": "Column renames (file column: numl column)",
+        "d_model": "Transformer width",
+        "nhead": "Attention heads",
+        "num_layers": "Encoder layers",
+        "dim_feedforward": "Feed-forward width",
+        "dropout": "Dropout",
+        "eval_batch_size": "Evaluation batch size [events]",
+        "weight_decay": "Weight decay",
+        "schedule": "Learning-rate schedule",
+        "patience": "Early-stopping patience [epochs]",
+        "test_size": "Test fraction",
+        "valid_size": "Validation fraction",
+        "baselines": "Compare with the calorimetric sum and a GBDT",
+        "ablation": "Also train an energy-only model",
+        "export": "Export a TorchScript model",
+        "model_file": "Model file (predict)",
+        "predict_files": "Event files (predict)",
+        "import_notes": "Import notes",
+    }
+    LIST_OPTIONS = {
+        "vector": VECTOR_COLUMNS,
+        "scalar": SCALAR_COLUMNS,
+        "target": TARGET_COLUMNS,
+        "direction_reference": SCALAR_COLUMNS,
+    }
+    NAMED_PRESETS = {
+        "quick look": {"n_events": 30_000, "epochs": 5},
+        "paper size": {"n_events": 300_000, "epochs": 12, "batch_size": 4096, "learning_rate": 3e-3},
+    }
     epochs = 30
     batch_size = 512
     learning_rate = 1e-3
 
     sample = param.Selector(
-        default="builtin", objects=["builtin", "file"], doc="Built-in atmospheric sample or a file."
+        default="builtin",
+        objects=["builtin", "file"],
+        doc="Built-in atmospheric sample or a file (data_file).",
     )
     data_file = param.String(default="", doc="Event file (.csv, .parquet, .root) used when sample is 'file'.")
-    n_events = param.Integer(default=200_000, bounds=(200, 5_000_000), doc="Built-in events generated.")
+    n_events = param.Integer(
+        default=200_000,
+        bounds=(200, 5_000_000),
+        doc="Built-in events generated (train, validation and test together); typical 30,000 for a look, "
+        "150,000-300,000 for resolutions worth quoting.",
+    )
     energy_range = param.Selector(
-        default="0.1-100", objects=list(ENERGY_RANGES), doc="True-energy range [GeV]."
+        default="0.1-100",
+        objects=list(ENERGY_RANGES),
+        doc="True-energy range [GeV] of the events trained on and evaluated.",
     )
     topologies = param.ListSelector(
-        default=list(TOPOLOGIES), objects=list(TOPOLOGIES), doc="Topologies used."
+        default=list(TOPOLOGIES),
+        objects=list(TOPOLOGIES),
+        doc="Final-state topologies used (CC or NC; one proton, several protons, or anything else).",
     )
     threshold_p_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["p"], bounds=(0, 1000), doc="Proton T threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["p"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold below which protons are not seen [MeV]; typical 20-50 (argon TPC).",
     )
     threshold_pi_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["pi"], bounds=(0, 1000), doc="pi+- T threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["pi"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold of charged pions [MeV]; typical 10-100.",
     )
     threshold_pi0_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["pi0"], bounds=(0, 1000), doc="pi0 threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["pi0"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold of neutral pions [MeV]; typical 20-100.",
     )
     threshold_k_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["K"], bounds=(0, 1000), doc="Kaon threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["K"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold of kaons (and other hadrons) [MeV]; typical 20-100.",
     )
     threshold_mu_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["mu"], bounds=(0, 1000), doc="Muon threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["mu"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold of muons [MeV]; typical 1-30.",
     )
     threshold_e_mev = param.Number(
-        default=DEFAULT_THRESHOLDS_MEV["e"], bounds=(0, 1000), doc="e/gamma threshold [MeV]."
+        default=DEFAULT_THRESHOLDS_MEV["e"],
+        bounds=(0, 1000),
+        doc="Kinetic-energy threshold of electrons and photons [MeV]; typical 1-30.",
     )
-    vector = param.List(default=list(VECTOR_COLUMNS), item_type=str, doc="Per-particle input columns.")
-    scalar = param.List(default=list(SCALAR_COLUMNS), item_type=str, doc="Per-event input columns.")
-    target = param.List(default=list(TARGET_COLUMNS), item_type=str, doc="Target columns (energy first).")
+    vector = param.List(
+        default=list(VECTOR_COLUMNS),
+        item_type=str,
+        doc="Per-particle input columns (lists per event: PDG code, mass, energy, momentum).",
+    )
+    scalar = param.List(
+        default=list(SCALAR_COLUMNS),
+        item_type=str,
+        doc="Per-event input columns (visible energy, particle count, visible momentum).",
+    )
+    target = param.List(
+        default=list(TARGET_COLUMNS),
+        item_type=str,
+        doc="Target columns, energy first; the physics loss terms need the true energy and momentum.",
+    )
     energy_reference = param.String(
         default="vis_energy", doc="Scalar column the energy is predicted relative to ('' for none)."
     )
@@ -122,7 +224,9 @@ class EnergyConfig(TrainingConfig):
         doc="Give particles rotation-invariant momentum features in the frame of the direction reference.",
     )
     max_num_prongs = param.Integer(
-        default=20, bounds=(1, 200), doc="Particles kept per event (most energetic)."
+        default=20,
+        bounds=(1, 200),
+        doc="Particles kept per event (the most energetic); typical 10-40.",
     )
     loss_terms = param.List(
         default=[dict(t) for t in DEFAULT_LOSS],
@@ -134,26 +238,54 @@ class EnergyConfig(TrainingConfig):
         objects=list(WEIGHTERS),
         doc="Per-event training weights (the built-in sample is already flat in log E).",
     )
-    weight_kwargs = param.Dict(default={"bins": 50, "maxweight": 10.0}, doc="Arguments of the weighter.")
+    weight_kwargs = param.Dict(
+        default={"bins": 50, "maxweight": 10.0},
+        doc="Arguments of the weighter: bins, range, maxweight, minweight (one 'key: value' per line).",
+    )
     weight_column = param.String(default="", doc="Column holding weights when weight is 'column'.")
     column_map = param.Dict(
         default={},
         doc="Data-file column -> numl column, applied when a file is read (e.g. transformer_EE's "
         "Nu_Energy -> enu_truth; see TRANSFORMER_EE_COLUMNS).",
     )
-    d_model = param.Integer(default=64, bounds=(8, 1024), doc="Transformer width.")
-    nhead = param.Integer(default=4, bounds=(1, 64), doc="Attention heads (must divide d_model).")
-    num_layers = param.Integer(default=2, bounds=(1, 24), doc="Encoder layers.")
-    dim_feedforward = param.Integer(default=128, bounds=(8, 8192), doc="Feed-forward width per layer.")
-    dropout = param.Number(default=0.0, bounds=(0.0, 0.9), doc="Dropout in the encoder.")
-    eval_batch_size = param.Integer(default=8192, bounds=(8, 262144), doc="Validation and test batch size.")
-    weight_decay = param.Number(default=0.0, bounds=(0.0, 1.0), doc="AdamW weight decay.")
-    schedule = param.Selector(
-        default="cosine", objects=["constant", "cosine", "plateau"], doc="Learning-rate schedule."
+    d_model = param.Integer(
+        default=64, bounds=(8, 1024), doc="Transformer width (embedding size); typical 32-256."
     )
-    patience = param.Integer(default=5, bounds=(0, 1000), doc="Early-stopping patience in epochs (0: off).")
-    test_size = param.Number(default=0.2, bounds=(0.01, 0.9), doc="Fraction of events for the test set.")
-    valid_size = param.Number(default=0.05, bounds=(0.01, 0.9), doc="Fraction of events for validation.")
+    nhead = param.Integer(
+        default=4, bounds=(1, 64), doc="Attention heads (must divide d_model); typical 2-8."
+    )
+    num_layers = param.Integer(default=2, bounds=(1, 24), doc="Encoder layers; typical 1-6.")
+    dim_feedforward = param.Integer(
+        default=128, bounds=(8, 8192), doc="Feed-forward width per layer; typical 2-4 x d_model."
+    )
+    dropout = param.Number(
+        default=0.0, bounds=(0.0, 0.9), doc="Dropout in the encoder; typical 0-0.2 (0: off)."
+    )
+    eval_batch_size = param.Integer(
+        default=8192,
+        bounds=(8, 262144),
+        doc="Events per validation and test batch (memory only, no effect on the result).",
+    )
+    weight_decay = param.Number(
+        default=0.0, bounds=(0.0, 1.0), doc="AdamW weight decay; typical 0-0.01 (0: off)."
+    )
+    schedule = param.Selector(
+        default="cosine",
+        objects=["constant", "cosine", "plateau"],
+        doc="Learning-rate schedule: constant, cosine to zero over the epochs, or halved on a plateau.",
+    )
+    patience = param.Integer(
+        default=5,
+        bounds=(0, 1000),
+        doc="Early-stopping patience: epochs without a lower validation loss before training stops; "
+        "typical 3-10 (0: off).",
+    )
+    test_size = param.Number(
+        default=0.2, bounds=(0.01, 0.9), doc="Fraction of events for the test set; typical 0.1-0.3."
+    )
+    valid_size = param.Number(
+        default=0.05, bounds=(0.01, 0.9), doc="Fraction of events for validation; typical 0.05-0.1."
+    )
     baselines = param.Boolean(default=True, doc="Also evaluate the calorimetric estimator and a GBDT.")
     ablation = param.Boolean(
         default=False, doc="Also train an energy-only model with the same data and budget."

@@ -16,7 +16,56 @@ class UnfoldingConfig(TrainingConfig):
 
     ``seed`` fixes the sample, the MC/data split, the throws and the training; ``epochs``,
     ``batch_size``, ``learning_rate`` and ``patience`` are those of every classifier fit.
+    Presets: "quick look" (the dashboard's sizes, about a minute on a laptop) and "paper size" (the full
+    benchmark of ``benchmarks/unfolding.py``: 1.2 million events, 15 iterations of 5 trials, 100 throws).
     """
+
+    ESSENTIALS = (
+        "sample",
+        "data_file",
+        "n_events",
+        "fake_data",
+        "distributions",
+        "iterations",
+        "trials",
+        "n_throws",
+        "n_bootstrap",
+        "run_ibu",
+        "epochs",
+        "device",
+    )
+    LABELS = {
+        "sample": "Event sample",
+        "data_file": "Event file",
+        "n_events": "Events [MC + data]",
+        "fake_data": "Fake-data set",
+        "distributions": "Distributions",
+        "iterations": "OmniFold iterations",
+        "trials": "Trials per iteration",
+        "n_throws": "Systematic throws",
+        "n_bootstrap": "Bootstrap replicas",
+        "hidden_layers": "Hidden layers",
+        "hidden_units": "Units per hidden layer",
+        "patience": "Early-stopping patience [epochs]",
+        "weight_clip_max": "Weight-update clip (max)",
+        "warm_start": "Warm start from the previous iteration",
+        "stop_on_convergence": "Stop on convergence",
+        "run_ibu": "Also unfold with IBU",
+        "ibu_iterations": "IBU iterations",
+        "scheduler": "Dask scheduler",
+        "throws_per_task": "Throws per Dask task",
+    }
+    NAMED_PRESETS = {
+        "quick look": {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 5, "n_bootstrap": 5},
+        "paper size": {
+            "n_events": 1_200_000,
+            "iterations": 15,
+            "trials": 5,
+            "n_throws": 100,
+            "n_bootstrap": 10,
+            "batch_size": 10_000,
+        },
+    }
 
     sample = param.Selector(
         default="builtin",
@@ -30,37 +79,65 @@ class UnfoldingConfig(TrainingConfig):
     n_events = param.Integer(
         default=200_000,
         bounds=(2_000, 5_000_000),
-        doc="Events generated in total; half become MC, half (fake) data.",
+        doc="Events generated in total; half become MC, half (fake) data. Typical 50,000 (a quick look) "
+        "to 1.2 million (the full study).",
     )
     fake_data = param.Selector(
         default="dphit_shape",
         objects=list(nd280.FAKE_DATA_SETS),
-        doc="Reweighting that turns the data half into fake data.",
+        doc="Reweighting that turns the data half into fake data ('nominal': none, a closure test).",
     )
     distributions = param.ListSelector(
         default=list(DISTRIBUTIONS), objects=list(DISTRIBUTIONS), doc="Distributions unfolded and compared."
     )
-    iterations = param.Integer(default=15, bounds=(1, 50), doc="OmniFold iterations.")
-    trials = param.Integer(default=5, bounds=(1, 10), doc="Classifier trials averaged per iteration.")
-    n_throws = param.Integer(
-        default=20, bounds=(0, 200), doc="Systematic throws of the MC (flux, xsec, detector)."
+    iterations = param.Integer(
+        default=15, bounds=(1, 50), doc="OmniFold iterations; typical 3-5 for a look, 10-15 to converge."
     )
-    n_bootstrap = param.Integer(default=10, bounds=(0, 200), doc="Poisson bootstrap replicas of the data.")
-    hidden_layers = param.Integer(default=2, bounds=(1, 6), doc="Hidden layers of each classifier.")
-    hidden_units = param.Integer(default=100, bounds=(4, 1024), doc="Units per hidden layer.")
+    trials = param.Integer(
+        default=5,
+        bounds=(1, 10),
+        doc="Classifier trials averaged per iteration (their spread is the method's own uncertainty); "
+        "typical 1-5.",
+    )
+    n_throws = param.Integer(
+        default=20,
+        bounds=(0, 200),
+        doc="Systematic throws of the MC (flux, xsec, detector) behind the uncertainty bands; typical "
+        "10-100 (0: none).",
+    )
+    n_bootstrap = param.Integer(
+        default=10,
+        bounds=(0, 200),
+        doc="Poisson bootstrap replicas of the data (statistical uncertainty); typical 10-50 (0: none).",
+    )
+    hidden_layers = param.Integer(
+        default=2, bounds=(1, 6), doc="Hidden layers of each classifier; typical 2-3."
+    )
+    hidden_units = param.Integer(
+        default=100, bounds=(4, 1024), doc="Units per hidden layer of each classifier; typical 50-200."
+    )
     learning_rate = 2e-3
     batch_size = 5_000
     epochs = 10
-    patience = param.Integer(default=3, bounds=(1, 100), doc="Early-stopping patience in epochs.")
+    patience = param.Integer(
+        default=3,
+        bounds=(1, 100),
+        doc="Early-stopping patience: epochs without a lower validation loss before a fit stops; "
+        "typical 2-10.",
+    )
     weight_clip_max = param.Number(
-        default=100.0, bounds=(1.0, 1e6), doc="Upper clip of per-step weight updates."
+        default=100.0,
+        bounds=(1.0, 1e6),
+        doc="Upper clip of per-step weight updates (guards against a few huge weights); typical 10-1000.",
     )
     warm_start = param.Boolean(default=True, doc="Start each iteration's classifiers from the previous ones.")
     stop_on_convergence = param.Boolean(
         default=False, doc="Stop once the change between iterations falls below the trial spread."
     )
     run_ibu = param.Boolean(default=True, doc="Also unfold each distribution with IBU.")
-    ibu_iterations = param.Integer(default=4, bounds=(1, 100), doc="IBU iterations.")
+    ibu_iterations = param.Integer(
+        default=4, bounds=(1, 100), doc="IBU iterations (more: less prior bias, more variance); typical 2-8."
+    )
     scheduler = param.String(
         default="",
         doc="Dask scheduler for the OmniFold throws: empty trains them batched in this process, "

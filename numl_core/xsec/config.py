@@ -43,7 +43,65 @@ class XsecConfig(TrainingConfig):
     """Inputs of a cross-section fit (``run``) and of transfer learning (``transfer``).
 
     ``epochs`` are passes over the training points; AdamW with ``learning_rate`` decays by a cosine.
+    Presets: "quick look" (the dashboard's sizes, about a minute), "cpu" (the defaults, minutes on two
+    cores: :data:`PRESETS` ``cpu``) and "paper size" (the published study's network, :data:`PRESETS`
+    ``reference``: GPU scale).
     """
+
+    ESSENTIALS = (
+        "nucleus",
+        "data_file",
+        "split",
+        "members",
+        "inputs",
+        "depth",
+        "width",
+        "epochs",
+        "with_transfer",
+        "targets",
+        "device",
+    )
+    LABELS = {
+        "nucleus": "Target nucleus",
+        "data_file": "Data file",
+        "drop_invalid": "Drop invalid rows of the file",
+        "experiments": "Experiments (empty: all)",
+        "exclude_settings": "Settings left out",
+        "omega_min": "Lowest energy transfer ω [GeV]",
+        "drop_lowest": "Lowest-ω points dropped per setting",
+        "normalise_by": "Normalisation factors",
+        "split": "Held-out unit",
+        "test_fraction": "Test fraction",
+        "val_fraction": "Validation fraction",
+        "members": "Ensemble members",
+        "bootstrap": "Bootstrap each member's points",
+        "inputs": "Network inputs",
+        "depth": "Blocks (depth)",
+        "width": "Units per block (width)",
+        "batch_norm": "Batch normalisation",
+        "mc_dropout": "MC-dropout rate",
+        "mc_samples": "MC-dropout samples",
+        "grid_points": "Band points per setting",
+        "with_transfer": "Also transfer to other nuclei",
+        "targets": "Transfer target nuclei",
+        "target_file": "Transfer target file",
+        "target_binding": "Removal energy of the file's nucleus [GeV]",
+        "target_fermi_momentum": "Fermi momentum of the file's nucleus [GeV/c]",
+        "transfer_fraction": "Share of target points used",
+        "transfer_val_fraction": "Share of those for validation",
+        "transfer_lr_factors": "Learning-rate factors tried",
+        "finetune_blocks": "Blocks fine-tuned (0: all)",
+        "finetune_epochs": "Fine-tuning epochs",
+        "finetune_lr": "Fine-tuning learning rate",
+        "finetune_anchor": "Anchor to the pretrained weights",
+        "base_run": "Base run (transfer)",
+    }
+    LIST_OPTIONS = {"transfer_lr_factors": (0.1, 0.3, 1.0, 3.0, 10.0)}
+    NAMED_PRESETS = {
+        "quick look": {"members": 5, "epochs": 300, "mc_samples": 50, "finetune_epochs": 100},
+        "cpu": dict(PRESETS["cpu"]),
+        "paper size": dict(PRESETS["reference"]),
+    }
 
     epochs = 3000
     batch_size = 128
@@ -56,12 +114,20 @@ class XsecConfig(TrainingConfig):
     drop_invalid = param.Boolean(
         default=False, doc="Drop (and count) rows of a user's file with non-positive cross section or error."
     )
-    experiments = param.List(default=[], item_type=str, doc="Citation keys to use; empty: all.")
+    experiments = param.List(
+        default=[], item_type=str, doc="Citation keys of the experiments used; empty: all of the nucleus's."
+    )
     exclude_settings = param.List(
         default=[], item_type=str, doc="Setting labels ('citation, E=... GeV, theta=... deg') to leave out."
     )
-    omega_min = param.Number(default=0.0, bounds=(0.0, 5.0), doc="Lowest energy transfer kept [GeV].")
-    drop_lowest = param.Integer(default=1, bounds=(0, 10), doc="Lowest-omega points dropped per setting.")
+    omega_min = param.Number(
+        default=0.0, bounds=(0.0, 5.0), doc="Lowest energy transfer kept [GeV]; typical 0-0.05 (0: all)."
+    )
+    drop_lowest = param.Integer(
+        default=1,
+        bounds=(0, 10),
+        doc="Lowest-omega points dropped per setting (near threshold); typical 0-2.",
+    )
     normalise_by = param.Selector(
         default="experiment",
         objects=["experiment", "setting", "none"],
@@ -70,11 +136,19 @@ class XsecConfig(TrainingConfig):
     split = param.Selector(
         default="points", objects=["points", "settings"], doc="Hold out random points or whole settings."
     )
-    test_fraction = param.Number(default=0.1, bounds=(0.01, 0.5), doc="Share held out for testing.")
-    val_fraction = param.Number(
-        default=0.1, bounds=(0.0, 0.5), doc="Share of the rest used for validation (best-epoch choice)."
+    test_fraction = param.Number(
+        default=0.1, bounds=(0.01, 0.5), doc="Share held out for testing; typical 0.1-0.2."
     )
-    members = param.Integer(default=10, bounds=(1, 200), doc="Bootstrap replicas in the ensemble.")
+    val_fraction = param.Number(
+        default=0.1,
+        bounds=(0.0, 0.5),
+        doc="Share of the rest used for validation (best-epoch choice); typical 0.1.",
+    )
+    members = param.Integer(
+        default=10,
+        bounds=(1, 200),
+        doc="Bootstrap replicas in the ensemble (their spread is the uncertainty band); typical 5-50.",
+    )
     bootstrap = param.Boolean(default=True, doc="Resample each member's points (else: initialisation only).")
     inputs = param.Selector(
         default="scaling_log",
@@ -84,14 +158,24 @@ class XsecConfig(TrainingConfig):
         "what a model learns on one nucleus lines up on another; 'scaling_log' (log E, theta, omega / E, "
         "cos theta, log Q2, psi') extrapolates more gently to energies beyond the training data.",
     )
-    depth = param.Integer(default=4, bounds=(1, 20), doc="Blocks (linear, norm, SiLU, dropout).")
-    width = param.Integer(default=64, bounds=(4, 1024), doc="Units per block.")
+    depth = param.Integer(
+        default=4, bounds=(1, 20), doc="Blocks (linear, norm, SiLU, dropout); typical 4 (CPU) to 10 (paper)."
+    )
+    width = param.Integer(
+        default=64, bounds=(4, 1024), doc="Units per block; typical 64 (CPU) to 300 (paper)."
+    )
     batch_norm = param.Boolean(default=False, doc="Batch normalisation in every block.")
     mc_dropout = param.Number(
-        default=0.01, bounds=(0.0, 0.5), doc="Dropout of the MC-dropout network; 0 skips it."
+        default=0.01,
+        bounds=(0.0, 0.5),
+        doc="Dropout rate of the MC-dropout network; typical 0.01-0.1 (0 skips it).",
     )
-    mc_samples = param.Integer(default=100, bounds=(2, 10_000), doc="Dropout samples per prediction.")
-    grid_points = param.Integer(default=80, bounds=(10, 1000), doc="Omega points per setting in the bands.")
+    mc_samples = param.Integer(
+        default=100, bounds=(2, 10_000), doc="Dropout samples per prediction; typical 50-200."
+    )
+    grid_points = param.Integer(
+        default=80, bounds=(10, 1000), doc="Omega points per setting in the bands; typical 40-200."
+    )
     with_transfer = param.Boolean(
         default=False, doc="After the fit, also carry the model over to the target nuclei (as 'transfer')."
     )
@@ -117,7 +201,11 @@ class XsecConfig(TrainingConfig):
         "nucleus is 'file'); typical 0.17 (6Li) to 0.265 (208Pb) GeV/c. 0: the nucleus's value "
         "(measured by Moniz et al. 1971, else the nearest measured nucleus in A).",
     )
-    transfer_fraction = param.Number(default=0.1, bounds=(0.01, 0.9), doc="Share of a target's points used.")
+    transfer_fraction = param.Number(
+        default=0.1,
+        bounds=(0.01, 0.9),
+        doc="Share of a target's points used for fine-tuning (the rest score it); typical 0.05-0.3.",
+    )
     transfer_val_fraction = param.Number(
         default=0.25,
         bounds=(0.0, 0.5),
@@ -140,7 +228,9 @@ class XsecConfig(TrainingConfig):
         doc="Passes of fine-tuning (1500: on carbon -> O, Al, Ca, Fe with 2 seeds the summed held-out chi2 "
         "per point fell by a third against 300 passes, Ca by 30-50%; about 2-9 s on one CPU thread).",
     )
-    finetune_lr = param.Number(default=1e-3, bounds=(1e-7, 1.0), doc="Learning rate of fine-tuning.")
+    finetune_lr = param.Number(
+        default=1e-3, bounds=(1e-7, 1.0), doc="Learning rate of fine-tuning; typical 1e-4 to 3e-3."
+    )
     finetune_anchor = param.Number(
         default=0.0,
         bounds=(0.0, 1e6),
