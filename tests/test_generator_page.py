@@ -101,6 +101,7 @@ def test_generate_box_runs_the_sample_action_through_the_job_panel(shared, gener
     assert len(pd.read_csv(written)) == 120
     shown = box.panel.result_area.objects[0]
     assert "Wrote 120 events" in shown[0].object and box.panel.progress_bar.value == 1000
+    assert box.status.object.startswith("Done: Wrote 120 events")  # no longer "Writing ..."
     assert ctx.store.get(job.id).read_info()["action"] == "sample"
     # a second batch samples the same flow again (the panel now shows the sample job)
     assert box.sample_config().flow_file == generator_run.flow_file

@@ -209,6 +209,8 @@ class JobPanel(pn.viewable.Viewer):
         self.ctx = ctx
         self.config = config if config is not None else workflow.config_cls()
         self.on_result = on_result
+        self.on_finish: list[Callable[[Job], None]] = []
+        """Called with each job this panel shows when it ends (done, failed or cancelled)."""
         self.on_artefact = on_artefact
         self.period_ms = period_ms
         plots = workflow.live_plots
@@ -517,6 +519,8 @@ class JobPanel(pn.viewable.Viewer):
         self.load_button.disabled = False
 
     def _show_outcome(self, job: Job) -> None:
+        for callback in self.on_finish:
+            self._guarded(lambda callback=callback: callback(job), "reporting the end of the job")
         if job.state == "done":
 
             def show() -> None:

@@ -242,6 +242,8 @@ class GenerateBox(pn.viewable.Viewer):
             label="Generate events", color="primary", css_classes=["numl-generate"]
         )
         self.status = pn.pane.Markdown("", css_classes=["numl-generate-status"])
+        self._job_id: str | None = None
+        panel.on_finish.append(self._on_finish)
         self.button.on_click(lambda _e: self.start())
         self._layout = pn.Card(
             pn.Row(self.n_events, self.filename, self.mode, self.button),
@@ -275,6 +277,16 @@ class GenerateBox(pn.viewable.Viewer):
             self.status.object = "Not started: see the message above."
             return
         self.status.object = f"Writing {config.n_generate} events to `{job.config.output_file}` ..."
+        self._job_id = job.id
+
+    def _on_finish(self, job: Job) -> None:
+        """Replace the "Writing ..." line once this box's job has ended."""
+        if job.id != self._job_id:
+            return
+        if job.state == "done":
+            self.status.object = f"Done: {job.result.describe()}"
+        else:
+            self.status.object = f"Generating events {job.state}: see the job panel."
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
