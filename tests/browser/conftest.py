@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from app.context import ENV_DATA, ENV_RUNS
 from app.server import CHROMIUM, CHROMIUM_ARGS, base_url, launch, wait_live
@@ -196,10 +196,19 @@ class Dashboard:
         assert match, "metric readout missing"
         return int(match.group(1))
 
+    def field(self, name: str, part: str = "input") -> Locator:
+        """The ``part`` (an input, a select) of config field ``name``'s widget, found by its
+        ``numl-field-NAME`` class; a field of the form's collapsed Advanced card opens the card first."""
+        box = self.page.locator(f".numl-field-{name} {part}").first
+        if not box.is_visible():
+            self.page.locator(".numl-advanced .card-header").first.click()
+            box.wait_for(state="visible", timeout=10_000)
+        return box
+
     def set_fields(self, values: dict[str, str]) -> None:
         """Type config values into the job panel's widgets."""
         for name, value in values.items():
-            box = self.page.locator(f".numl-field-{name} input")
+            box = self.field(name)
             box.fill(value)
             box.press("Enter")
 

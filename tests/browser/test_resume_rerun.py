@@ -51,7 +51,7 @@ def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(serve
     page = dash.page
     dash.set_fields(TINY_ENERGY)
     for flag in ("baselines", "export"):  # no GBDT, no TorchScript export: training only
-        page.locator(f".numl-field-{flag} input").uncheck()
+        dash.field(flag).uncheck()
     dash.start()
     dash.wait_until(lambda: "running" in dash.state(), 60, "the job to run")
     dash.wait_until(lambda: dash.metric_points() > 0, 60, "the first epochs")
