@@ -299,14 +299,27 @@ class AppContext:
 def _bind_to_browser(token: str, signature: str) -> None:
     """Put ``token`` into the page URL and its signature into a cookie of this browser, once the page
     has loaded, and again for thirty seconds whenever the URL lacks it: the browser reports its own URL once
-    on connecting, which may arrive after the first update and undo it."""
+    on connecting, which may arrive after the first update and undo it.
+
+    The browser writes both itself when the page is ready, so the token reaches the address bar even when
+    Panel's Location model holds its URL update back (it waits for a document that is idle, and now and then
+    waited for good, leaving a link's foreign token in the URL); the server's updates keep the Location model
+    in step."""
     import panel as pn
     from bokeh.events import DocumentReady
     from bokeh.models import CustomJS
 
     cookie = f"{COOKIE_PREFIX}{token}={signature}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Strict"
     if pn.state.curdoc is not None:
-        pn.state.curdoc.js_on_event(DocumentReady, CustomJS(code=f"document.cookie = {cookie!r};"))
+        code = (
+            f"document.cookie = {cookie!r};"
+            "const url = new URL(window.location.href);"
+            f"if (url.searchParams.get({SESSION_QUERY!r}) !== {token!r}) {{"
+            f"  url.searchParams.set({SESSION_QUERY!r}, {token!r});"
+            "  window.history.replaceState(window.history.state, '', url.toString());"
+            "}"
+        )
+        pn.state.curdoc.js_on_event(DocumentReady, CustomJS(code=code))
 
     def write_token() -> None:
         location = pn.state.location

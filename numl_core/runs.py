@@ -6,9 +6,12 @@ Layout of a run directory::
         config.json      the workflow config (exact JSON round-trip)
         run.json         state, timings, versions, workflow name, action, and the device the job ran on
                          ("device": "cpu", "cuda", ...; "torch_threads"); a resumed run counts "resumes",
-                         a rerun names its original in "rerun_of"
+                         a rerun names its original in "rerun_of"; a saved result adds its "result_type"
+                         and its "headline" metrics ({name: number}, see numl_core.results)
         run.lock         held (flock) by the process that runs it; a run whose lock is free is not live
         metrics.jsonl    one JSON record per metric, append-only
+        notes.json       the user's tags and free-text note ({"tags": [...], "note": "..."}); optional,
+                         editable at any time, never written by a job
         checkpoints/     torch state dicts (``NAME.pt``), loaded with ``weights_only=True``
         results/         arrays (``arrays.npz``), tables (``NAME.parquet``), scalars (``scalars.json``)
 
@@ -19,6 +22,12 @@ A process that runs a job holds an exclusive ``flock`` on ``run.lock`` for the j
 releases it when the process ends, however it ends. So a run whose ``run.json`` says ``running`` or
 ``queued`` but whose lock is free was left behind by a process that is gone: it lists as
 ``interrupted`` and can be resumed, and no two processes (or two jobs) ever run the same folder.
+
+Tags and notes live in their own file, so editing them never races a job writing ``run.json`` and never
+touches a run's results. Deleting a run (:meth:`RunStore.delete`) needs an explicit confirmation and moves
+its folder into ``<root>/.trash/`` with one rename: the run leaves every listing at once, nothing outside
+the runs root is touched, and until ``.trash`` is emptied by hand a run is restored by moving its folder
+back into the root.
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +55,16 @@ LIVE_STATES = ("queued", "running")
 """States in which ``run.json`` claims a live owner; without one the run is ``interrupted``."""
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+NOTES_FILE = "notes.json"
+TRASH = ".trash"
+"""The folder inside the runs root that deleted runs are moved to."""
+MAX_TAG_CHARS = 40
+MAX_TAGS = 20
+MAX_NOTE_CHARS = 10_000
+TAG_RULE = (
+    f"a tag is 1 to {MAX_TAG_CHARS} characters without commas or line breaks, at most {MAX_TAGS} per run"
+)
 
 
 def default_runs_root() -> Path:
@@ -120,6 +140,64 @@ class DamagedRun(ValueError):
 
 class RunLocked(RuntimeError):
     """The run is being run by a live job (another process, or another job of this one)."""
+
+
+class BadTag(ValueError):
+    """A tag that is empty, too long, or holds a comma or a line break (or too many tags)."""
+
+
+class BadNote(ValueError):
+    """A note that is not text or is longer than :data:`MAX_NOTE_CHARS`."""
+
+
+class DeleteNotConfirmed(RuntimeError):
+    """:meth:`RunStore.delete` was called without ``confirm=True``."""
+
+
+@dataclass(frozen=True)
+class RunNotes:
+    """A run's tags (short strings, in the order given, no repeats) and free-text note."""
+
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as one comma-separated line; blanks around and between commas are dropped.
+
+    >>> parse_tags(" baseline, lr scan ,, v2 ")
+    ['baseline', 'lr scan', 'v2']
+    """
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def check_tags(run_id: str, tags: Iterable[Any]) -> tuple[str, ...]:
+    """The tags stripped and without repeats, or :class:`BadTag` naming the run and the tag.
+
+    >>> check_tags("r1", ["a", " b ", "a"])
+    ('a', 'b')
+    """
+    if isinstance(tags, str):
+        raise BadTag(f"run {run_id!r}: tags must be a list of strings, not one string ({tags!r})")
+    out: list[str] = []
+    for i, tag in enumerate(tags, 1):
+        text = tag.strip() if isinstance(tag, str) else None
+        if not text or len(text) > MAX_TAG_CHARS or "," in text or any(ord(c) < 32 for c in text):
+            raise BadTag(f"run {run_id!r}: tag {i} ({tag!r}) is not valid; {TAG_RULE}")
+        if text not in out:
+            out.append(text)
+    if len(out) > MAX_TAGS:
+        raise BadTag(f"run {run_id!r}: {len(out)} tags given; {TAG_RULE}")
+    return tuple(out)
+
+
+def check_note(run_id: str, note: Any) -> str:
+    """The note, or :class:`BadNote` naming the run: text of at most :data:`MAX_NOTE_CHARS` characters."""
+    if not isinstance(note, str):
+        raise BadNote(f"run {run_id!r}: the note must be text, not {type(note).__name__}")
+    if len(note) > MAX_NOTE_CHARS:
+        raise BadNote(f"run {run_id!r}: the note has {len(note)} characters; at most {MAX_NOTE_CHARS}")
+    return note
 
 
 class RunLock:
@@ -207,6 +285,29 @@ class RunDir:
     def read_config_dict(self) -> dict[str, Any]:
         return json.loads((self.path / "config.json").read_text())
 
+    # -- tags and note -------------------------------------------------------------------
+    def read_notes(self) -> RunNotes:
+        """The run's tags and note (none for a run without ``notes.json``); :class:`DamagedRun` if the
+        file cannot be read as tags and a note."""
+        path = self.path / NOTES_FILE
+        if not path.exists():
+            return RunNotes()
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            return RunNotes(
+                check_tags(self.id, data.get("tags", [])), check_note(self.id, data.get("note", ""))
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, ValueError) as exc:
+            raise DamagedRun(f"{path}: not a JSON object of tags and a note ({exc})") from exc
+
+    def write_notes(self, tags: Iterable[str], note: str = "") -> RunNotes:
+        """Replace the run's tags and note (validated: :class:`BadTag`, :class:`BadNote`), atomically; the
+        run's state, config, metrics and results are not touched, so a finished or running run can be
+        tagged."""
+        notes = RunNotes(check_tags(self.id, tags), check_note(self.id, note))
+        atomic_write_json(self.path / NOTES_FILE, {"tags": list(notes.tags), "note": notes.note})
+        return notes
+
     # -- metrics -------------------------------------------------------------------------
     def append_metric(self, record: dict[str, Any]) -> None:
         """Append one record to ``metrics.jsonl`` (one line, flushed)."""
@@ -287,21 +388,24 @@ class RunDir:
                 df.to_parquet(fh, index=False)
         atomic_write_json(res / "scalars.json", scalars)
 
-    def load_result(self) -> dict[str, Any]:
-        """Reload a saved result (no pickles: ``allow_pickle=False``)."""
+    def load_result(self, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Reload a saved result (no pickles: ``allow_pickle=False``); with ``only``, its scalars and just
+        the arrays and tables named there (a cheap partial read)."""
         res = self.path / "results"
         if not res.exists():
             raise FileNotFoundError(
                 f"{self.path}: run has no results (state: {self.read_info().get('state')})"
             )
+        wanted = (lambda name: True) if only is None else (lambda name: name in only)
         out: dict[str, Any] = {}
         if (res / "scalars.json").exists():
             out.update(json.loads((res / "scalars.json").read_text()))
-        if (res / "arrays.npz").exists():
+        if (res / "arrays.npz").exists() and (only is None or only):
             with np.load(res / "arrays.npz", allow_pickle=False) as z:
-                out.update({k: z[k] for k in z.files})
+                out.update({k: z[k] for k in z.files if wanted(k)})
         for p in sorted(res.glob("*.parquet")):
-            out[p.stem] = pd.read_parquet(p)
+            if wanted(p.stem):
+                out[p.stem] = pd.read_parquet(p)
         return out
 
 
@@ -331,12 +435,49 @@ class RunStore:
 
     def get(self, run_id: str) -> RunDir:
         """An existing run by id; ids with path separators or '..' are refused."""
-        if not _RUN_ID.match(run_id) or run_id in {".", ".."}:
+        if not _RUN_ID.match(run_id) or run_id in {".", "..", TRASH}:
             raise ValueError(f"invalid run id {run_id!r}")
         run = RunDir(self.root / run_id)
         if not run.info_path.exists():
             raise FileNotFoundError(f"no run {run_id!r} in {self.root}")
         return run
+
+    @property
+    def trash(self) -> Path:
+        """Where deleted runs go: ``<root>/.trash``."""
+        return self.root / TRASH
+
+    def delete(self, run_id: str, confirm: bool = False) -> Path:
+        """Delete run ``run_id``: move its folder into :attr:`trash` with one rename; return its new path.
+
+        Refused unless ``confirm`` is True (:class:`DeleteNotConfirmed`), for a run a live job holds
+        (:class:`RunLocked`; the lock is held during the move, so no job can start on it meanwhile), and for
+        an id that is not a run folder directly inside the root (``ValueError``, ``FileNotFoundError``).
+        """
+        if confirm is not True:
+            raise DeleteNotConfirmed(f"deleting run {run_id!r} needs an explicit confirmation (confirm=True)")
+        run = self.get(run_id)
+        if run.path.is_symlink() or run.path.resolve().parent != self.root:
+            raise ValueError(f"run {run_id!r} is not a folder inside {self.root}; numl deletes only those")
+        try:
+            lock = run.acquire_lock()
+        except RunLocked:
+            raise RunLocked(f"run {run_id!r} is being run by a live job; cancel it before deleting") from None
+        try:
+            target = self._trash_slot(run_id)
+            os.rename(run.path, target)
+        finally:
+            lock.release()
+        return target
+
+    def _trash_slot(self, run_id: str) -> Path:
+        """A free path for ``run_id`` in the trash (``ID``, else ``ID-2``, ``ID-3``...)."""
+        self.trash.mkdir(exist_ok=True)
+        target, n = self.trash / run_id, 1
+        while target.exists():
+            n += 1
+            target = self.trash / f"{run_id}-{n}"
+        return target
 
     def list(self, workflow: str | None = None) -> list[dict[str, Any]]:
         """``run.json`` of every run, newest first, optionally for one workflow.

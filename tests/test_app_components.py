@@ -19,9 +19,9 @@ import param
 import pytest
 from bokeh.document import Document
 
-from app.components.job_panel import JobPanel, UploadBox, config_widgets, confine_paths, path_fields
+from app.components.job_panel import JobPanel, UploadBox, confine_paths, path_fields
 from app.components.live_curve import LiveCurves, group_records, plot_key, series_key
-from app.components.run_browser import SCOPES, RunBrowser, config_diff
+from app.components.run_browser import DEFAULT_SCOPE, SCOPES, RunBrowser
 from app.context import AppContext, Settings, Shared, new_token, valid_token
 from app.main import create_app, page_specs
 from app.pages import unfolding
@@ -190,11 +190,11 @@ def test_metrics_grouped_to_none_are_counted_but_not_drawn() -> None:
 
 
 # -- job panel ------------------------------------------------------------------------------------------
-def test_config_widgets_are_typed_boxes_with_field_classes() -> None:
-    specs = config_widgets(TinyConfig)
-    assert specs["steps"]["type"] is pn.widgets.IntInput
-    assert specs["rate"]["type"] is pn.widgets.FloatInput
-    assert specs["data_file"]["css_classes"] == ["numl-field-data_file"]
+def test_config_widgets_are_typed_boxes_with_field_classes(shared: Shared) -> None:
+    widgets = JobPanel(TINY, make_ctx(shared), config=TinyConfig()).form.widgets
+    assert isinstance(widgets["steps"], pn.widgets.IntInput)
+    assert isinstance(widgets["rate"], pn.widgets.FloatInput)
+    assert widgets["data_file"].css_classes == ["numl-field-data_file"]
     assert path_fields(TinyConfig) == ["data_file"]
 
 
@@ -389,6 +389,7 @@ def test_job_panel_refuses_to_resume_a_done_run_and_loads_configs_into_the_form(
     older = ctx.store.create("tiny", TinyConfig(steps=5, rate=0.125))
     assert panel.load_config(older.id)
     assert (panel.config.steps, panel.config.rate) == (5, 0.125)
+    assert panel.form.widgets["steps"].value == 5  # the form shows the loaded config
     assert older.id in panel.form_note.object and panel.job is job  # nothing started
     assert panel.load_config() and panel.config.steps == 2  # the shown job's own config
 
@@ -403,15 +404,18 @@ def test_sessions_see_only_their_own_jobs(shared: Shared, gate: Gate) -> None:
     assert panel_b.job is None and b.jobs() == [] and a.jobs() == [job]
     assert a.owns(job.id) and not b.owns(job.id)
     browser_b = RunBrowser(b)
-    assert browser_b.table.value.empty
-    browser_b.scope.value = SCOPES[1]
+    assert browser_b.scope.value == DEFAULT_SCOPE == "All runs"
     assert browser_b.table.value.empty  # still running in another session: hidden
     for _ in range(7):
         gate.step()
     assert job.wait(TIMEOUT) == "done"
     browser_b.refresh()
     assert browser_b.table.value["id"].tolist() == [job.id]  # finished runs are shared history
+    browser_b.scope.value = SCOPES[0]
+    assert browser_b.table.value.empty  # but not this session's own
     browser_a = RunBrowser(a)
+    assert browser_a.table.value["id"].tolist() == [job.id]
+    browser_a.scope.value = SCOPES[0]
     assert browser_a.table.value["id"].tolist() == [job.id]
 
 
@@ -432,34 +436,6 @@ def test_reload_reattaches_and_closing_keeps_jobs_running(shared: Shared, gate: 
 
 
 # -- run browser ----------------------------------------------------------------------------------------
-def test_run_browser_reopens_results_and_compares_runs(shared: Shared) -> None:
-    ctx = make_ctx(shared)
-    shown: list[dict[str, Any]] = []
-    browser = RunBrowser(ctx, result_views={"tiny": lambda r: shown.append(r) or pn.pane.Markdown("drawn")})
-    jobs = [ctx.submit(TINY, TinyConfig(steps=s)) for s in (2, 3)]
-    assert [j.wait(TIMEOUT) for j in jobs] == ["done", "done"]
-    browser.refresh()
-    frame = browser.table.value
-    assert set(frame["id"]) == {j.id for j in jobs} and set(frame["state"]) == {"done"}
-    browser.table.selection = [0]
-    assert len(shown) == 1 and shown[0]["n"] in (2, 3) and isinstance(shown[0]["table"], pd.DataFrame)
-    browser.table.selection = [0, 1]
-    view = browser.detail[0]
-    diff = view[1].value
-    assert diff.iloc[0].to_dict() == {
-        "field": "steps",
-        "A": str(shown[0]["n"]),
-        "B": str(5 - shown[0]["n"]),
-        "differs": True,
-    }
-    render(view)
-
-
-def test_config_diff_puts_differences_first() -> None:
-    frame = config_diff({"a": 1, "b": [1, 2]}, {"a": 1, "b": [1, 3], "c": True})
-    assert frame["field"].tolist() == ["b", "c", "a"] and frame["differs"].tolist() == [True, True, False]
-
-
 def test_run_browser_reattaches_a_running_job_to_its_page(shared: Shared, gate: Gate) -> None:
     ctx = make_ctx(shared)
     job = ctx.submit(TINY, TinyConfig(steps=7))

@@ -243,7 +243,7 @@ def test_a_finished_job_leaves_a_compact_metrics_file(tmp_path):
 
 
 def test_the_runs_tab_lists_damaged_and_odd_runs(tmp_path):
-    from app.components.run_browser import runs_frame
+    from numl_core.run_index import runs_table
 
     store = RunStore(tmp_path)
     good = store.create("unfold", None)
@@ -251,9 +251,9 @@ def test_the_runs_tab_lists_damaged_and_odd_runs(tmp_path):
     odd = store.create("energy", None)
     odd.update_info({"created_at": "yesterday", "started_at": "noon", "finished_at": [1], "label": 5})
     (store.create("xsec", None).path / "run.json").write_bytes(b"\xff")
-    frame = runs_frame(store.list())
+    frame = runs_table(store, {})
     assert len(frame) == 3 and set(frame["state"]) >= {"done", "damaged"}
-    assert frame.loc[frame["id"] == good.id, "seconds"].item() == 2.0
+    assert frame.loc[frame["id"] == good.id, "duration"].item() == 2.0
     assert frame.loc[frame["id"] == odd.id, "created"].item() == ""
 
 

@@ -78,6 +78,7 @@ def _dash(series: str) -> str:
 
 
 def _curve(data: pd.DataFrame, label: str) -> hv.Curve:
+    use_bokeh()  # styling options need a plotting backend, even before any plot was drawn
     return hv.Curve(data, "step", "value", label=label).opts(line_dash=_dash(label))
 
 

@@ -1,11 +1,17 @@
-"""The run browser: list stored runs, inspect one, compare two, reattach to a running one, and resume,
-rerun or open the config of one on its workflow's page.
+"""The run browser: a sortable, filterable table of stored runs; inspect, tag, annotate, delete and compare
+them, reattach to a running one, and resume, rerun or open the config of one on its workflow's page.
 
-Runs are read from the :class:`~numl_core.runs.RunStore` on disk, so runs from earlier
-server processes, the CLI and notebooks appear too. Results are reloaded with
-:meth:`RunDir.load_result` (no retraining). By default the list shows this session's runs;
-"All runs" adds every stored run except jobs that another live session is still running.
-Resume, Rerun and "Open config in form" hand the ticked run to its workflow page's job panel
+Runs are read from the :class:`~numl_core.runs.RunStore` on disk, so runs from earlier server processes, the
+CLI and notebooks appear too; the table is :func:`numl_core.run_index.runs_table` (workflow, state, device,
+duration, tags, note and the headline metrics of each run). By default it shows "All runs": every stored run
+except jobs that another live session is still running; "This session" shows the runs this browser session
+started. Results are reloaded with :meth:`RunDir.load_result` (no retraining).
+
+Ticking one run shows it, with its tags and note to edit; ticking two or more and pressing Compare shows
+the config fields in which they differ, their metric curves overlaid (each labelled by its run id) and, for
+runs of one workflow, their headline metrics side by side. Delete asks for a second click ("Really delete")
+before it moves the ticked runs' folders to the runs root's ``.trash`` (:meth:`RunStore.delete`). Resume,
+Rerun and "Open config in form" hand the ticked run to its workflow page's job panel
 (:meth:`~app.components.job_panel.JobPanel.resume` and friends), which shows the job or the reason it was
 refused.
 """
@@ -13,86 +19,59 @@ refused.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
+from bokeh.models.widgets.tables import NumberFormatter
 
 from app.components.job_panel import error_view, result_summary
-from app.components.live_curve import plot_key, series_key, static_curves
+from app.components.live_curve import (
+    group_records,
+    plot_key,
+    plot_pane,
+    series_key,
+    static_curves,
+    static_overlay,
+)
 from numl_core.jobs import FINAL_STATES, Job
 from numl_core.resume import RESUMABLE_STATES
-from numl_core.runs import RunDir
+from numl_core.run_index import (
+    COLUMNS,
+    config_diff,
+    filter_runs,
+    headline_metrics,
+    headline_table,
+    metric_columns,
+    runs_table,
+    split_tags,
+)
+from numl_core.runs import TRASH, BadNote, BadTag, DamagedRun, RunDir, RunLocked, parse_tags
 
 if TYPE_CHECKING:
     from app.context import AppContext
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["id", "workflow", "label", "state", "created", "started", "finished", "seconds"]
 SCOPES = ("This session", "All runs")
+DEFAULT_SCOPE = SCOPES[1]
+MAX_COMPARE = 8
+"""The most runs one comparison shows (their curves share each plot)."""
+ANY = ""
+"""The value of a filter that keeps every run."""
+NUMBER = NumberFormatter(format="0.[0000]")
+HINT = "*Tick one run to inspect it, or two or more and press Compare.*"
 
 
-def _time(value: Any) -> float | None:
-    """A timestamp from ``run.json``, or None for a missing or malformed one (a damaged file)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11
-    return float(value) if ok else None
-
-
-def _clock(t: Any) -> str:
-    t = _time(t)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
-
-
-def runs_frame(infos: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run (``run.json`` contents), newest first, with readable times.
-
-    >>> runs_frame([{"id": "r1", "workflow": "unfold", "state": "done", "started_at": 10.0,
-    ...              "finished_at": 12.5}])[["id", "state", "seconds"]].to_dict("records")
-    [{'id': 'r1', 'state': 'done', 'seconds': 2.5}]
-    """
-    rows = []
-    for info in infos:
-        start, end = _time(info.get("started_at")), _time(info.get("finished_at"))
-        rows.append(
-            {
-                "id": str(info.get("id", "")),
-                "workflow": str(info.get("workflow", "")),
-                "label": str(info.get("label", "")),
-                "state": str(info.get("state", "")),
-                "created": _clock(info.get("created_at")),
-                "started": _clock(start),
-                "finished": _clock(end),
-                "seconds": round(end - start, 1) if start and end else None,
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
-    """Fields of two configs side by side, differing fields first.
-
-    >>> config_diff({"x": 1, "y": 2}, {"x": 1, "y": 3})[["field", "differs"]].to_dict("records")
-    [{'field': 'y', 'differs': True}, {'field': 'x', 'differs': False}]
-    """
-    fields = list(dict.fromkeys([*a, *b]))
-    rows = [
-        {
-            "field": f,
-            names[0]: str(a.get(f, "")),
-            names[1]: str(b.get(f, "")),
-            "differs": a.get(f) != b.get(f),
-        }
-        for f in fields
-    ]
-    frame = pd.DataFrame(rows, columns=["field", *names, "differs"])
-    return frame.sort_values("differs", ascending=False, kind="stable").reset_index(drop=True)
+def _choices(label: str, values: list[str], current: str) -> dict[str, str]:
+    """Options of a filter: "any ..." and the values present (plus the current one, so it is not lost)."""
+    present = sorted({v for v in values if v} | ({current} if current else set()))
+    return {f"any {label}": ANY, **{v: v for v in present}}
 
 
 class RunBrowser(pn.viewable.Viewer):
-    """Table of runs plus a detail view of the selected run (one) or a comparison (two).
+    """Table of runs plus a detail view of the selected run (one) or a comparison (two or more).
 
     ``result_views`` maps a workflow name to a function drawing its result dict; others get
     a generic summary. ``on_reattach(job, workflow)`` shows a running job of this session on
@@ -113,25 +92,16 @@ class RunBrowser(pn.viewable.Viewer):
         self.result_views = dict(result_views or {})
         self.on_reattach = on_reattach
         self.open_page = open_page
-        self.scope = pn.widgets.RadioButtonGroup(options=list(SCOPES), value=SCOPES[0], color="light")
-        self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
-        self.reattach_button = pn.widgets.Button(
-            label="Show running job on its page",
-            color="primary",
-            visible=False,
-            css_classes=["numl-reattach"],
-        )
-        self.resume_button = pn.widgets.Button(label="Resume", css_classes=["numl-run-resume"])
-        self.rerun_button = pn.widgets.Button(label="Rerun", css_classes=["numl-run-rerun"])
-        self.open_config_button = pn.widgets.Button(
-            label="Open config in form", css_classes=["numl-run-open-config"]
-        )
-        self.run_actions = pn.Row(
-            self.resume_button, self.rerun_button, self.open_config_button, visible=False
-        )
-        self.action_note = pn.pane.Markdown("", css_classes=["numl-run-action-note"])
+        self._all = runs_table(ctx.store, {}, [])
+        self._shown: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # ticked ids and their states
+        self._comparing = False  # Compare was pressed for the ticked runs
+        self._refreshing = False
+        self._pending_delete: list[str] = []
+        self._make_filters()
+        self._make_actions()
+        self._make_notes_editor()
         self.table = pn.widgets.Tabulator(
-            runs_frame([]),
+            self._all,
             selectable="checkbox",
             disabled=True,
             show_index=False,
@@ -140,24 +110,18 @@ class RunBrowser(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["numl-runs-table"],
         )
-        self.detail = pn.Column(
-            pn.pane.Markdown("*Tick one run to inspect it, or two to compare them.*"),
-            sizing_mode="stretch_width",
-        )
-        self.scope.param.watch(lambda _e: self.refresh(), "value")
-        self.refresh_button.on_click(lambda _e: self.refresh())
-        self.reattach_button.on_click(lambda _e: self.reattach_selected())
-        self.resume_button.on_click(lambda _e: self.resume_selected())
-        self.rerun_button.on_click(lambda _e: self.rerun_selected())
-        self.open_config_button.on_click(lambda _e: self.open_config_selected())
+        self.detail = pn.Column(pn.pane.Markdown(HINT), sizing_mode="stretch_width")
         self.table.param.watch(lambda _e: self.show_selection(), "selection")
         self._layout = pn.Column(
             pn.pane.Markdown(f"## Runs\nStored in `{ctx.store.root}`."),
-            pn.Row(self.scope, self.refresh_button),
+            pn.Row(self.scope, self.workflow_filter, self.state_filter, self.tag_filter, self.refresh_button),
             self.table,
             self.reattach_button,
             self.run_actions,
+            self.selection_actions,
+            self.delete_confirm,
             self.action_note,
+            self.notes_editor,
             self.detail,
             sizing_mode="stretch_width",
         )
@@ -167,7 +131,73 @@ class RunBrowser(pn.viewable.Viewer):
             pn.state.onload(callback.start)
             ctx.on_close(callback.stop)
 
-    # -- listing -----------------------------------------------------------------------------
+    # -- widgets -------------------------------------------------------------------------------
+    def _make_filters(self) -> None:
+        """The scope buttons, the workflow, state and tag filters and Refresh."""
+        self.scope = pn.widgets.RadioButtonGroup(options=list(SCOPES), value=DEFAULT_SCOPE, color="light")
+        self.workflow_filter = self._filter("workflow")
+        self.state_filter = self._filter("state")
+        self.tag_filter = self._filter("tag")
+        self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
+        self.scope.param.watch(lambda _e: self.refresh(), "value")
+        self.refresh_button.on_click(lambda _e: self.refresh())
+
+    def _filter(self, label: str) -> pn.widgets.Select:
+        select = pn.widgets.Select(
+            options=_choices(label, [], ANY), value=ANY, width=180, css_classes=[f"numl-runs-filter-{label}"]
+        )
+        select.param.watch(lambda _e: self.refresh(), "value")
+        return select
+
+    def _make_actions(self) -> None:
+        """Buttons for the ticked runs: reattach, resume, rerun, open config; compare and delete."""
+        self.reattach_button = _button(
+            "Show running job on its page",
+            "numl-reattach",
+            self.reattach_selected,
+            color="primary",
+            visible=False,
+        )
+        self.resume_button = _button("Resume", "numl-run-resume", self.resume_selected)
+        self.rerun_button = _button("Rerun", "numl-run-rerun", self.rerun_selected)
+        self.open_config_button = _button(
+            "Open config in form", "numl-run-open-config", self.open_config_selected
+        )
+        self.run_actions = pn.Row(
+            self.resume_button, self.rerun_button, self.open_config_button, visible=False
+        )
+        self.compare_button = _button(
+            "Compare", "numl-run-compare", self.compare_selected, color="primary", disabled=True
+        )
+        self.delete_button = _button("Delete…", "numl-run-delete", self.ask_delete, disabled=True)
+        self.selection_actions = pn.Row(self.compare_button, self.delete_button)
+        self.delete_question = pn.pane.Markdown("", css_classes=["numl-run-delete-question"])
+        self.really_delete_button = _button(
+            "Really delete", "numl-run-really-delete", self.delete_confirmed, color="danger"
+        )
+        self.keep_button = _button("Keep them", "numl-run-keep", self.cancel_delete)
+        self.delete_confirm = pn.Row(
+            self.delete_question, self.really_delete_button, self.keep_button, visible=False
+        )
+        self.action_note = pn.pane.Markdown("", css_classes=["numl-run-action-note"])
+
+    def _make_notes_editor(self) -> None:
+        """Tags and note of the one ticked run, with Save."""
+        self.tags_input = pn.widgets.TextInput(
+            label="Tags (comma-separated)", placeholder="baseline, lr scan", css_classes=["numl-run-tags"]
+        )
+        self.note_input = pn.widgets.TextAreaInput(
+            label="Note", height=80, sizing_mode="stretch_width", css_classes=["numl-run-note"]
+        )
+        self.save_notes_button = _button("Save tags and note", "numl-run-save-notes", self.save_notes)
+        self.notes_editor = pn.Column(
+            pn.Row(self.tags_input, self.save_notes_button),
+            self.note_input,
+            visible=False,
+            sizing_mode="stretch_width",
+        )
+
+    # -- listing -------------------------------------------------------------------------------
     def visible_runs(self) -> list[dict[str, Any]]:
         """``run.json`` of the runs this session may see in the current scope."""
         infos = self.ctx.store.list()
@@ -181,33 +211,67 @@ class RunBrowser(pn.viewable.Viewer):
         return owner not in (None, self.ctx.token) and job is not None and not job.done
 
     def refresh(self) -> None:
-        """Re-read the run store; keep the selection by run id."""
-        frame = runs_frame(self.visible_runs())
+        """Re-read the run store, update the filters' choices and show the rows they keep; the ticked runs
+        stay ticked (by run id)."""
+        self._all = runs_table(self.ctx.store, self.ctx.workflows(), self.visible_runs())
+        self._update_choices()
+        frame = filter_runs(
+            self._all, self.workflow_filter.value, self.state_filter.value, self.tag_filter.value
+        )
         if frame.equals(self.table.value):
             return
         selected = set(self.selected_ids())
-        self.table.value = frame
-        self.table.selection = [i for i, rid in enumerate(frame["id"]) if rid in selected]
-        self._enable_run_actions()
+        self._refreshing = True  # the table's own selection updates in between are not the user's
+        try:
+            self.table.formatters = {c: NUMBER for c in ["duration", *metric_columns(frame)]}
+            self.table.value = frame
+            self.table.selection = [i for i, rid in enumerate(frame["id"]) if rid in selected]
+        finally:
+            self._refreshing = False
+        self.show_selection()
+
+    def _update_choices(self) -> None:
+        """Offer the workflows, states and tags of the runs in scope in the filters."""
+        tags = [t for cell in self._all["tags"] for t in split_tags(cell)]
+        for select, label, values in (
+            (self.workflow_filter, "workflow", self._all["workflow"].tolist()),
+            (self.state_filter, "state", self._all["state"].tolist()),
+            (self.tag_filter, "tag", tags),
+        ):
+            options = _choices(label, values, select.value)
+            if options != select.options:
+                select.options = options
 
     def selected_ids(self) -> list[str]:
         ids = self.table.value["id"].tolist()
         return [ids[i] for i in self.table.selection if i < len(ids)]
 
-    # -- detail views ------------------------------------------------------------------------
+    # -- detail views --------------------------------------------------------------------------
     def show_selection(self) -> None:
-        ids = self.selected_ids()
+        """Show the one ticked run (and its tags and note), or offer Compare for several. A refresh that
+        leaves the ticked runs and their states as they were keeps the view (and any unsaved typing)."""
+        if self._refreshing:
+            return
+        ids = tuple(self.selected_ids())
+        states = tuple(self.table.value.set_index("id").loc[list(ids), "state"]) if ids else ()
+        if ids != self._shown[0]:
+            self._comparing = False
+            self.cancel_delete()
+            self.action_note.object = ""
+            self._load_notes(list(ids))
+        elif states == self._shown[1]:
+            return
+        self._shown = (ids, states)
         self.reattach_button.visible = len(ids) == 1 and self._own_active_job(ids[0]) is not None
-        self.action_note.object = ""
         self._enable_run_actions()
         if len(ids) == 1:
             self.detail[:] = [self.run_view(ids[0])]
-        elif len(ids) == 2:
-            self.detail[:] = [self.compare_view(ids[0], ids[1])]
+        elif ids and self._comparing:
+            self.detail[:] = [self.compare_view(list(ids))]
         elif ids:
-            self.detail[:] = [pn.pane.Markdown("*Tick at most two runs to compare them.*")]
+            self.detail[:] = [pn.pane.Markdown(f"*{len(ids)} runs ticked: press Compare to compare them.*")]
         else:
-            self.detail[:] = [pn.pane.Markdown("*Tick one run to inspect it, or two to compare them.*")]
+            self.detail[:] = [pn.pane.Markdown(HINT)]
 
     def _run(self, run_id: str) -> RunDir:
         return self.ctx.store.get(run_id)
@@ -249,31 +313,118 @@ class RunBrowser(pn.viewable.Viewer):
             log.exception("cannot show result of %s", run.id)
             return error_view(f"**Cannot show the result of {run.id}:** {type(exc).__name__}: {exc}")
 
-    def compare_view(self, a: str, b: str) -> pn.viewable.Viewable:
-        """Config differences and overlaid metric curves of two runs."""
+    # -- compare -------------------------------------------------------------------------------
+    def compare_selected(self) -> bool:
+        """Show the comparison of the ticked runs (2 to :data:`MAX_COMPARE`); True when shown."""
+        ids = self.selected_ids()
+        if not 2 <= len(ids) <= MAX_COMPARE:
+            self.action_note.object = f"**Tick 2 to {MAX_COMPARE} runs to compare them** ({len(ids)} ticked)."
+            return False
+        self.action_note.object = ""
+        self._comparing = True
+        self.detail[:] = [self.compare_view(ids)]
+        return True
+
+    def compare_view(self, ids: list[str]) -> pn.viewable.Viewable:
+        """The config fields in which runs ``ids`` differ (one column per run), their metric curves overlaid
+        (labelled by run id) and, for runs of one workflow, their headline metrics side by side."""
         try:
-            ra, rb = self._run(a), self._run(b)
-            diff = config_diff(ra.read_config_dict(), rb.read_config_dict(), ("A", "B"))
-            records = [{**r, "run": "A"} for r in ra.read_metrics()] + [
-                {**r, "run": "B"} for r in rb.read_metrics()
-            ]
+            runs = [self._run(run_id) for run_id in ids]
+            infos = [run.read_info() for run in runs]
+            diff = config_diff({run.id: _config(run) for run in runs})
+            records = [{**r, "run": run.id} for run in runs for r in run.read_metrics()]
         except (OSError, ValueError) as exc:
-            return error_view(f"**Cannot compare {a} and {b}:** {exc}")
-        n_diff = int(diff["differs"].sum())
+            return error_view(f"**Cannot compare {', '.join(ids)}:** {exc}")
+        listed = ", ".join(f"`{run_id}`" for run_id in ids)
         return pn.Column(
-            pn.pane.Markdown(f"### A = `{a}`, B = `{b}`: {n_diff} config field(s) differ"),
-            pn.widgets.Tabulator(
-                diff,
-                disabled=True,
-                show_index=False,
-                sizing_mode="stretch_width",
-                css_classes=["numl-config-diff"],
-                pagination="local",
-                page_size=12,
-            ),
-            static_curves(records, group=plot_key, label=lambda r: f"{r['run']}: {series_key(_untagged(r))}"),
+            pn.pane.Markdown(f"### Comparing {len(ids)} runs: {listed}"),
+            pn.pane.Markdown(f"**{len(diff)} config field(s) differ**" + ("" if len(diff) else ": none.")),
+            _table(diff, "numl-config-diff"),
+            self._headline_view(runs, infos),
+            compare_curves(records),
+            sizing_mode="stretch_width",
+            css_classes=["numl-compare"],
+        )
+
+    def _headline_view(self, runs: list[RunDir], infos: list[dict[str, Any]]) -> pn.viewable.Viewable:
+        """Headline metrics side by side for runs of one workflow; a note otherwise."""
+        workflows = {str(i.get("workflow")) for i in infos}
+        if len(workflows) > 1:
+            return pn.pane.Markdown(
+                f"*Runs of different workflows ({', '.join(sorted(workflows))}): no common headline metrics.*"
+            )
+        known = self.ctx.workflows()
+        heads = {run.id: headline_metrics(run, info, known) for run, info in zip(runs, infos, strict=True)}
+        frame = headline_table(heads)
+        if frame.empty:
+            return pn.pane.Markdown("*No headline metrics recorded for these runs.*")
+        return pn.Column(
+            pn.pane.Markdown("**Headline metrics**"),
+            _table(frame, "numl-compare-headline", formatters={rid: NUMBER for rid in heads}),
             sizing_mode="stretch_width",
         )
+
+    # -- tags and note -------------------------------------------------------------------------
+    def _load_notes(self, ids: list[str]) -> None:
+        """Fill the tags and note editor with the one ticked run's (hidden unless exactly one is ticked)."""
+        self.notes_editor.visible = len(ids) == 1
+        if len(ids) != 1:
+            return
+        try:
+            notes = self._run(ids[0]).read_notes()
+            self.tags_input.value, self.note_input.value = ", ".join(notes.tags), notes.note
+        except (DamagedRun, OSError, ValueError) as exc:
+            self.tags_input.value, self.note_input.value = "", ""
+            self.action_note.object = f"**Cannot read the tags and note of `{ids[0]}`:** {exc}"
+
+    def save_notes(self) -> bool:
+        """Store the editor's tags and note in the one ticked run's folder; True when saved, else the
+        reason is shown (a bad tag names the tag and the rule)."""
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            return False
+        try:
+            saved = self._run(ids[0]).write_notes(parse_tags(self.tags_input.value), self.note_input.value)
+        except (BadTag, BadNote, OSError, ValueError) as exc:
+            self.action_note.object = f"**Not saved:** {exc}"
+            return False
+        self.tags_input.value = ", ".join(saved.tags)
+        self.refresh()
+        self.action_note.object = f"Saved the tags and note of `{ids[0]}`."
+        return True
+
+    # -- delete --------------------------------------------------------------------------------
+    def ask_delete(self) -> None:
+        """First step of Delete: name the ticked runs and ask for "Really delete"."""
+        ids = self.selected_ids()
+        if not ids:
+            return
+        self._pending_delete = ids
+        listed = ", ".join(f"`{run_id}`" for run_id in ids)
+        where = f"their folders move to `{TRASH}` in the runs folder"
+        self.delete_question.object = f"**Really delete {len(ids)} run(s)?** {listed}: {where}."
+        self.delete_confirm.visible = True
+
+    def cancel_delete(self) -> None:
+        """Forget a pending Delete (Keep them, or the ticked runs changed)."""
+        self._pending_delete = []
+        self.delete_confirm.visible = False
+
+    def delete_confirmed(self) -> list[str]:
+        """Second step of Delete: delete the runs named in the question; the ids deleted. Live runs and
+        runs that are gone are reported, not deleted."""
+        pending, deleted, refused = self._pending_delete, [], []
+        self.cancel_delete()
+        for run_id in pending:
+            try:
+                self.ctx.store.delete(run_id, confirm=True)
+                deleted.append(run_id)
+            except (RunLocked, OSError, ValueError) as exc:
+                refused.append(f"`{run_id}`: {exc}")
+        self.refresh()
+        parts = [f"Deleted {len(deleted)} run(s) (moved to `{TRASH}`)."] if deleted else []
+        self.action_note.object = " ".join(parts + [f"**Not deleted:** {r}" for r in refused])
+        return deleted
 
     # -- reattach ------------------------------------------------------------------------------
     def _own_active_job(self, run_id: str) -> Job | None:
@@ -303,6 +454,9 @@ class RunBrowser(pn.viewable.Viewer):
 
     def _enable_run_actions(self) -> None:
         selected = self.selected_run()
+        n = len(self.selected_ids())
+        self.compare_button.disabled = not 2 <= n <= MAX_COMPARE
+        self.delete_button.disabled = n == 0
         self.run_actions.visible = selected is not None and self.open_page is not None
         if selected is not None:
             state = selected[2]
@@ -342,5 +496,47 @@ class RunBrowser(pn.viewable.Viewer):
         return self._layout
 
 
-def _untagged(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "run"}
+def _button(label: str, css: str, action: Callable[[], Any], **kwargs: Any) -> pn.widgets.Button:
+    """A button with CSS class ``css`` that calls ``action()`` when clicked."""
+    button = pn.widgets.Button(label=label, css_classes=[css], **kwargs)
+    button.on_click(lambda _event: action())
+    return button
+
+
+def _config(run: RunDir) -> dict[str, Any] | None:
+    """A run's stored config, or None for a run without one."""
+    return run.read_config_dict() if (run.path / "config.json").exists() else None
+
+
+def _run_series(record: dict[str, Any]) -> str:
+    """The label of a compared run's series: its run id, then the series."""
+    return f"{record['run']}: {series_key({k: v for k, v in record.items() if k != 'run'})}"
+
+
+def compare_curves(records: list[dict[str, Any]]) -> pn.viewable.Viewable:
+    """The metric curves of compared runs (records tagged with their ``run``), one full-width plot per
+    metric with every run's series overlaid, each labelled by run id; a plot grows with its legend."""
+    groups = group_records(records, plot_key, _run_series)
+    if not groups:
+        return pn.pane.Markdown("No metrics recorded.")
+    panes = [
+        plot_pane(static_overlay(series, plot, max(300, 28 * len(series) + 100)))
+        for plot, series in groups.items()
+    ]
+    return pn.Column(*panes, sizing_mode="stretch_width", css_classes=["numl-compare-curves"])
+
+
+def _table(frame: pd.DataFrame, css: str, **kwargs: Any) -> pn.widgets.Tabulator:
+    return pn.widgets.Tabulator(
+        frame,
+        disabled=True,
+        show_index=False,
+        sizing_mode="stretch_width",
+        css_classes=[css],
+        pagination="local",
+        page_size=12,
+        **kwargs,
+    )
+
+
+__all__ = ["COLUMNS", "DEFAULT_SCOPE", "MAX_COMPARE", "SCOPES", "RunBrowser"]

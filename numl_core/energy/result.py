@@ -13,7 +13,9 @@ dict_keys(['predictions'])
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,6 +93,15 @@ class EnergyResult(Result):
     energy_res68_gbdt_cc: float | None = None
     angle_res68_deg_baseline: float | None = None
     energy_res68_energy_only_loss_cc: float | None = None
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """The transformer's ``E res68 (CC)`` and ``angle res68 [deg]`` and the ``best val loss``."""
+        return {
+            "E res68 (CC)": values.get("energy_res68_transformer_cc"),
+            "angle res68 [deg]": values.get("angle_res68_deg_transformer"),
+            "best val loss": values.get("best_val_loss"),
+        }
 
 
 @dataclass

@@ -3,7 +3,9 @@ emulator and importance sampler) and :class:`SampleResult` (``sample``: events w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -63,6 +65,17 @@ class GeneratorResult(Result):
     weight_histogram: pd.DataFrame
     n_parameters: int = 0
     seconds: float = 0.0
+
+    HEADLINE_FIELDS = ("summary",)
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """``RESS`` (relative effective sample size) and ``unweighting eff`` of the evaluation sample."""
+        summary = values.get("summary")
+        if not isinstance(summary, pd.DataFrame):
+            return {}
+        figures = dict(zip(summary["metric"], summary["value"], strict=True))
+        return {"RESS": figures.get("ress"), "unweighting eff": figures.get("unweighting_efficiency")}
 
     def figures(self) -> dict[str, float]:
         """The summary as ``{metric: value}``."""

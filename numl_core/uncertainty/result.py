@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,18 @@ class UncertaintyResult(Result):
     train_seconds: float
     near_far: pd.DataFrame | None = None
     seconds: float = 0.0
+
+    HEADLINE_FIELDS = ("metrics",)
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """The held-out C2ST accuracy of the flow's and the Gaussian's samples (``C2ST flow``,
+        ``C2ST Gaussian``; 0.5 = indistinguishable from the toys)."""
+        metrics = values.get("metrics")
+        if not isinstance(metrics, pd.DataFrame) or C2ST not in metrics:
+            return {}
+        by_model = dict(zip(metrics["model"], metrics[C2ST], strict=True))
+        return {"C2ST flow": by_model.get("flow"), "C2ST Gaussian": by_model.get("gaussian")}
 
 
 @dataclass

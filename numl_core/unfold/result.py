@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,3 +48,33 @@ class UnfoldResult(Result):
     n_data: int
     seconds: float
     converged_at: int | None = None
+
+    HEADLINE_FIELDS = ("chi2_table", "diagnostics")
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """``OmniFold chi2/ndof`` and ``IBU chi2/ndof`` against the truth (chi2 and ndof summed over the
+        distributions) and ``ESS``, the Kish effective sample size of OmniFold's last step-2 weights
+        (mean over throws)."""
+        out = _chi2_per_ndof(values.get("chi2_table"))
+        diagnostics = values.get("diagnostics")
+        if isinstance(diagnostics, pd.DataFrame) and len(diagnostics):
+            last = diagnostics[diagnostics["iteration"] == diagnostics["iteration"].max()]
+            out["ESS"] = float(last.loc[last["step"] == 2, "ess"].mean())
+        return out
+
+
+def _chi2_per_ndof(table: Any) -> dict[str, float | None]:
+    """chi2/ndof per method of a ``chi2_table`` (rows ``omnifold``, ``ibu``, ``ndof``; one column per
+    distribution), summed over the distributions.
+
+    >>> t = pd.DataFrame({"fake_data": "x", "method": ["omnifold", "ndof"], "a": [4.0, 2.0], "b": [2.0, 4.0]})
+    >>> _chi2_per_ndof(t)
+    {'OmniFold chi2/ndof': 1.0}
+    """
+    if not isinstance(table, pd.DataFrame) or "method" not in table:
+        return {}
+    rows = table.drop(columns="fake_data", errors="ignore").set_index("method").astype(float)
+    ndof = float(rows.loc["ndof"].sum()) if "ndof" in rows.index else 0.0
+    names = {"omnifold": "OmniFold chi2/ndof", "ibu": "IBU chi2/ndof"}
+    return {names[m]: float(rows.loc[m].sum()) / ndof for m in names if m in rows.index and ndof > 0}

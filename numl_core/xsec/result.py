@@ -7,7 +7,9 @@ seconds for times.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -37,6 +39,13 @@ class TransferResult(Result):
     base_nucleus: str
     finetune: str
     seconds: float = float("nan")
+
+    HEADLINE_FIELDS = ("transfer",)
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """chi2 per held-out point of the fine-tuned and the from-scratch model, mean over the targets."""
+        return _transfer_headline(values.get("transfer"))
 
 
 @dataclass
@@ -77,8 +86,32 @@ class XsecResult(Result):
     base_nucleus: str | None = None
     finetune: str | None = None
 
+    HEADLINE_FIELDS = ("transfer",)
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any]) -> dict[str, float | None]:
+        """chi2 per test point of the bootstrap ensemble and of MC dropout (``chi2/pt test (boot)``,
+        ``chi2/pt test (mc)``), the ensemble's test coverage of the 1-sigma interval and, with a transfer,
+        :meth:`TransferResult.headline_of`."""
+        summary = values.get("summary") if isinstance(values.get("summary"), dict) else {}
+        out = {f"chi2/pt test ({m})": s.get("chi2_test") for m, s in summary.items() if isinstance(s, dict)}
+        out["coverage 1sigma (boot)"] = summary.get("boot", {}).get("coverage_1sigma")
+        return {**out, **_transfer_headline(values.get("transfer"))}
+
     def with_transfer(self, transfer: TransferResult) -> XsecResult:
         """This fit with ``transfer``'s tables and labels (:attr:`seconds` stays the fit's wall time)."""
         self.transfer, self.transfer_points = transfer.transfer, transfer.transfer_points
         self.base_nucleus, self.finetune = transfer.base_nucleus, transfer.finetune
         return self
+
+
+def _transfer_headline(transfer: Any) -> dict[str, Any]:
+    """``fine-tuned chi2/pt`` and ``scratch chi2/pt`` of a transfer table, mean over its target nuclei.
+
+    >>> _transfer_headline(pd.DataFrame({"finetuned": [1.0, 3.0], "scratch": [4.0, 4.0]}))
+    {'fine-tuned chi2/pt': 2.0, 'scratch chi2/pt': 4.0}
+    """
+    if not isinstance(transfer, pd.DataFrame) or transfer.empty:
+        return {}
+    names = {"finetuned": "fine-tuned chi2/pt", "scratch": "scratch chi2/pt"}
+    return {name: float(transfer[col].mean()) for col, name in names.items() if col in transfer}

@@ -86,10 +86,19 @@ def test_ten_sessions_run_jobs_in_isolation_and_the_server_stays_responsive(serv
         s.wait_until(lambda s=s, n=n_metrics: s.metric_points() == n, 30, "the page to show all metrics")
     assert set(shown.values()) == set(infos)
 
-    # the Runs page of a session lists its own run only
+    # the Runs page lists every finished run by default, and under "This session" a session's own only
     for s in sessions[:3]:
         s.click_tab("Runs")
         s.page.wait_for_selector(".numl-runs-table .tabulator-row")
+        s.wait_until(
+            lambda s=s: s.page.locator(".numl-runs-table .tabulator-row").count() == len(infos),
+            30,
+            "all runs",
+        )
+        s.page.locator(".bk-btn", has_text="This session").first.click()
+        s.wait_until(
+            lambda s=s: s.page.locator(".numl-runs-table .tabulator-row").count() == 1, 30, "its own run"
+        )
         rows = s.page.locator(".numl-runs-table .tabulator-row").all_inner_texts()
         assert len(rows) == 1 and shown[s.token] in rows[0]
 
