@@ -77,17 +77,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
     # overfits after ~5 epochs (held-out NLL gap 0.35 nats, MSE 0.0012); with batch 2048 and a cosine
     # schedule over 10-12 epochs, 360k toys give a gap of 0.25 nats (MSE 0.00065) and 720k toys 0.13 nats
     # (MSE 0.00038, r 0.998): the data, not the epochs, limit the flow.
-    return {
-        "n_toys": 800_000,
-        "n_test": 2_000,
-        "val_fraction": 0.1,
-        "epochs": 10,
-        "patience": 4,
-        "batch_size": 2_048,
-        "schedule": "cosine",
-        "n_pvalue_samples": 100_000,
-        "hidden_features": 128,
-    }
+    return UncertaintyConfig.preset_values("paper size")
 
 
 def _summary(result: UncertaintyResult) -> dict[str, Any]:

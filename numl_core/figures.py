@@ -169,6 +169,22 @@ def stairs_with_band(
         ax.stairs(values + errors, edges, baseline=values - errors, fill=True, alpha=band_alpha, color=color)
 
 
+def log_count_histogram(
+    counts: np.ndarray, edges: np.ndarray, *, color: str, label: str, xlabel: str, ylabel: str
+) -> Figure:
+    """A histogram of event counts (``counts`` per bin of ``edges``) on a log count axis, its legend
+    outside: the shape of every weight-distribution figure."""
+    fig = new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    ax.stairs(counts, edges, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    legend_outside(ax)
+    return fig
+
+
 def unity_line(ax: Axes) -> None:
     """A dashed line at ratio 1."""
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)

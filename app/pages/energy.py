@@ -25,7 +25,7 @@ from app.components.page import PageSpec
 from app.components.plots import plot_pane, use_bokeh
 from app.components.tables import csv_download, table
 from numl_core.energy import figures
-from numl_core.energy.config import DEFAULT_LOSS
+from numl_core.energy.config import DEFAULT_LOSS, EnergyConfig
 from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS, term_label
 from numl_core.energy.result import HEADLINE_METRICS, EnergyResult, PredictResult
 from numl_core.energy.workflow import ABLATION
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 WORKFLOW_NAME = "energy"
 #: Smaller than the workflow's defaults so that a run started from the dashboard takes a few minutes on a CPU.
-APP_DEFAULTS = {"n_events": 30_000, "epochs": 5}
+APP_DEFAULTS = EnergyConfig.preset_values("quick look")
 SUMMARY_COLUMNS = ["estimator", "n", "bias", "rms", "res68", "angle68", "within15", "within7", "baseline68"]
 COLORS = {
     "transformer": "#1f77b4",

@@ -34,16 +34,7 @@ if TYPE_CHECKING:
     from numl_core.jobs import Job
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes a few minutes on a laptop.
-APP_DEFAULTS = {
-    "preset": "custom",
-    "transforms": 4,
-    "hidden": 64,
-    "rounds": 3,
-    "events_per_round": 200_000,
-    "epochs": 1,
-    "n_eval": 40_000,
-    "n_reference": 200_000,
-}
+APP_DEFAULTS = GeneratorConfig.preset_values("quick look")
 #: Colour and legend label of each sample of the marginals.
 SAMPLE_STYLE = {
     "reference": ("black", "reference (weighted)"),

@@ -29,11 +29,7 @@ APP_DEFAULTS = {
     "toys": "sinh_arcsinh",  # the hard case: the Gaussian fails, the flow does not
     "model": "nsf",
     "standardise": "asinh",
-    "n_toys": 10_000,
-    "n_test": 1_000,
-    "epochs": 40,
-    "hidden_features": 128,
-    "n_pvalue_samples": 20_000,
+    **UncertaintyConfig.preset_values("quick look"),
 }
 
 

@@ -26,11 +26,12 @@ from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
 from app.components.tables import csv_download, table
 from numl_core.unfold import figures
+from numl_core.unfold.config import UnfoldingConfig
 from numl_core.unfold.figures import display_edges
 from numl_core.unfold.result import UnfoldResult
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
-APP_DEFAULTS = {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 5, "n_bootstrap": 5}
+APP_DEFAULTS = UnfoldingConfig.preset_values("quick look")
 METHOD_STYLE = {
     "truth": {"color": "black", "line_dash": "solid", "label": "truth"},
     "prior": {"color": "#888888", "line_dash": "dashed", "label": "prior (MC)"},

@@ -24,12 +24,13 @@ from app.components.plots import band, plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.data import electron_scattering as es
 from numl_core.xsec import figures
+from numl_core.xsec.config import XsecConfig
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.workflow import BOOT, MC
 
 WORKFLOW_NAME = "xsec"
 #: Smaller than the workflow's defaults so that a fit started from the dashboard takes about a minute.
-APP_DEFAULTS = {"members": 5, "epochs": 300, "mc_samples": 50, "finetune_epochs": 100}
+APP_DEFAULTS = XsecConfig.preset_values("quick look")
 METHODS = {
     BOOT: {"color": "#1f77b4", "label": "bootstrap ensemble"},
     MC: {"color": "#ff7f0e", "label": "MC dropout"},

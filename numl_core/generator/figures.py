@@ -19,6 +19,7 @@ from matplotlib.gridspec import SubplotSpec
 
 from numl_core.figures import (
     legend_outside,
+    log_count_histogram,
     log_scale_if_spanning,
     new_figure,
     ratio_axes,
@@ -169,12 +170,11 @@ def weights_figure(result: GeneratorResult) -> Figure:
         raise ValueError("this result holds no weight histogram")
     edges = np.append(h["low"].to_numpy(float), h["high"].to_numpy(float)[-1])
     counts = h["count"].to_numpy(float)
-    fig = new_figure(7.5, 4.8)
-    ax = fig.add_subplot()
-    ax.stairs(counts, edges, color="#2ca02c", label=f"{int(counts.sum())} flow events")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.5)
-    ax.set_xlabel(r"$\log_{10}(w/\langle w\rangle)$")
-    ax.set_ylabel("events / bin")
-    legend_outside(ax)
-    return fig
+    return log_count_histogram(
+        counts,
+        edges,
+        color="#2ca02c",
+        label=f"{int(counts.sum())} flow events",
+        xlabel=r"$\log_{10}(w/\langle w\rangle)$",
+        ylabel="events / bin",
+    )

@@ -19,6 +19,7 @@ from numl_core.data.binning import BINNINGS
 from numl_core.figures import (
     integer_ticks,
     legend_outside,
+    log_count_histogram,
     log_scale_if_spanning,
     markers,
     new_figure,
@@ -264,12 +265,11 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
     if positive.size == 0:
         raise ValueError("this result holds no positive weights")
     counts, edges = np.histogram(np.log10(positive), bins=bins)
-    fig = new_figure(7.0, 4.5)
-    ax = fig.add_subplot()
-    ax.stairs(counts, edges, color="#1f77b4", label=f"{positive.size} of {w.size} MC events")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.5)
-    ax.set_xlabel(r"$\log_{10}$(final weight)")
-    ax.set_ylabel("MC events / bin")
-    legend_outside(ax)
-    return fig
+    return log_count_histogram(
+        counts,
+        edges,
+        color="#1f77b4",
+        label=f"{positive.size} of {w.size} MC events",
+        xlabel=r"$\log_{10}$(final weight)",
+        ylabel="MC events / bin",
+    )
