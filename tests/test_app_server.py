@@ -13,6 +13,7 @@ import pytest
 
 from app.server import REDIRECTS, base_url, panel_command, wait_live
 from tests.browser.conftest import free_port, start_server
+from tests.fixtures.aio import run_coroutine
 
 #: The ``<title>`` of the dashboard's page (``app.main.create_app``).
 DASHBOARD_TITLE = b"<title>numl: machine learning for neutrino physics</title>"
@@ -75,7 +76,6 @@ def test_a_prefix_loads_the_redirect_plugin_and_no_prefix_does_not():
 
 
 def test_the_redirect_plugin_adds_the_slash_and_keeps_the_query():
-    import asyncio
 
     from tornado.httpclient import AsyncHTTPClient
     from tornado.httpserver import HTTPServer
@@ -94,9 +94,9 @@ def test_the_redirect_plugin_adds_the_slash_and_keeps_the_query():
         finally:
             server.stop()
 
-    reply = asyncio.run(fetch("/numl?session=abc"))
+    reply = run_coroutine(fetch("/numl?session=abc"))
     assert reply.code == 301 and reply.headers["Location"] == "/numl/?session=abc"
-    assert asyncio.run(fetch("/numl/")).code == 404  # the route is the prefix alone
+    assert run_coroutine(fetch("/numl/")).code == 404  # the route is the prefix alone
 
 
 @pytest.mark.slow

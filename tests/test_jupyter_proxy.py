@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 import time
@@ -15,6 +14,7 @@ from tornado.websocket import websocket_connect
 
 from app.jupyter_proxy import hub_origins, setup_numl
 from tests.browser.conftest import HUB_USER_URL, jupyter_proxy_server, start_like_jupyter_proxy
+from tests.fixtures.aio import run_coroutine
 
 DASHBOARD_TITLE = b"<title>numl: machine learning for neutrino physics</title>"
 HUB = "https://hub.example.org/"
@@ -52,7 +52,7 @@ def _handshake(url: str, origin: str) -> int:
         connection.close()
         return 101
 
-    return asyncio.run(connect())
+    return run_coroutine(connect())
 
 
 def _children(pid: int) -> list[int]:
