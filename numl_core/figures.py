@@ -238,3 +238,38 @@ def _metadata(fmt: str) -> dict[str, Any]:
     if fmt == "png":
         return {"Software": "numl"}
     return {"Creator": "numl", "Date": None} if fmt == "svg" else {"Creator": "numl"}
+
+
+_TEX_SYMBOLS = {
+    r"\delta": "δ", r"\Delta": "Δ", r"\alpha": "α", r"\phi": "φ", r"\theta": "θ", r"\sigma": "σ",
+    r"\chi": "χ", r"\nu": "ν", r"\mu": "μ", r"\pi": "π", r"\omega": "ω", r"\langle": "⟨",
+    r"\Omega": "Ω", r"\lambda": "λ", r"\Lambda": "Λ", r"\gamma": "γ", r"\Gamma": "Γ", r"\beta": "β",
+    r"\epsilon": "ε", r"\eta": "η", r"\tau": "τ", r"\rho": "ρ", r"\Phi": "Φ", r"\Theta": "Θ",
+    r"\Sigma": "Σ", r"\pm": "±", r"\times": "×", r"\rangle": "⟩", r"\circ": "°", r"\log": "log",
+    r"\cos": "cos ", r"\,": " ",
+}  # fmt: skip
+_SUPERSCRIPTS = str.maketrans("0123456789-+", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺")
+
+
+def plain_text(label: str) -> str:
+    """A matplotlib mathtext label as plain Unicode text, for the dashboard's Bokeh axes: the page and the
+    exported figure then show the same label from one string.
+
+    >>> plain_text(r"d$\\sigma$/d$\\delta p_\\mathrm{T}$ [$10^{-38}$ cm$^2$/(GeV/c)/nucleon]")
+    'dσ/dδp_T [10⁻³⁸ cm²/(GeV/c)/nucleon]'
+    >>> plain_text(r"true $E_\\nu$ [GeV]"), plain_text(r"$\\log_{10}(w/\\langle w\\rangle)$")
+    ('true E_ν [GeV]', 'log_10(w/⟨w⟩)')
+    """
+    import re
+
+    def math(part: str) -> str:
+        part = part.replace(" ", "")  # spaces in mathtext are not drawn
+        part = re.sub(r"\\math(?:rm|it|bf)\{([^{}]*)\}", r"\1", part)
+        for tex, text in sorted(_TEX_SYMBOLS.items(), key=lambda kv: -len(kv[0])):
+            part = part.replace(tex, text)
+        part = re.sub(r"\^\{([-+0-9]+)\}|\^([0-9])", lambda m: (m[1] or m[2]).translate(_SUPERSCRIPTS), part)
+        part = re.sub(r"_\{([^{}]*)\}", r"_\1", part)
+        return part.replace("{", "").replace("}", "").replace("\\", "").replace("^°", "°")
+
+    pieces = label.split("$")
+    return "".join(math(p) if i % 2 else p for i, p in enumerate(pieces))

@@ -12,15 +12,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
 import pytest
 from bokeh.document import Document
+from bokeh.models import LogScale, Scatter
 
 from app.components.job_panel import JobPanel, UploadBox, confine_paths, path_fields
-from app.components.live_curve import LiveCurves, group_records, plot_key, series_key
+from app.components.live_curve import LiveCurves, group_records, plot_key, series_key, static_curves
 from app.components.run_browser import DEFAULT_SCOPE, SCOPES, RunBrowser
 from app.context import AppContext, Settings, Shared, new_token, valid_token
 from app.main import create_app, page_specs
@@ -187,6 +189,81 @@ def test_metrics_grouped_to_none_are_counted_but_not_drawn() -> None:
         [{"name": "step1_finite", "value": 1.0, "step": 0}, {"name": "step1_ess", "value": 9.0, "step": 0}]
     )
     assert curves.received == 2 and list(curves._buffers) == ["ess"]
+
+
+def _figure(curves: LiveCurves, plot: str) -> Any:
+    """The Bokeh figure a live plot shows now."""
+    return hv.render(curves._panes[plot].object)
+
+
+def _marker_points(fig: Any) -> dict[str, int]:
+    """Points drawn with markers, by legend label."""
+    labels = {r: item.label["value"] for item in fig.legend[0].items for r in item.renderers}
+    return {
+        labels.get(r, "?"): len(r.data_source.data["value"])
+        for r in fig.renderers
+        if isinstance(getattr(r, "glyph", None), Scatter)
+    }
+
+
+def test_live_loss_falling_over_decades_gets_a_log_axis_and_the_legend_beside_the_data() -> None:
+    curves = LiveCurves(group=UNFOLD_LIVE.group, specs=UNFOLD_LIVE)
+    curves.push(
+        [{"name": "step1_loss", "value": v, "step": i} for i, v in enumerate((4e4, 5e3, 900.0, 200.0))]
+    )
+    fig = _figure(curves, "loss")
+    assert isinstance(fig.y_scale, LogScale)
+    assert fig.legend[0] in fig.right  # outside the data area
+    assert fig.yaxis[0].axis_label == "weighted BCE per event"
+    flat = LiveCurves()
+    flat.push([{"name": "a_loss", "value": v, "step": i} for i, v in enumerate((0.7, 0.6, 0.65))])
+    assert not isinstance(_figure(flat, "loss").y_scale, LogScale)
+
+
+def test_live_short_series_have_markers_long_ones_do_not() -> None:
+    curves = LiveCurves()
+    curves.push([{"name": "a_loss", "value": 1.0, "step": 0, "split": "val"}])
+    curves.push([{"name": "a_loss", "value": 1.0 + i, "step": i, "split": "train"} for i in range(40)])
+    points = _marker_points(_figure(curves, "loss"))
+    assert points["a_loss (val)"] == 1  # a single point is visible
+    assert points.get("a_loss (train)", 0) == 0  # 40 points: a plain line
+
+
+def test_live_log_plot_with_an_all_zero_series_falls_back_to_a_linear_axis() -> None:
+    curves = LiveCurves(group=UNFOLD_LIVE.group, specs=UNFOLD_LIVE)
+    curves.prepare(UNFOLD_LIVE.expected(None))
+    assert isinstance(_figure(curves, "convergence").y_scale, LogScale)  # declared log
+    change, spread = (label.split(" (")[0] for label in UNFOLD_LIVE.expected(None)["convergence"])
+    curves.push(
+        [
+            {"name": change, "value": 0.3, "step": 0},
+            {"name": spread, "value": 0.0, "step": 0},  # one trial: no spread
+        ]
+    )
+    fig = _figure(curves, "convergence")
+    assert not isinstance(fig.y_scale, LogScale)  # the zero spread is drawn, not dropped
+    assert len(_marker_points(fig)) == 2
+
+
+def test_live_loss_marks_where_each_iteration_starts() -> None:
+    curves = LiveCurves(group=UNFOLD_LIVE.group, specs=UNFOLD_LIVE)
+    curves.prepare(UNFOLD_LIVE.expected(None))
+    for iteration in range(3):
+        curves.push(
+            [{"name": "step1_loss", "value": 0.6, "step": s, "iteration": iteration} for s in range(4)]
+        )
+    assert curves._restart_pipes["loss"].data == [4.0, 8.0]
+    fig = _figure(curves, "loss")
+    assert "iteration" in fig.xaxis[0].axis_label
+    spans = [r for r in fig.renderers if type(r.glyph).__name__ == "VSpan"]
+    assert spans and list(spans[0].data_source.data["step"]) == [4.0, 8.0]
+    records = [
+        {"name": "a_loss", "value": 0.5, "step": s, "iteration": i} for i in range(2) for s in range(3)
+    ]
+    stored = hv.render(static_curves(records)[0].object)
+    assert [
+        list(r.data_source.data["step"]) for r in stored.renderers if type(r.glyph).__name__ == "VSpan"
+    ] == [[3.0]]
 
 
 # -- job panel ------------------------------------------------------------------------------------------
@@ -570,6 +647,11 @@ def test_unfolding_result_view_renders_every_tab() -> None:
         render(view.plot)
     two_d = unfolding.distribution_plot(view.result.histograms, "muon_p_cos")
     assert len(two_d) == 2  # one overlay per slice
+    fig = hv.render(unfolding.distribution_plot(view.result.histograms, "dpt"))
+    assert fig.xaxis[0].axis_label == "δp_T [GeV/c]"
+    assert fig.yaxis[0].axis_label == "weighted events / dδp_T [1/(GeV/c)]"
+    assert fig.legend[0] in fig.right
+    assert hv.render(two_d[0]).xaxis[0].axis_label == "p_μ [GeV/c]"
     for i in range(len(view.tabs)):
         view.tabs.active = i
         render(view)

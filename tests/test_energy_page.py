@@ -54,13 +54,23 @@ def test_comparison_table_matches_the_result(energy_run):
 def test_plots_carry_the_numbers(energy_run):
     result = energy_run.result
     overlay = page.resolution_plot(result)
-    labels = [c.label for c in overlay]
+    labels = [c.label for c in overlay if isinstance(c, hv.Curve)]
     assert labels == ["transformer", "calorimetric", "gbdt", ABLATION]
     binned = result.resolution_by_energy
     first = binned[binned["estimator"] == "transformer"]["res68"].to_numpy()
     np.testing.assert_allclose(overlay.get(0).dimension_values(1), first)
+    # a few energy bins: every curve carries markers; axes say what and in which unit; legend beside the data
+    assert len([c for c in overlay if isinstance(c, hv.Scatter)]) == 4
+    fig = hv.render(overlay)
+    assert fig.xaxis[0].axis_label == "true E_ν [GeV]"
+    assert fig.yaxis[0].axis_label == "res68 of ΔE/E_true"
+    assert fig.legend[0] in fig.right
     image = page.heatmap_plot(result)
     assert isinstance(image, hv.Image) and image.data.sum() == result.n_test
+    fig = hv.render(image)
+    assert "[GeV]" in fig.xaxis[0].axis_label and "[GeV]" in fig.yaxis[0].axis_label
+    colorbar = next(r for r in fig.right if type(r).__name__ == "ColorBar")
+    assert colorbar.title == "test events / cell"
 
 
 def test_ranges_and_thresholds(energy_run):

@@ -28,6 +28,12 @@ def test_marginal_plot_draws_densities_and_the_cores_ratios(generator_run):
     layout = page.marginal_plot(marginals, "omega")
     curves = [el for el in layout[0] if isinstance(el, hv.Curve)]
     assert len(curves) == 3 and curves[0].label == "reference (weighted)"
+    fig = hv.render(layout[0])
+    assert (
+        fig.xaxis[0].axis_label == "ω/(E_ν-m_μ)"
+        and fig.yaxis[0].axis_label == "density (1/N dN/dω/(E_ν-m_μ))"
+    )
+    assert fig.legend[0] in fig.right  # beside the densities, not over them
     bars = [el for el in layout[1] if isinstance(el, hv.ErrorBars)]
     ratios = smp.marginal_ratios(marginals[marginals["variable"] == "omega"])
     assert len(bars) == 2 and len(bars[0].data) == (ratios["sample"] == "flow").sum()
@@ -62,6 +68,11 @@ def test_marginal_2d_plot_shows_reference_and_ratio(generator_run):
     layout = page.marginal_2d_plot(m2, "cos_mu", "omega")
     ref, ratio = layout[0], layout[1]
     assert isinstance(ref, hv.QuadMesh) and isinstance(ratio, hv.QuadMesh)
+    colorbars = [next(r for r in hv.render(m).right if type(r).__name__ == "ColorBar") for m in (ref, ratio)]
+    assert [c.title for c in colorbars] == [
+        "reference density (per unit area)",
+        "flow (emulator) / reference",
+    ]
     # 12 x 12 bins; the ratio is positive wherever both samples fill a bin
     values = ratio.dimension_values(2, flat=False)
     assert values.shape == (12, 12)

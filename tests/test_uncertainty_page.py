@@ -30,6 +30,11 @@ def test_corner_plot_has_every_pair(result):
     assert len(layout) == 6
     scatters = [el for panel in layout for el in panel if isinstance(el, hv.Scatter)]
     assert len(scatters) == 6 and scatters[0].data.shape[0] == 400
+    t2k = page.corner_plot(result.toys_sample, result.flow_sample, (0, 1), unit=page.figures.T2K_UNIT)
+    diagonal, pair = hv.render(t2k[0]), hv.render(t2k[1])
+    assert diagonal.xaxis[0].axis_label == "x0 [10⁻³⁹ cm²/(GeV/c)/nucleon]"
+    assert diagonal.yaxis[0].axis_label == "density [1/(10⁻³⁹ cm²/(GeV/c)/nucleon)]"
+    assert pair.xaxis[0].axis_label.startswith("x0 [") and pair.yaxis[0].axis_label.startswith("x1 [")
 
 
 def test_c2st_and_pvalue_views(result):

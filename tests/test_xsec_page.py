@@ -30,6 +30,9 @@ def test_spectrum_plot_shows_data_bands_and_peak(xsec_run):
     boot = [e for e in overlay if isinstance(e, hv.Curve) and e.label == "bootstrap ensemble"][0]
     assert np.allclose(boot.dimension_values(1), curves.sort_values("omega")["boot_mean"])
     assert label in overlay.opts.get().kwargs["title"]
+    fig = hv.render(overlay)  # what the reader sees: the export figure's labels, units included
+    assert fig.xaxis[0].axis_label == "energy transfer ω [GeV]"
+    assert fig.yaxis[0].axis_label == "d²σ/dΩdω [nb/sr/GeV]"
     with pytest.raises(KeyError):
         page.spectrum_plot(result, 999)
 

@@ -17,9 +17,11 @@ from functools import cache, partial, reduce
 from typing import Any
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 
+from numl_core.figures import MARKER_MAX_POINTS, spans_decades
 from numl_core.live import COUNTER_KEYS, LivePlots, PlotSpec, Record, plot_key, series_key  # noqa: F401
 
 
@@ -36,6 +38,7 @@ def group_records(
     group: Callable[[Record], str | None] = plot_key,
     label: Callable[[Record], str] = series_key,
     last_steps: dict[tuple[str, str], tuple[float, float]] | None = None,
+    restarts: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Split records into ``{plot: {series: DataFrame(step, value)}}``, in arrival order.
 
@@ -44,7 +47,8 @@ def group_records(
     A step counter that restarts within a series (each OmniFold iteration counts its epochs
     from 0) is laid end to end, so ``step`` is cumulative and a curve never runs backwards.
     ``last_steps`` carries ``{(plot, series): (last step drawn, offset)}`` from one call to
-    the next when records arrive in batches.
+    the next when records arrive in batches; ``restarts`` collects ``{plot: [step where a counter
+    restarted]}`` (the start of each OmniFold iteration after the first), drawn as dotted lines.
 
     >>> g = group_records([{"name": "a_loss", "value": 1.0, "step": s} for s in (0, 1, 0, 1)])
     >>> g["loss"]["a_loss"]["step"].tolist()
@@ -61,6 +65,8 @@ def group_records(
         last, offset = chains.get(key, (None, 0.0))
         if last is not None and step + offset <= last:
             offset = last + 1.0 - step
+            if restarts is not None and step + offset not in restarts.setdefault(plot, []):
+                restarts[plot].append(step + offset)
         chains[key] = (step + offset, offset)
         rows.setdefault(key[0], {}).setdefault(key[1], []).append((step + offset, float(r["value"])))
     return {
@@ -82,9 +88,46 @@ def _curve(data: pd.DataFrame, label: str) -> hv.Curve:
     return hv.Curve(data, "step", "value", label=label).opts(line_dash=_dash(label))
 
 
-def _style(obj: hv.Overlay | hv.DynamicMap, title: str | PlotSpec, height: int) -> Any:
+def _markers(data: pd.DataFrame, label: str) -> hv.Scatter:
+    """Markers on the points of a short series (at most :data:`MARKER_MAX_POINTS`): a series of one point
+    is otherwise invisible. Longer series get none (an empty scatter)."""
     use_bokeh()
-    spec = title if isinstance(title, PlotSpec) else PlotSpec(title, title, ylabel=title)
+    shown = data if len(data) <= MARKER_MAX_POINTS else data.iloc[:0]
+    return hv.Scatter(shown, "step", "value", label=label)
+
+
+def _boundaries(data: list[float]) -> hv.VLines:
+    """Dotted vertical lines where a step counter restarted (a new OmniFold iteration, a new round)."""
+    use_bokeh()
+    return hv.VLines(list(data), kdims=["step"])
+
+
+def log_scale(values: Iterable[float], prefer_log: bool = False) -> bool:
+    """Whether a plot of ``values`` gets a log y axis: only when every value is positive (a log axis draws
+    nothing for a series of zeros, such as the spread of a single trial), and then when ``prefer_log`` (the
+    plot's declared default) or the values span more than two decades.
+
+    >>> log_scale([4e4, 200.0]), log_scale([1.0, 2.0]), log_scale([0.0, 1e4], prefer_log=True)
+    (True, False, False)
+    """
+    v = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return prefer_log
+    if (v <= 0).any():
+        return False
+    return prefer_log or spans_decades(v)
+
+
+def _spec(title: str | PlotSpec) -> PlotSpec:
+    return title if isinstance(title, PlotSpec) else PlotSpec(title, title, ylabel=title)
+
+
+def _style(
+    obj: hv.Overlay | hv.DynamicMap, title: str | PlotSpec, height: int, logy: bool | None = None
+) -> Any:
+    use_bokeh()
+    spec = _spec(title)
     frame = dict(
         title=spec.title or spec.key,
         responsive=True,
@@ -92,10 +135,12 @@ def _style(obj: hv.Overlay | hv.DynamicMap, title: str | PlotSpec, height: int) 
         show_grid=True,
         xlabel=spec.xlabel,
         ylabel=spec.ylabel,
-        logy=spec.logy,
+        logy=spec.logy if logy is None else logy,
     )
     return obj.opts(
         hv.opts.Curve(tools=["hover"], line_width=2, framewise=True, **frame),
+        hv.opts.Scatter(size=6, framewise=True, **frame),
+        hv.opts.VLines(color="#888888", line_dash="dotted", line_width=1.5, **frame),
         hv.opts.Overlay(legend_position="right", **frame),
     )
 
@@ -105,9 +150,16 @@ def plot_pane(obj: Any, **kwargs: Any) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, sizing_mode="stretch_width", linked_axes=False, **kwargs)
 
 
-def static_overlay(series: dict[str, pd.DataFrame], title: str, height: int = 260) -> Any:
-    """An overlay of fixed curves (stored runs, comparisons)."""
-    return _style(hv.Overlay([_curve(df, s) for s, df in series.items()]), title, height)
+def static_overlay(
+    series: dict[str, pd.DataFrame], title: str | PlotSpec, height: int = 260, restarts: Sequence[float] = ()
+) -> Any:
+    """An overlay of fixed curves (stored runs, comparisons): markers on short series, dotted lines at
+    ``restarts``, a log y axis where the values allow and call for one (:func:`log_scale`)."""
+    elements: list[Any] = [e for s, df in series.items() for e in (_curve(df, s), _markers(df, s))]
+    if restarts:
+        elements.append(_boundaries(list(restarts)))
+    values = np.concatenate([df["value"].to_numpy(float) for df in series.values()] or [np.empty(0)])
+    return _style(hv.Overlay(elements), title, height, log_scale(values, _spec(title).logy))
 
 
 def static_curves(
@@ -117,10 +169,11 @@ def static_curves(
     height: int = 260,
 ) -> pn.viewable.Viewable:
     """All metric plots of a stored run (or of several runs, told apart by ``label``)."""
-    groups = group_records(records, group, label)
+    restarts: dict[str, list[float]] = {}
+    groups = group_records(records, group, label, restarts=restarts)
     if not groups:
         return pn.pane.Markdown("No metrics recorded.")
-    panes = [plot_pane(static_overlay(s, plot, height)) for plot, s in groups.items()]
+    panes = [plot_pane(static_overlay(s, plot, height, restarts.get(plot, ()))) for plot, s in groups.items()]
     return pn.GridBox(*panes, ncols=2, sizing_mode="stretch_width")
 
 
@@ -145,6 +198,9 @@ class LiveCurves(pn.viewable.Viewer):
         self.height = height
         self._buffers: dict[str, dict[str, hv.streams.Buffer]] = {}
         self._last_steps: dict[tuple[str, str], tuple[float, float]] = {}
+        self._restarts: dict[str, list[float]] = {}
+        self._restart_pipes: dict[str, hv.streams.Pipe] = {}
+        self._logy: dict[str, bool] = {}
         self._panes: dict[str, pn.pane.HoloViews] = {}
         self.counts: dict[str, int] = {}
         self.received = 0
@@ -171,7 +227,9 @@ class LiveCurves(pn.viewable.Viewer):
         """Append records to their curves; return the number of records received."""
         self.received += len(records)
         changed_plots = []
-        for plot, series in group_records(records, self.group, last_steps=self._last_steps).items():
+        restarts = {k: len(v) for k, v in self._restarts.items()}
+        grouped = group_records(records, self.group, last_steps=self._last_steps, restarts=self._restarts)
+        for plot, series in grouped.items():
             buffers = self._buffers.setdefault(plot, {})
             for name, df in series.items():
                 if name in buffers:
@@ -180,6 +238,10 @@ class LiveCurves(pn.viewable.Viewer):
                     buffers[name] = hv.streams.Buffer(df, length=self.length, index=False)
                     changed_plots.append(plot)
                 self.counts[name] = self.counts.get(name, 0) + len(df)
+            if plot in self._restart_pipes and len(self._restarts.get(plot, ())) != restarts.get(plot, 0):
+                self._restart_pipes[plot].send(list(self._restarts[plot]))
+            if plot in self._panes and self._logy.get(plot) != self._wants_log(plot):
+                changed_plots.append(plot)  # the values now call for the other y scale: redraw once
         self._draw(list(dict.fromkeys(changed_plots)))
         self.sync_readout()
         return len(records)
@@ -190,14 +252,27 @@ class LiveCurves(pn.viewable.Viewer):
         if self._readout.object != text:
             self._readout.object = text
 
+    def _wants_log(self, plot: str) -> bool:
+        values = [b.data["value"].to_numpy(float) for b in self._buffers[plot].values()]
+        return log_scale(np.concatenate(values) if values else np.empty(0), self.specs.spec(plot).logy)
+
     def _draw(self, plots: list[str]) -> None:
         """(Re)build the overlays of ``plots``; add new panes to the grid in one update."""
         new_panes = []
         for plot in plots:
             dmaps = [
-                hv.DynamicMap(partial(_curve, label=s), streams=[b]) for s, b in self._buffers[plot].items()
+                hv.DynamicMap(partial(draw, label=s), streams=[b])
+                for s, b in self._buffers[plot].items()
+                for draw in (_curve, _markers)
             ]
-            overlay = _style(reduce(operator.mul, dmaps), self.specs.spec(plot), self.height)
+            pipe = self._restart_pipes.setdefault(
+                plot, hv.streams.Pipe(data=list(self._restarts.get(plot, [])))
+            )
+            dmaps.append(hv.DynamicMap(_boundaries, streams=[pipe]))
+            self._logy[plot] = self._wants_log(plot)
+            overlay = _style(
+                reduce(operator.mul, dmaps), self.specs.spec(plot), self.height, self._logy[plot]
+            )
             if plot in self._panes:
                 self._panes[plot].object = overlay
             else:
@@ -219,6 +294,10 @@ class LiveCurves(pn.viewable.Viewer):
                 if len(buffer.data):
                     buffer.clear()
         self._last_steps.clear()
+        self._restarts.clear()
+        for pipe in self._restart_pipes.values():
+            if pipe.data:
+                pipe.send([])
         self.counts.clear()
         self.received = 0
         self._readout.object = "0 metric points"
@@ -227,6 +306,9 @@ class LiveCurves(pn.viewable.Viewer):
         """Forget all curves and plots."""
         self._buffers.clear()
         self._last_steps.clear()
+        self._restarts.clear()
+        self._restart_pipes.clear()
+        self._logy.clear()
         self._panes.clear()
         self.counts.clear()
         self.received = 0

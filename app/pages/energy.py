@@ -29,6 +29,7 @@ from numl_core.energy.config import DEFAULT_LOSS, EnergyConfig
 from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS, term_label
 from numl_core.energy.result import HEADLINE_METRICS, EnergyResult, PredictResult
 from numl_core.energy.workflow import ABLATION
+from numl_core.figures import MARKER_MAX_POINTS, plain_text
 
 if TYPE_CHECKING:
     from app.components.job_panel import JobPanel
@@ -120,17 +121,19 @@ def resolution_plot(result: EnergyResult, column: str = "res68") -> hv.Overlay:
     curves = []
     for name, rows in result.resolution_by_energy.groupby("estimator", sort=False):
         centre = np.sqrt(rows["low"].to_numpy() * rows["high"].to_numpy())
-        curves.append(
-            hv.Curve((centre, rows[column].to_numpy()), "true E (GeV)", column, label=name).opts(
-                color=COLORS.get(name, "#7f7f7f"), line_width=2
-            )
-        )
+        color = COLORS.get(name, "#7f7f7f")
+        xy = (centre, rows[column].to_numpy())
+        curves.append(hv.Curve(xy, "true_e", column, label=name).opts(color=color, line_width=2))
+        if len(centre) <= MARKER_MAX_POINTS:
+            curves.append(hv.Scatter(xy, "true_e", column, label=name).opts(color=color, size=6))
     return hv.Overlay(curves).opts(
         logx=True,
         responsive=True,
         height=PLOT_HEIGHT,
         show_grid=True,
-        legend_position="top_right",
+        legend_position="right",
+        xlabel=plain_text(figures.TRUE_ENERGY),
+        ylabel=plain_text(figures.RESOLUTION_LABELS.get(column, column)),
         title=f"{column} of (E_reco - E_true) / E_true",
     )
 
@@ -141,13 +144,18 @@ def heatmap_plot(result: EnergyResult) -> hv.Image:
     edges = np.log10(np.asarray(result.heatmap_edges, float))
     counts = np.asarray(result.heatmap_counts, float)
     bounds = (edges[0], edges[0], edges[-1], edges[-1])
-    return hv.Image(np.flipud(counts.T), bounds=bounds, kdims=["log10 true E", "log10 predicted E"]).opts(
+    return hv.Image(
+        np.flipud(counts.T), bounds=bounds, kdims=["log10 true E", "log10 predicted E"], vdims=["events"]
+    ).opts(
         cmap="viridis",
         colorbar=True,
         responsive=True,
         height=PLOT_HEIGHT,
         logz=False,
-        title="transformer: predicted vs true energy (GeV)",
+        title="transformer: predicted vs true energy",
+        xlabel=f"log₁₀ of {plain_text(figures.TRUE_ENERGY)}",
+        ylabel=f"log₁₀ of {plain_text(figures.PREDICTED_ENERGY)}",
+        clabel=figures.HEATMAP_COUNTS,
     )
 
 

@@ -24,6 +24,7 @@ from app.components.job_panel import JobPanel
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
 from app.components.tables import table
+from numl_core.figures import plain_text
 from numl_core.generator import figures
 from numl_core.generator import sampling as smp
 from numl_core.generator.config import GeneratorConfig
@@ -42,12 +43,8 @@ SAMPLE_STYLE = {
     "flow_reweighted": ("#2ca02c", "flow, reweighted"),
     "accept_reject": ("#ff7f0e", "accept-reject"),
 }
-VARIABLE_LABELS = {
-    "cos_mu": "cos θ_μ",
-    "omega": "ω / (E_ν − m_μ)",
-    "cos_n": "cos θ_N",
-    "phi_n": "φ_N / π",
-}
+#: Axis labels of the box coordinates: the export figures' labels, as plain text.
+VARIABLE_LABELS = {v: plain_text(label) for v, label in figures.VARIABLE_LABELS.items()}
 PLOT_WIDTH = 420
 
 
@@ -66,7 +63,12 @@ def marginal_plot(marginals: pd.DataFrame, variable: str) -> Any:
         color, legend = _style(name)
         curves.append(hv.Curve((x, y), label, "density", label=legend).opts(color=color))
     top = hv.Overlay(curves).opts(
-        title=label, width=PLOT_WIDTH, height=260, show_grid=True, legend_position="top_left"
+        title=label,
+        width=PLOT_WIDTH,
+        height=260,
+        show_grid=True,
+        legend_position="right",
+        ylabel=f"density (1/N dN/d{label})",
     )
     ratios = []
     for name, part in smp.marginal_ratios(rows).groupby("sample", sort=False):
@@ -109,10 +111,14 @@ def marginal_2d_plot(
     ratio = grid(ratios[ratios["sample"] == sample], "ratio")
     opts = {"width": PLOT_WIDTH, "height": 300, "colorbar": True, "tools": ["hover"]}
     left = hv.QuadMesh((x_edges, y_edges, ref), [xl, yl], "density").opts(
-        title=f"reference: {xl} vs {yl}", cmap="viridis", **opts
+        title=f"reference: {xl} vs {yl}", cmap="viridis", clabel="reference density (per unit area)", **opts
     )
     right = hv.QuadMesh((x_edges, y_edges, ratio), [xl, yl], "ratio").opts(
-        title=f"{_style(sample)[1]} / reference", cmap="RdBu_r", clim=(0.8, 1.2), **opts
+        title=f"{_style(sample)[1]} / reference",
+        cmap="RdBu_r",
+        clim=(0.8, 1.2),
+        clabel=f"{_style(sample)[1]} / reference",
+        **opts,
     )
     return (left + right).opts(shared_axes=False)
 
@@ -122,7 +128,9 @@ def weight_plot(weight_histogram: pd.DataFrame) -> hv.Histogram:
     use_bokeh()
     edges = np.r_[weight_histogram["low"].to_numpy(), weight_histogram["high"].to_numpy()[-1:]]
     return hv.Histogram(
-        (edges, weight_histogram["count"].to_numpy()), kdims=["log10(w / <w>)"], vdims=["events"]
+        (edges, weight_histogram["count"].to_numpy()),
+        kdims=[plain_text(r"$\log_{10}(w/\langle w\rangle)$")],
+        vdims=["events"],
     ).opts(title="importance weights", width=PLOT_WIDTH, height=260, color="#2ca02c", show_grid=True)
 
 

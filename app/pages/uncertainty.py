@@ -20,6 +20,7 @@ from app.components.page import PageSpec
 from app.components.plots import plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.config import ConfigError
+from numl_core.figures import plain_text
 from numl_core.uncertainty import figures
 from numl_core.uncertainty.config import UncertaintyConfig, parse_observation
 from numl_core.uncertainty.result import C2ST, ScoreResult, UncertaintyResult
@@ -63,10 +64,22 @@ def model_label(model: str) -> str:
 
 # -- pure plotting helpers ---------------------------------------------------------------------------
 def corner_plot(
-    toys: np.ndarray, samples: np.ndarray, dims: tuple[int, ...] = (0, 1, 2), label: str = "flow"
+    toys: np.ndarray,
+    samples: np.ndarray,
+    dims: tuple[int, ...] = (0, 1, 2),
+    label: str = "flow",
+    unit: str = "a.u.",
 ) -> Any:
-    """Pairs of dimensions: histograms on the diagonal, scatter of toys (grey) and model samples below it."""
+    """Pairs of dimensions: histograms on the diagonal, scatter of toys (grey) and model samples below it.
+
+    ``unit`` is the toys' unit (mathtext, :func:`numl_core.uncertainty.figures.toy_unit`); the diagonal
+    shows densities per unit of x_i."""
     use_bokeh()
+    unit = plain_text(unit)
+
+    def axis(i: int) -> str:
+        return f"x{i} [{unit}]"
+
     toys, samples = np.asarray(toys), np.asarray(samples)
     dims = tuple(d for d in dims if d < toys.shape[1])
     panels = []
@@ -84,14 +97,19 @@ def corner_plot(
                 )
                 panel = (
                     h_toys.opts(alpha=0.4, color="#888888") * h_model.opts(alpha=0.4, color="#1f77b4")
-                ).opts(show_legend=i == dims[0])
+                ).opts(
+                    show_legend=i == dims[0],
+                    xlabel=axis(i),
+                    ylabel=f"density [1/({unit})]",
+                    legend_position="right",
+                )
             else:
                 panel = hv.Scatter(toys[:, [j, i]], f"x{j}", f"x{i}", label="toys").opts(
                     color="#888888", alpha=0.3, size=2
                 ) * hv.Scatter(samples[:, [j, i]], f"x{j}", f"x{i}", label=label).opts(
                     color="#1f77b4", alpha=0.3, size=2
                 )
-                panel = panel.opts(show_legend=False)
+                panel = panel.opts(show_legend=False, xlabel=axis(j), ylabel=axis(i))
             panels.append(panel.opts(width=SMALL, height=SMALL, title=f"x{j} vs x{i}" if i != j else f"x{i}"))
     return hv.Layout(panels).cols(len(dims)).opts(shared_axes=False)
 
@@ -214,13 +232,19 @@ def samples_frame(result: UncertaintyResult) -> pd.DataFrame:
 def _corner_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     dims = tuple(range(min(3, result.toys_sample.shape[1])))
     gaussian = pn.Card(
-        plot_pane(corner_plot(result.toys_sample, result.gaussian_sample, dims, "Gaussian")),
+        plot_pane(
+            corner_plot(
+                result.toys_sample, result.gaussian_sample, dims, "Gaussian", figures.toy_unit(result.toys)
+            )
+        ),
         export_row("toys_vs_gaussian", lambda: figures.toys_vs_samples_figure(result, "gaussian", dims)),
         title="Gaussian samples",
         collapsed=True,
         sizing_mode="stretch_width",
     )
-    flow = plot_pane(corner_plot(result.toys_sample, result.flow_sample, dims, "flow"))
+    flow = plot_pane(
+        corner_plot(result.toys_sample, result.flow_sample, dims, "flow", figures.toy_unit(result.toys))
+    )
     export = export_row(
         "toys_vs_flow",
         lambda: figures.toys_vs_samples_figure(result, "flow", dims),

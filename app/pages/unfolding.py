@@ -25,9 +25,10 @@ from app.components.export import export_row
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
 from app.components.tables import csv_download, table
+from numl_core.figures import plain_text
 from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
-from numl_core.unfold.figures import display_edges
+from numl_core.unfold.figures import DIAGNOSTICS, display_edges, events_density_label, variable_label
 from numl_core.unfold.result import UnfoldResult
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
@@ -103,7 +104,13 @@ def distribution_plot(histograms: pd.DataFrame, distribution: str) -> Any:
         raise KeyError(
             f"no histograms for {distribution!r}; have {sorted(histograms['distribution'].unique())}"
         )
-    frame = {"responsive": True, "height": PLOT_HEIGHT, "show_grid": True, "ylabel": "per unit of x"}
+    frame = {
+        "responsive": True,
+        "height": PLOT_HEIGHT,
+        "show_grid": True,
+        "xlabel": plain_text(variable_label(distribution)),
+        "ylabel": plain_text(events_density_label(distribution)),
+    }
     two_d = "slice_low" in rows and rows["slice_low"].notna().any()
     if not two_d:
         elements = [
@@ -154,7 +161,17 @@ def diagnostics_plot(diagnostics: pd.DataFrame) -> Any:
             ]
         else:
             curves = [hv.Curve((mean["iteration"], mean[column].astype(float)), "iteration", column)]
-        plots.append(hv.Overlay(curves).opts(title=column, width=SMALL_WIDTH, height=220, show_grid=True))
+        label = DIAGNOSTICS.get(column, column.replace("_", " "))
+        plots.append(
+            hv.Overlay(curves).opts(
+                title=label,
+                ylabel=label,
+                width=SMALL_WIDTH,
+                height=220,
+                show_grid=True,
+                legend_position="right",
+            )
+        )
     return hv.Layout(plots).cols(2).opts(shared_axes=False)
 
 

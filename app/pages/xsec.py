@@ -23,6 +23,7 @@ from app.components.page import PageSpec
 from app.components.plots import band, plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.data import electron_scattering as es
+from numl_core.figures import plain_text
 from numl_core.xsec import figures
 from numl_core.xsec.config import XsecConfig
 from numl_core.xsec.result import TransferResult, XsecResult
@@ -96,8 +97,8 @@ def spectrum_plot(result: XsecResult, setting: int) -> hv.Overlay:
     label = str(curves["setting_label"].iloc[0])
     return hv.Overlay(elements).opts(
         title=f"{label} (QE peak at omega = {peak:.3f} GeV)",
-        xlabel="omega [GeV]",
-        ylabel="d2sigma/dOmega domega [nb/sr/GeV]",
+        xlabel=plain_text(figures.OMEGA_LABEL),
+        ylabel=plain_text(figures.XSEC_LABEL),
         responsive=True,
         height=PLOT_HEIGHT,
         show_grid=True,
@@ -144,7 +145,8 @@ def transfer_plot(transfer: pd.DataFrame) -> hv.Bars:
         logy=True,
         responsive=True,
         height=300,
-        title="transfer learning: held-out chi2 per point",
+        title="transfer learning: held-out χ² per point",
+        ylabel="χ² per point (held-out)",
         show_grid=True,
         multi_level=True,
         xrotation=0,

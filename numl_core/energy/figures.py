@@ -31,6 +31,13 @@ REFERENCE_ANGLES_DEG = {15.0: r"15$^\circ$ (~3$\sigma$ $\delta_\mathrm{CP}$)", 7
 """The angular resolutions for 3 and 5 sigma delta_CP sensitivity with sub-GeV atmospheric neutrinos
 (Kelly et al., PRL 123, 081801) [degrees]."""
 TRUE_ENERGY = r"true $E_\nu$ [GeV]"
+PREDICTED_ENERGY = r"predicted $E_\nu$ [GeV]"
+HEATMAP_COUNTS = "test events / cell"
+#: y axis labels of the resolution columns.
+RESOLUTION_LABELS = {
+    "res68": r"res68 of $\Delta E/E_\mathrm{true}$",
+    "bias": r"bias: mean $\Delta E/E_\mathrm{true}$",
+}
 
 
 def _style(estimator: str) -> dict[str, str]:
@@ -56,8 +63,8 @@ def resolution_figure(result: EnergyResult) -> Figure:
             )
     bottom.axhline(0.0, color="black", linestyle="--", linewidth=1.0)
     top.set_xscale("log")
-    top.set_ylabel(r"res68 of $\Delta E/E_\mathrm{true}$")
-    bottom.set_ylabel(r"bias: mean $\Delta E/E_\mathrm{true}$")
+    top.set_ylabel(RESOLUTION_LABELS["res68"])
+    bottom.set_ylabel(RESOLUTION_LABELS["bias"])
     top.set_title(r"$\Delta E = E_\mathrm{reco} - E_\mathrm{true}$ (test events)", loc="left")
     bottom.set_xlabel(TRUE_ENERGY)
     top.set_ylim(bottom=0.0)
@@ -116,8 +123,8 @@ def energy_heatmap_figure(result: EnergyResult) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(TRUE_ENERGY)
-    ax.set_ylabel(r"predicted $E_\nu$ [GeV]")
-    fig.colorbar(mesh, ax=ax, label="test events / cell")
+    ax.set_ylabel(PREDICTED_ENERGY)
+    fig.colorbar(mesh, ax=ax, label=HEATMAP_COUNTS)
     return fig
 
 

@@ -403,7 +403,12 @@ def shard_timing(config: GeneratorConfig, n_workers: int = 2) -> dict[str, float
 LOSS_PLOT = "loss"
 PROPOSAL_PLOT = "proposal_ress"
 LIVE_PLOTS = (
-    PlotSpec(LOSS_PLOT, "training loss (all rounds)", xlabel="epoch", ylabel="weighted NLL per event"),
+    PlotSpec(
+        LOSS_PLOT,
+        "training loss (all rounds)",
+        xlabel="epoch (rounds laid end to end; dotted line: next round)",
+        ylabel="weighted NLL per event",
+    ),
     PlotSpec(PROPOSAL_PLOT, "proposal quality per round", xlabel="round", ylabel="RESS of the proposal"),
 )
 

@@ -100,6 +100,20 @@ def _per_unit(unit: str) -> str:
     return f"/({unit})" if "/" in unit else f"/{unit}"
 
 
+def variable_label(distribution: str) -> str:
+    """The x axis label of a distribution: its (first) variable and unit (mathtext), e.g. ``δp_T [GeV/c]``."""
+    symbol, unit, _ = _axis(distribution)
+    return f"{symbol} [{unit}]" if unit else symbol
+
+
+def events_density_label(distribution: str) -> str:
+    """The y axis label of weighted event counts per unit of a distribution's (first) variable."""
+    symbol, unit, _ = _axis(distribution)
+    return f"weighted events / d{symbol}" + (
+        f" [1/({unit})]" if "/" in unit else f" [1/{unit}]" if unit else ""
+    )
+
+
 def _rows(table: pd.DataFrame, distribution: str) -> pd.DataFrame:
     rows = table[table["distribution"] == distribution]
     if rows.empty:
@@ -192,7 +206,7 @@ def _comparison_figure(
         ratio.set_xlabel(f"bin ({symbol} [{unit}] in slices of {slicing})")
     else:
         main.set_ylabel(rf"d$\sigma$/d{symbol} [{XSEC_UNIT}{_per_unit(unit)}/nucleon]")
-        ratio.set_xlabel(f"{symbol} [{unit}]" if unit else symbol)
+        ratio.set_xlabel(variable_label(distribution))
     values = np.concatenate([_cross_section(g, scale, two_d)[1] for _, g in rows.groupby("method")])
     log_scale_if_spanning(main, values)
     ratio.set_ylabel(f"/ {METHOD_STYLE[reference]['label'].split(' (')[0]}")

@@ -149,7 +149,10 @@ LIVE_PLOTS = LivePlots(
     expected=expected_series,
     plots=(
         PlotSpec(
-            "loss", "Classifier loss (steps 1 and 2)", "epoch (all iterations)", "weighted BCE per event"
+            "loss",
+            "Classifier loss (steps 1 and 2)",
+            "epoch (iterations laid end to end; dotted line: next iteration)",
+            "weighted BCE per event",
         ),
         PlotSpec("ess", "Effective sample size of the weights", "iteration", "Kish ESS [events]"),
         PlotSpec(

@@ -30,6 +30,7 @@ TRANSFER_METHODS = {
     "scaled_base": ("scaled base model", "#7f7f7f"),
 }
 XSEC_LABEL = r"d$^2\sigma$/d$\Omega$d$\omega$ [nb/sr/GeV]"
+OMEGA_LABEL = r"energy transfer $\omega$ [GeV]"
 
 
 @styled
@@ -80,7 +81,7 @@ def spectrum_figure(result: XsecResult, setting: int) -> Figure:
     ax.axvline(
         peak, color="0.4", linestyle="--", linewidth=1.0, label=f"QE peak ($\\omega$ = {peak:.3f} GeV)"
     )
-    ax.set_xlabel(r"energy transfer $\omega$ [GeV]")
+    ax.set_xlabel(OMEGA_LABEL)
     ax.set_ylabel(XSEC_LABEL)
     ax.set_ylim(bottom=0.0)
     ax.set_title(str(curves["setting_label"].iloc[0]), loc="left")
