@@ -13,6 +13,7 @@ from typing import Any
 
 import holoviews as hv
 import numpy as np
+import panel as pn
 
 from app.components.live_curve import plot_pane, use_bokeh  # noqa: F401 - re-exported for the pages
 
@@ -31,3 +32,9 @@ def band(x: np.ndarray, mean: np.ndarray, spread: np.ndarray, color: str, label:
         ),
         hv.Curve((x, mean), "x", "y", label=label).opts(color=color, line_width=2),
     ]
+
+
+def layout_grid(layout: hv.Layout, ncols: int) -> pn.GridBox:
+    """The plots of a HoloViews ``layout`` as a Panel grid of panes, ``ncols`` wide: in the dashboard's
+    template a Bokeh grid plot (what a layout renders to) collapses to frames of no width."""
+    return pn.GridBox(*[plot_pane(p) for p in layout.values()], ncols=ncols, sizing_mode="stretch_width")

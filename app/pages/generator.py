@@ -22,7 +22,7 @@ import panel as pn
 from app.components.export import export_row
 from app.components.job_panel import JobPanel
 from app.components.page import PageSpec
-from app.components.plots import plot_pane, steps, use_bokeh
+from app.components.plots import layout_grid, plot_pane, steps, use_bokeh
 from app.components.tables import table
 from numl_core.figures import plain_text
 from numl_core.generator import figures
@@ -145,7 +145,9 @@ def _result_tabs(result: GeneratorResult) -> list[tuple[str, Any]]:
             (
                 "Marginals",
                 pn.Column(
-                    pn.GridBox(*[plot_pane(p) for p in plots], ncols=2), export, sizing_mode="stretch_width"
+                    pn.GridBox(*[layout_grid(p, 1) for p in plots], ncols=2, sizing_mode="stretch_width"),
+                    export,
+                    sizing_mode="stretch_width",
                 ),
             )
         )
@@ -155,7 +157,7 @@ def _result_tabs(result: GeneratorResult) -> list[tuple[str, Any]]:
         views = []
         for vx, vy in pairs:
             rows = marginals_2d[(marginals_2d["x_variable"] == vx) & (marginals_2d["y_variable"] == vy)]
-            views.append(plot_pane(marginal_2d_plot(marginals_2d, vx, vy)))
+            views.append(layout_grid(marginal_2d_plot(marginals_2d, vx, vy), 2))
             views.append(
                 export_row(
                     f"marginal_{vx}_{vy}",

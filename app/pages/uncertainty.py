@@ -17,7 +17,7 @@ import panel as pn
 
 from app.components.export import export_row
 from app.components.page import PageSpec
-from app.components.plots import plot_pane, use_bokeh
+from app.components.plots import layout_grid, plot_pane, use_bokeh
 from app.components.tables import table
 from numl_core.config import ConfigError
 from numl_core.figures import plain_text
@@ -232,18 +232,20 @@ def samples_frame(result: UncertaintyResult) -> pd.DataFrame:
 def _corner_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
     dims = tuple(range(min(3, result.toys_sample.shape[1])))
     gaussian = pn.Card(
-        plot_pane(
+        layout_grid(
             corner_plot(
                 result.toys_sample, result.gaussian_sample, dims, "Gaussian", figures.toy_unit(result.toys)
-            )
+            ),
+            len(dims),
         ),
         export_row("toys_vs_gaussian", lambda: figures.toys_vs_samples_figure(result, "gaussian", dims)),
         title="Gaussian samples",
         collapsed=True,
         sizing_mode="stretch_width",
     )
-    flow = plot_pane(
-        corner_plot(result.toys_sample, result.flow_sample, dims, "flow", figures.toy_unit(result.toys))
+    flow = layout_grid(
+        corner_plot(result.toys_sample, result.flow_sample, dims, "flow", figures.toy_unit(result.toys)),
+        len(dims),
     )
     export = export_row(
         "toys_vs_flow",

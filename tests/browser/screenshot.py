@@ -37,9 +37,8 @@ SHOWCASE = {
 }
 #: Workflows whose result view ``--all`` saves, besides the unfolding one, in this order.
 OTHER_WORKFLOWS = ("energy", "generator", "uncertainty", "xsec")
-#: The result tab to show where the first one is not a single drawn plot: energy opens on a table; the
-#: generator's marginals and the uncertainty corner plot (grids of plots) lay out collapsed in chromium.
-RESULT_TAB = {"energy": "Resolution vs energy", "generator": "Weights", "uncertainty": "p-values"}
+#: The result tab to show where the first one is not a drawn plot: energy opens on a table.
+RESULT_TAB = {"energy": "Resolution vs energy"}
 #: Tall enough that the result area fits without scrolling, which would put the fixed header over it.
 RESULT_VIEWPORT = {"width": 1400, "height": 3000}
 RESULT = ".numl-result"
