@@ -51,12 +51,3 @@ def table(frame: pd.DataFrame, digits: int = 4, **kwargs: Any) -> pn.widgets.Tab
 def csv_bytes(frame: pd.DataFrame) -> io.BytesIO:
     """A CSV file in memory (for download buttons)."""
     return io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
-
-
-def csv_download(
-    frame: pd.DataFrame, filename: str, label: str = "Download CSV", **kwargs: Any
-) -> pn.widgets.FileDownload:
-    """A button that downloads ``frame`` as ``filename``."""
-    return pn.widgets.FileDownload(
-        callback=lambda: csv_bytes(frame), filename=filename, label=label, button_type="default", **kwargs
-    )

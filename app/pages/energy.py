@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from app.components.export import export_row
+from app.components.export import export_row, table_download
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, use_bokeh
-from app.components.tables import csv_download, table
+from app.components.tables import table
 from numl_core.energy import figures
 from numl_core.energy.config import DEFAULT_LOSS, EnergyConfig
 from numl_core.energy.losses import BASE_LOSSES, PHYSICS_TERMS, term_label
@@ -221,7 +221,7 @@ def downloads(result: EnergyResult | PredictResult) -> pn.FlexBox:
     """One CSV download button per table of the result."""
     return pn.FlexBox(
         *(
-            csv_download(frame, f"{key}.csv", label=f"Download {key}.csv", width=220)
+            table_download(frame, key, label=f"Download {key}.csv")
             for key, frame in result.to_tables().items()
         )
     )

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from app.components.export import export_row
+from app.components.export import export_row, table_download
 from app.components.page import PageSpec
 from app.components.plots import plot_pane, steps, use_bokeh
-from app.components.tables import csv_download, table
+from app.components.tables import table
 from numl_core.figures import plain_text
 from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
@@ -393,7 +393,7 @@ class UnfoldingResults(pn.viewable.Viewer):
         if self.fields.get("weights") is not None:
             frames["weights.csv"] = weights_frame(self.fields["weights"])
         buttons = [
-            csv_download(frame, name, label=name, width=220)
+            table_download(frame, name.removesuffix(".csv"), label=name)
             for name, frame in frames.items()
             if isinstance(frame, pd.DataFrame)
         ]
