@@ -204,7 +204,7 @@ def test_each_transfer_fit_keeps_the_learning_rate_that_scores_best_on_its_valid
     scores = {  # each learning rate trained alone, as the search trains it (seeded)
         f: held_out_score(
             train_model(points, fit, val, settings.training(lr=3e-3 * f)).model.net, points, fit, val
-        )[0]
+        ).chi2
         for f in factors
     }
     assert len(set(scores.values())) == 3

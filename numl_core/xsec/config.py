@@ -225,8 +225,8 @@ class XsecConfig(TrainingConfig):
     finetune_epochs = param.Integer(
         default=1500,
         bounds=(1, 100_000),
-        doc="Passes of fine-tuning (1500: on carbon -> O, Al, Ca, Fe with 2 seeds the summed held-out chi2 "
-        "per point fell by a third against 300 passes, Ca by 30-50%; about 2-9 s on one CPU thread).",
+        doc="Passes of fine-tuning at most: the report with the lowest chi2 on the validation share "
+        "(transfer_val_fraction) is kept; typical 300-3000 (seconds on one CPU thread).",
     )
     finetune_lr = param.Number(
         default=1e-3, bounds=(1e-7, 1.0), doc="Learning rate of fine-tuning; typical 1e-4 to 3e-3."

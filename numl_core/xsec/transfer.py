@@ -255,26 +255,35 @@ def train_best_lr(
             metric_prefix=prefix if factor == 1.0 else f"{prefix}lr{factor:g}_",
         )
         progress.check_cancelled()
-        chi2 = held_out_score(trained.model.net, points, fit, val)[0] if len(val) else 0.0
+        chi2 = held_out_score(trained.model.net, points, fit, val).chi2 if len(val) else 0.0
         if best is None or chi2 < best[0]:
             best = (chi2, trained.model.net, lr)
     assert best is not None
     return TunedFit(best[1], best[2], time.perf_counter() - t0)
 
 
-def held_out_score(
-    net: XsecNet, points: PointSet, fit: np.ndarray, scored: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """chi2 per point of ``net`` on the ``scored`` points with lambda_k from its predictions at the
-    ``fit`` points (:func:`~numl_core.xsec.fit.chi2_held_out`), its predictions there [nb/sr/GeV], the
-    lambda_k (K,) and which data sets had ``fit`` points."""
-    on_fit = band(predict_log(net, points.x[fit]))[0]
-    lam, fitted = lambdas_from_training(
-        on_fit, points.xsec[fit], points.error[fit], points.group[fit], points.prior
-    )
-    pred = band(predict_log(net, points.x[scored]))[0]
-    args = (pred, points.xsec[scored], points.error[scored], points.group[scored], points.prior)
-    return chi2_held_out(*args, lam, fitted), pred, lam, fitted
+@dataclass
+class HeldOutScore:
+    """:func:`held_out_score`: chi2 per point on the scored points, the predictions [nb/sr/GeV] there
+    (``pred``) and at the fitted points (``on_fit``), the lambda_k (K,) from the fitted points and which
+    data sets had fitted points (``fitted``)."""
+
+    chi2: float
+    pred: np.ndarray
+    on_fit: np.ndarray
+    lambdas: np.ndarray
+    fitted: np.ndarray
+
+
+def held_out_score(net: XsecNet, points: PointSet, fit: np.ndarray, scored: np.ndarray) -> HeldOutScore:
+    """Score ``net`` on the ``scored`` points with lambda_k from its predictions at the ``fit`` points
+    (:func:`~numl_core.xsec.fit.chi2_held_out`: nothing fitted on the scored points)."""
+    at_fit, at_scored = points.take(fit), points.take(scored)
+    on_fit = band(predict_log(net, at_fit.x))[0]
+    lam, fitted = lambdas_from_training(on_fit, *measured(at_fit, points.prior))
+    pred = band(predict_log(net, at_scored.x))[0]
+    chi2 = chi2_held_out(pred, *measured(at_scored, points.prior), lam, fitted)
+    return HeldOutScore(chi2, pred, on_fit, lam, fitted)
 
 
 def measured(points: PointSet, prior: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -296,11 +305,12 @@ def score_methods(
     row: dict[str, float] = {}
     predictions, lambdas = {}, {}
     for method, net in nets.items():
-        row[method], pred, lam, fitted = held_out_score(net, points, train, held)
-        row[f"{method}_profiled"] = chi2_per_point(pred, *measured(score, points.prior))[0]
+        scored = held_out_score(net, points, train, held)
+        row[method] = scored.chi2
+        row[f"{method}_profiled"] = chi2_per_point(scored.pred, *measured(score, points.prior))[0]
         # on its own training points: a fit well below its held-out chi2 is not under-trained
-        on_train = band(predict_log(net, fit.x))[0]
-        row[f"{method}_train"] = chi2_per_point(on_train, *measured(fit, points.prior), lam)[0]
-        predictions[method] = pred
-        lambdas[method] = np.where(fitted, lam, 1.0)[score.group]
+        on_train = chi2_per_point(scored.on_fit, *measured(fit, points.prior), scored.lambdas)
+        row[f"{method}_train"] = on_train[0]
+        predictions[method] = scored.pred
+        lambdas[method] = np.where(scored.fitted, scored.lambdas, 1.0)[score.group]
     return row, predictions, lambdas
