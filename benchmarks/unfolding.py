@@ -10,7 +10,10 @@ calls the unfolding workflow once per fake-data set with its own built-in sample
 3. numl's OmniFold vs the ``omnifold`` package's MultiFold on the same events: wall time
    (``omnifold_vs_peer_speedup`` = peer / numl) and unfolded truth histograms (``peer_quality``);
 4. IBU vs PyUnfold on the 58-bin muon (p, cos theta) binning: values, errors and speed;
-5. the workflow's chi2 table for every fake-data set (``chi2_table``).
+5. calibration (``benchmarks/unfolding_calibration.py``): the workflow's chi2 table for every fake-data
+   set with 100 throws (``chi2_table_100``), closure, the covariance check, bias per iteration and
+   OmniFold's bias against events and epochs;
+6. the full reference ensemble projected from the measured throughput (``full_ensemble_projected_*``).
 
 Run it with ``python -m benchmarks.run_all [--quick] unfolding``.
 """
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks import unfolding_calibration
 from numl_core.data.binning import BINNINGS, Binning
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.jobs import Progress
@@ -44,7 +48,7 @@ from numl_core.unfold.inputs import UnfoldingInputs
 from numl_core.unfold.model import EnsembleMLP, derived_seed
 from numl_core.unfold.omnifold import OmniFoldSettings, unfold_omnifold
 from numl_core.unfold.train import ClassifierSettings, train_classifiers
-from numl_core.unfold.workflow import UnfoldingConfig, run_unfolding
+from numl_core.unfold.workflow import UnfoldingConfig
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,8 +94,8 @@ class Sizes:
     chi2_iterations: int
     chi2_trials: int
     chi2_throws: int
-    chi2_bootstrap: int
     chi2_epochs: int
+    bias_throws: int
 
 
 FULL = Sizes(
@@ -109,12 +113,12 @@ FULL = Sizes(
     peer_batch_size=10_000,
     ibu_throws=100,
     ibu_iterations=4,
-    chi2_events=60_000,
-    chi2_iterations=4,
+    chi2_events=200_000,
+    chi2_iterations=5,
     chi2_trials=1,
-    chi2_throws=10,
-    chi2_bootstrap=10,
+    chi2_throws=100,
     chi2_epochs=4,
+    bias_throws=40,
 )
 QUICK = Sizes(
     n_events=40_000,
@@ -131,12 +135,12 @@ QUICK = Sizes(
     peer_batch_size=1_000,
     ibu_throws=20,
     ibu_iterations=4,
-    chi2_events=4_000,
-    chi2_iterations=1,
+    chi2_events=8_000,
+    chi2_iterations=2,
     chi2_trials=1,
-    chi2_throws=2,
-    chi2_bootstrap=2,
-    chi2_epochs=1,
+    chi2_throws=24,
+    chi2_epochs=2,
+    bias_throws=8,
 )
 
 
@@ -687,58 +691,27 @@ def bench_ibu(sample: Sample, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-def chi2_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The workflow's chi2 table (rows per method plus an ``ndof`` row) as records with an ``ndof`` dict.
-
-    >>> t = pd.DataFrame({"fake_data": ["a", "a"], "method": ["ibu", "ndof"], "dpt": [3.5, 14.0]})
-    >>> chi2_records(t)
-    [{'fake_data': 'a', 'method': 'ibu', 'dpt': 3.5, 'ndof': {'dpt': 14}}]
-    """
-    dists = [c for c in table.columns if c not in ("fake_data", "method")]
-    is_ndof = table["method"] == "ndof"
-    ndof = {d: int(v) for d, v in table.loc[is_ndof, dists].iloc[0].items()}
-    return [
-        {
-            "fake_data": row["fake_data"],
-            "method": row["method"],
-            **{d: float(row[d]) for d in dists},
-            "ndof": ndof,
-        }
-        for _, row in table.loc[~is_ndof].iterrows()
-    ]
-
-
-def bench_chi2_table(sizes: Sizes) -> dict[str, Any]:
-    """``run_unfolding`` once per fake-data set; its chi2 rows (OmniFold and IBU vs the data's truth)."""
-    records, seconds = [], {}
-    for fake in nd280.FAKE_DATA_SETS:
-        config = UnfoldingConfig(
-            n_events=sizes.chi2_events,
-            seed=SEED,
-            fake_data=fake,
-            iterations=sizes.chi2_iterations,
-            trials=sizes.chi2_trials,
-            n_throws=sizes.chi2_throws,
-            n_bootstrap=sizes.chi2_bootstrap,
-            epochs=sizes.chi2_epochs,
-            device="cpu",
-        )
-        logger.info("chi2 table: fake data %s", fake)
-        seconds[fake], result = timed(lambda config=config: run_unfolding(config, Progress()))
-        records += chi2_records(result.chi2_table)
-    for rec in records:
-        logger.info("chi2 %s", rec)
+def gpu_projection(result: dict[str, Any]) -> dict[str, Any]:
+    """The full reference ensemble (600 k vs 600 k events, 100 throws x 5 trials, 15 iterations, 4 epochs
+    per step) projected from the measured classifier throughput of the full-size OmniFold run on the CPU;
+    the GPU keys are null when no GPU was available to this run."""
+    members, events, iterations, epochs = 500, 1_200_000, 15, 4
+    member_event_epochs = members * events * epochs * 2 * iterations
+    cpu_rate = result["omnifold_full"]["event_epochs_per_s"]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "chi2_table": records,
-        "chi2_sizes": {
-            "n_events": sizes.chi2_events,
-            "iterations": sizes.chi2_iterations,
-            "trials": sizes.chi2_trials,
-            "n_throws": sizes.chi2_throws,
-            "n_bootstrap": sizes.chi2_bootstrap,
-            "max_epochs": sizes.chi2_epochs,
-            "seconds": seconds,
+        "full_ensemble": {
+            "members": members,
+            "events_per_step": events,
+            "iterations": iterations,
+            "epochs": epochs,
         },
+        "full_ensemble_member_event_epochs": member_event_epochs,
+        "full_ensemble_projected_cpu_s": member_event_epochs / cpu_rate,
+        "gpu_member_epochs_per_s": None,
+        "full_ensemble_projected_gpu_s": None,
+        "gpu_name": gpu,
+        "gpu_note": None if gpu else "no GPU machine was available to this run: the GPU keys are null",
     }
 
 
@@ -759,5 +732,6 @@ def run(quick: bool) -> dict[str, Any]:
     result.update(bench_batched_vs_loop(sample, sizes))
     result.update(bench_peer(sample, sizes))
     result.update(bench_ibu(sample, sizes))
-    result.update(bench_chi2_table(sizes))
+    result.update(unfolding_calibration.run(sizes))
+    result.update(gpu_projection(result))
     return result

@@ -67,12 +67,14 @@ def hartlap_factor(n_replicas: int, n_bins: int) -> float:
 @dataclass(frozen=True)
 class Chi2:
     """A chi2 with its number of degrees of freedom ``ndof``, the ``dropped`` bins (no variance: left
-    out) and the ``correction`` applied to the estimated inverse covariance (the Hartlap factor, or 1)."""
+    out), the ``correction`` applied to the estimated inverse covariance (the Hartlap factor, or 1) and
+    the ``method`` that estimated the covariance (``hartlap``, ``shrinkage``, ``none``)."""
 
     chi2: float
     ndof: int
     dropped: tuple[int, ...]
     correction: float
+    method: str = "hartlap"
 
     @property
     def per_ndof(self) -> float:
@@ -93,19 +95,22 @@ def chi2_from_replicas(
     ``method`` "hartlap": the inverse of the estimated covariance is scaled by :func:`hartlap_factor`
     (exact for Gaussian replicas when ``extra_cov`` is absent; with it, the factor applies to the whole
     covariance and is an approximation on the safe side); "shrinkage": the Ledoit-Wolf shrunk
-    covariance, well conditioned even with fewer replicas than bins; "none": the plain sample covariance.
+    covariance, well conditioned even with fewer replicas than bins; "none": the plain sample covariance;
+    "auto": "hartlap" when there are more replicas than used bins + 2, else "shrinkage".
     """
-    if method not in ("hartlap", "shrinkage", "none"):
-        raise ValueError(f"method={method!r}: expected 'hartlap', 'shrinkage' or 'none'")
+    if method not in ("hartlap", "shrinkage", "none", "auto"):
+        raise ValueError(f"method={method!r}: expected 'hartlap', 'shrinkage', 'none' or 'auto'")
     data, model = np.asarray(data, float), np.asarray(model, float)
+    used = np.flatnonzero(np.var(replicas, axis=0) + (0.0 if extra_cov is None else np.diag(extra_cov)) > 0)
+    if method == "auto":
+        method = "hartlap" if len(replicas) > len(used) + 2 else "shrinkage"
     cov = covariance_from_replicas(replicas) if method != "shrinkage" else _shrunk(replicas)
     if extra_cov is not None:
         cov = cov + np.asarray(extra_cov, float)
-    used = np.flatnonzero(np.diag(cov) > 0)
     factor = hartlap_factor(len(replicas), len(used)) if method == "hartlap" else 1.0
     chi2 = factor * chi2_with_covariance(data[used], model[used], cov[np.ix_(used, used)])
     dropped = tuple(int(i) for i in np.setdiff1d(np.arange(len(data)), used))
-    return Chi2(chi2, len(used), dropped, factor)
+    return Chi2(chi2, len(used), dropped, factor, method)
 
 
 def _shrunk(replicas: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import gpu, peer_omnifold, run_all, unfolding
+from benchmarks import gpu, peer_omnifold, run_all, unfolding, unfolding_calibration
 
 
 def test_flatten_joins_nested_keys_and_drops_lists():
@@ -50,19 +50,26 @@ def test_peer_gets_enough_batches(sizes):
     assert sizes.peer_events // sizes.peer_batch_size >= 5
 
 
-def test_chi2_records_move_the_ndof_row_into_each_record():
-    table = pd.DataFrame(
+def test_table_records_carry_chi2_ndof_and_the_covariance_estimate_per_distribution():
+    calibration = pd.DataFrame(
         {
-            "fake_data": ["nominal"] * 3,
-            "method": ["omnifold", "ibu", "ndof"],
-            "dpt": [12.0, 15.5, 14.0],
-            "muon_p_cos": [60.0, 70.0, 58.0],
+            "distribution": ["dpt", "muon_p_cos", "dpt", "muon_p_cos"],
+            "method": ["omnifold", "omnifold", "ibu", "ibu"],
+            "chi2": [12.0, 60.0, 15.5, 70.0],
+            "ndof": [14, 58, 14, 58],
+            "covariance": ["hartlap", "shrinkage", "hartlap", "shrinkage"],
+            "inverse_correction": [0.85, 1.0, 0.85, 1.0],
+            "n_throws": [100] * 4,
         }
     )
-    records = unfolding.chi2_records(table)
+    records = unfolding_calibration.table_records("nominal", calibration)
     assert [r["method"] for r in records] == ["omnifold", "ibu"]
-    assert records[1]["dpt"] == 15.5
-    assert records[0]["ndof"] == {"dpt": 14, "muon_p_cos": 58}
+    assert records[1]["dpt"] == 15.5 and records[0]["ndof"] == {"dpt": 14, "muon_p_cos": 58}
+    assert records[0]["covariance"]["muon_p_cos"] == "shrinkage"
+    winners = unfolding_calibration.stv_winner(
+        [{**r, "dalphat": 1.0, "dphit": 2.0 if r["method"] == "ibu" else 3.0} for r in records]
+    )
+    assert winners == {"nominal": {"dpt": "omnifold", "dalphat": "omnifold", "dphit": "ibu"}}
 
 
 def test_chi2_per_ndof_skips_empty_bins():

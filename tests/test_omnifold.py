@@ -300,9 +300,10 @@ def test_weight_clip_bounds_every_step_ratio():
     assert np.isclose(ratios, hi, rtol=1e-5).any()  # a shift of one unit needs ratios beyond the clip
 
 
-def test_identical_throws_give_identical_weights():
-    # trial k starts from the same parameters in every throw and all members share mini-batches,
-    # so two throws with equal weights must agree exactly: throw differences are never noise
+def test_identical_throws_differ_only_by_classifier_noise():
+    # each throw's classifiers start from their own initialisation, so the throws' spread carries the
+    # classifier noise the covariance must count: two throws with equal weights differ, by about as much as
+    # two trials of one throw do
     rng = np.random.default_rng(10)
     truth, reco = gaussian(rng, 1000, 0.0)
     _, reco_data = gaussian(rng, 800, DATA_SHIFT)
@@ -310,5 +311,7 @@ def test_identical_throws_give_identical_weights():
     prior = np.repeat(rng.uniform(0.5, 1.5, (1, 1000)), 2, axis=0)
     settings = tiny_settings(epochs=3, max_members_per_chunk=4)
     result = unfold_omnifold(UnfoldingInputs(reco, truth, ok, ok, reco_data, prior), settings=settings)
-    np.testing.assert_array_equal(result.history[:, :, 0], result.history[:, :, 1])
-    assert not np.array_equal(result.trial_weights[0], result.trial_weights[1])
+    between_throws = np.abs(result.trial_weights[0, 0] - result.trial_weights[0, 1]).mean()
+    between_trials = np.abs(result.trial_weights[0, 0] - result.trial_weights[1, 0]).mean()
+    assert between_throws > 0
+    assert 0.2 < between_throws / between_trials < 5.0

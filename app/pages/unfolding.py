@@ -23,13 +23,14 @@ import panel as pn
 
 from app.components.export import export_row, table_download
 from app.components.page import PageSpec
-from app.components.plots import plot_pane, steps, use_bokeh
+from app.components.plots import layout_grid, plot_pane, steps, use_bokeh
 from app.components.tables import table
-from numl_core.figures import plain_text
+from numl_core.figures import plain_text, spans_decades
 from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
 from numl_core.unfold.figures import DIAGNOSTICS, display_edges, events_density_label, variable_label
 from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.validation import validation_curves
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
 APP_DEFAULTS = UnfoldingConfig.preset_values("quick look")
@@ -41,13 +42,19 @@ METHOD_STYLE = {
 }
 DATA_METHODS = {"t2k": {"color": "#b2182b", "label": "T2K data"}}
 BANDED = ("omnifold", "ibu")
-TABS = ("Distributions", "T2K data", "Weight diagnostics", "χ²", "Export")
+TABS = ("Distributions", "T2K data", "Weight diagnostics", "χ²", "Validation", "Export")
 DISTRIBUTIONS_TAB, DIAGNOSTICS_TAB = 0, 2
 PLOT_HEIGHT = 320
 #: Width of each plot in a layout of several (responsive sizing does not work inside HoloViews layouts).
 SMALL_WIDTH = 420
 #: The tables offered as CSV files, by result field.
-EXPORTS = {"histograms": "histograms.csv", "chi2_table": "chi2.csv", "diagnostics": "diagnostics.csv"}
+EXPORTS = {
+    "histograms": "histograms.csv",
+    "chi2_table": "chi2.csv",
+    "diagnostics": "diagnostics.csv",
+    "calibration": "calibration.csv",
+    "iterations": "iterations.csv",
+}
 
 
 # -- pure plotting helpers -------------------------------------------------------------------------
@@ -175,6 +182,38 @@ def diagnostics_plot(diagnostics: pd.DataFrame) -> Any:
     return hv.Layout(plots).cols(2).opts(shared_axes=False)
 
 
+def validation_plot(iterations: pd.DataFrame) -> pn.GridBox:
+    """Bias and change per iteration (:func:`~numl_core.unfold.validation.validation_curves`), the panels of
+    :func:`~numl_core.unfold.figures.validation_figure`: one line per method and distribution (dashed
+    IBU), a dotted line at 1."""
+    use_bokeh()
+    curves = validation_curves(iterations)
+    panels = []
+    for column, ylabel in figures.VALIDATION_PANELS:
+        elements: list[Any] = []
+        for (method, name), part in curves.groupby(["method", "distribution"], sort=False):
+            label = f"{figures.METHOD_STYLE[method]['label']}: {plain_text(variable_label(name))}"
+            data = (part["iteration"], part[column])
+            dash = "solid" if method == "omnifold" else "dashed"
+            elements += [
+                hv.Curve(data, "iteration", "y", label=label).opts(line_dash=dash, line_width=2),
+                hv.Scatter(data, "iteration", "y", label=label).opts(size=6),
+            ]
+        values = curves[column].dropna()
+        panels.append(
+            hv.Overlay([*elements, hv.HLine(1.0).opts(color="gray", line_dash="dotted")]).opts(
+                xlabel="iteration",
+                ylabel=plain_text(ylabel),
+                logy=bool(len(values) and spans_decades(values)),
+                responsive=True,
+                height=320,
+                show_grid=True,
+                legend_position="right",
+            )
+        )
+    return layout_grid(hv.Layout(panels), ncols=1)
+
+
 def weights_plot(weights: np.ndarray, bins: int = 60) -> hv.Histogram:
     """Histogram of log10 of the positive final per-event weights."""
     use_bokeh()
@@ -221,10 +260,17 @@ class UnfoldingResults(pn.viewable.Viewer):
         self.distributions_tab = pn.Column(
             self.distribution, self.plot, self.distribution_export, sizing_mode="stretch_width"
         )
-        self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab = (
-            pn.Column(sizing_mode="stretch_width") for _ in range(4)
+        self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.validation_tab, self.export_tab = (
+            pn.Column(sizing_mode="stretch_width") for _ in range(5)
         )
-        views = (self.distributions_tab, self.t2k_tab, self.diagnostics_tab, self.chi2_tab, self.export_tab)
+        views = (
+            self.distributions_tab,
+            self.t2k_tab,
+            self.diagnostics_tab,
+            self.chi2_tab,
+            self.validation_tab,
+            self.export_tab,
+        )
         self.tabs = pn.Tabs(*zip(TABS, views, strict=True), dynamic=True, sizing_mode="stretch_width")
         self._drawn: set[int] = set()
         self._histograms_shown: pd.DataFrame | None = None
@@ -268,7 +314,8 @@ class UnfoldingResults(pn.viewable.Viewer):
             1: self._draw_t2k,
             DIAGNOSTICS_TAB: self._draw_diagnostics,
             3: self._draw_chi2,
-            4: self._draw_export,
+            4: self._draw_validation,
+            5: self._draw_export,
         }
         draw[index]()
 
@@ -276,9 +323,10 @@ class UnfoldingResults(pn.viewable.Viewer):
     @staticmethod
     def _summary_text(result: UnfoldResult) -> str:
         parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
-        if result.converged_at is not None:  # 0-based in the result; the log counts iterations from 1
-            n = result.converged_at + 1
-            parts.append(f"converged at iteration {n} (change below the trial spread; the log counts from 1)")
+        names = {"omnifold": "OmniFold", "ibu": "IBU"}
+        for method, n in result.suggested_iterations.items():
+            stop = f"iteration {n}" if n is not None else "none of the iterations run"
+            parts.append(f"{names.get(method, method)}: change below threshold from {stop}")
         if np.isfinite(result.seconds):
             parts.append(f"{result.seconds:.1f} s")
         return "**Result:** " + ", ".join(parts)
@@ -377,8 +425,8 @@ class UnfoldingResults(pn.viewable.Viewer):
         chi2 = self._frame("chi2_table")
         if chi2 is not None:
             note = pn.pane.Markdown(
-                "χ² of each method against the truth with the full covariance "
-                "(throws + bootstrap); the `ndof` row gives the bins per distribution."
+                "χ² of each method against the truth with the full covariance (see **Validation** for how "
+                "it is estimated and checked); the `ndof` row gives the bins per distribution."
             )
             self.chi2_tab[:] = [
                 note,
@@ -387,6 +435,33 @@ class UnfoldingResults(pn.viewable.Viewer):
             ]
         else:
             self.chi2_tab[:] = [pn.pane.Markdown("*No χ² table yet.*")]
+
+    def _draw_validation(self) -> None:
+        calibration, iterations = self._frame("calibration"), self._frame("iterations")
+        if calibration is None or iterations is None:
+            self.validation_tab[:] = [
+                pn.pane.Markdown("*This result holds no validation (run before it existed).*")
+            ]
+            return
+        result = self.result
+        note = pn.pane.Markdown(
+            "**Calibration.** χ² of each method against the truth with the covariance of the throws "
+            "(`covariance`: `hartlap` with its inverse correction, `shrinkage` when there are too few "
+            "throws for the bins, `parts` when the throws vary the systematics only); "
+            "`loo_chi2_per_ndof` checks the covariance: each throw against the others', about 1 when it "
+            "is right. **Per iteration:** χ²/ndof against the truth (the bias) and the change from the "
+            "previous iteration over its threshold "
+            "√(2 ndof)/2: below the dotted line at 1, more iterations stop helping."
+        )
+        parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
+        parts.append(validation_plot(iterations))
+        if result is not None:
+            parts.append(
+                export_row(
+                    "validation", lambda: figures.validation_figure(result), validation_curves(iterations)
+                )
+            )
+        self.validation_tab[:] = parts
 
     def _draw_export(self) -> None:
         frames = {name: self.fields.get(key) for key, name in EXPORTS.items()}

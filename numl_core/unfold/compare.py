@@ -7,6 +7,9 @@ Histogram tables are in long format: ``distribution, method, bin, low, high, val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +17,7 @@ from numl_core.data.binning import BINNINGS, Binning, bincount_weighted
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.data.reference import STV_VARIABLES, load_t2k_stv
 from numl_core.jobs import Progress
-from numl_core.stats import chi2_with_covariance, covariance_from_replicas
+from numl_core.stats import Chi2, chi2_from_replicas, chi2_with_covariance, covariance_from_replicas
 from numl_core.unfold import ibu
 from numl_core.unfold.events import UnfoldingSample
 from numl_core.unfold.metrics import uncertainty_budget
@@ -49,7 +52,7 @@ def histogram_rows(
 
 
 def member_covariance(members: np.ndarray, n_syst: int, mc_stat_var: np.ndarray) -> np.ndarray:
-    """Total covariance around the nominal member (index 0).
+    """Total covariance around the nominal member (index 0) when the throws are systematic only.
 
     Systematic from the throws (members 1..n_syst, about the nominal), statistical from the data's
     bootstrap replicas (the rest, about their mean), plus the MC's own statistical variance per bin
@@ -65,29 +68,65 @@ def member_covariance(members: np.ndarray, n_syst: int, mc_stat_var: np.ndarray)
     return cov
 
 
+@dataclass(frozen=True)
+class Unfolded:
+    """One method's unfolded histogram of one distribution, in events.
+
+    ``nominal`` (B,); ``cov`` (B, B) its total covariance; ``throws`` (T, B) the throws' results when
+    ``cov`` is their sample covariance (throws that vary the statistics as well as the systematics), so
+    that a chi2 can correct the inverse of that estimate; None when ``cov`` is built from parts
+    (:func:`member_covariance`).
+    """
+
+    nominal: np.ndarray
+    cov: np.ndarray
+    throws: np.ndarray | None = None
+
+
+def unfolded(sample: UnfoldingSample, members: np.ndarray, mc_stat_var: np.ndarray) -> Unfolded:
+    """The nominal member and its covariance: the throws' sample covariance (about their mean) when each
+    throw also varies the MC and data statistics, else :func:`member_covariance`."""
+    if sample.throw_statistics and sample.n_syst >= 2:
+        throws = members[sample.throws]
+        return Unfolded(members[0], covariance_from_replicas(throws), throws)
+    return Unfolded(members[0], member_covariance(members, sample.n_syst, mc_stat_var))
+
+
+def omnifold_members(
+    sample: UnfoldingSample, push: np.ndarray, binning: Binning
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truth-level histograms (M, B) of the MC weighted by each member's push factors ``push`` (M, N),
+    and the MC statistical variance (B,) of the nominal one (its sum of squared weights)."""
+    signal = sample.mc["pass_truth"].to_numpy()
+    values = _values(sample.mc[signal], binning, "true")
+    weights = sample.mc_weights[:, signal] * np.atleast_2d(push)[:, signal]
+    return binning.histogram(*values, weights=weights), binning.histogram(*values, weights=weights[0] ** 2)
+
+
 def omnifold_histograms(
     sample: UnfoldingSample, push: np.ndarray, trial_factors: np.ndarray, binning: Binning
-) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
-    """Truth-level histograms of the OmniFold-weighted MC: nominal, total covariance, uncertainty budget.
+) -> tuple[Unfolded, pd.DataFrame | None]:
+    """OmniFold's truth-level result of one distribution (:class:`Unfolded`) and its uncertainty budget.
 
     ``push`` (M, N) unfolded factors per ensemble member (multiplying ``sample.mc_weights``);
-    ``trial_factors`` (K, N): the nominal's push factors per classifier trial; their spread, divided
-    by K for the trial average, adds the classifier-initialisation uncertainty.
+    ``trial_factors`` (K, N): the nominal's push factors per classifier trial. Each throw (and bootstrap
+    replica) starts its classifiers from its own initialisations, so their spread already carries the
+    classifier noise of a K-trial average; only without any throws or replicas is the trials' spread
+    divided by K the covariance's classifier part.
     """
-    mc, mc_weights = sample.mc, sample.mc_weights
-    signal = mc["pass_truth"].to_numpy()
-    values = _values(mc[signal], binning, "true")
-    unfolded = mc_weights[:, signal] * push[:, signal]
-    members = binning.histogram(*values, weights=unfolded)
-    mc_var = binning.histogram(*values, weights=unfolded[0] ** 2)
-    cov = member_covariance(members, sample.n_syst, mc_var)
+    members, mc_var = omnifold_members(sample, push, binning)
+    result = unfolded(sample, members, mc_var)
     budget = None
     if len(trial_factors) > 1:
-        trials = binning.histogram(*values, weights=mc_weights[0, signal] * trial_factors[:, signal])
-        cov += covariance_from_replicas(trials) / len(trial_factors)
+        signal = sample.mc["pass_truth"].to_numpy()
+        values = _values(sample.mc[signal], binning, "true")
+        trials = binning.histogram(*values, weights=sample.mc_weights[0, signal] * trial_factors[:, signal])
+        if len(members) == 1:
+            cov = result.cov + covariance_from_replicas(trials) / len(trial_factors)
+            result = Unfolded(result.nominal, cov)
         if len(members) > 2:
             budget = uncertainty_budget(members[0], members[1:], trials, n_averaged=len(trial_factors))
-    return members[0], cov, budget
+    return result, budget
 
 
 def ibu_inputs(
@@ -116,16 +155,37 @@ def ibu_inputs(
     return inputs, observed
 
 
-def unfold_ibu(
-    sample: UnfoldingSample, binning: Binning, iterations: int, progress: Progress, name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """IBU of one distribution for every ensemble member at once, with the MC truth as prior.
-
-    The nominal member is also unfolded iteration by iteration to report the test statistic
-    between iterations (metric :data:`IBU_TS_METRIC`, PyUnfold's KS by default) for the live plots.
-    """
+def ibu_members(
+    sample: UnfoldingSample, binning: Binning, iterations: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """IBU of one distribution for every ensemble member at once, with the MC truth as prior, stopped
+    after each number of ``iterations``: per entry, the members' results (M, B) and the MC statistical
+    variance (B,) of the nominal (its relative error is that of the response's truth counts)."""
     inputs, observed = ibu_inputs(sample.mc, sample.data, binning, sample.mc_weights, sample.data_weights)
     prior = inputs.truth / np.clip(inputs.truth.sum(axis=-1, keepdims=True), 1e-300, None)
+    signal = sample.mc["pass_truth"].to_numpy()
+    truth_w2 = binning.histogram(
+        *_values(sample.mc[signal], binning, "true"), weights=sample.mc_weights[0][signal] ** 2
+    )
+    rel_var = truth_w2 / np.clip(inputs.truth[0] ** 2, 1e-300, None)
+    out = []
+    for n in iterations:
+        values = ibu.ibu_throws(
+            observed, inputs.response, inputs.efficiencies, inputs.background, prior, n_iterations=n
+        )
+        out.append((values, values[0] ** 2 * rel_var))
+    return out
+
+
+def report_ibu_ts(
+    sample: UnfoldingSample, binning: Binning, iterations: int, progress: Progress, name: str
+) -> None:
+    """Unfold the nominal member iteration by iteration and report the test statistic between iterations
+    (metric :data:`IBU_TS_METRIC`, PyUnfold's KS by default) for the live plots."""
+    inputs, observed = ibu_inputs(
+        sample.mc, sample.data, binning, sample.mc_weights[:1], sample.data_weights[:1]
+    )
+    prior = inputs.truth[0] / max(float(inputs.truth[0].sum()), 1e-300)
     ibu.iterative_bayesian_unfold(
         observed[0],
         np.sqrt(observed[0]),
@@ -133,7 +193,7 @@ def unfold_ibu(
         inputs.response_err[0],
         inputs.efficiencies[0],
         inputs.efficiencies_err[0],
-        prior=prior[0],
+        prior=prior,
         ts_stopping=0.0,
         max_iter=iterations,
         background=inputs.background[0],
@@ -141,56 +201,60 @@ def unfold_ibu(
             IBU_TS_METRIC, record["ts_iter"], step=int(record["num_iterations"]), distribution=name
         ),
     )
-    values = ibu.ibu_throws(
-        observed, inputs.response, inputs.efficiencies, inputs.background, prior, n_iterations=iterations
-    )
-    # MC statistical variance of the nominal unfolded bins: relative error of the truth counts of the response
-    signal = sample.mc["pass_truth"].to_numpy()
-    truth_w2 = binning.histogram(
-        *_values(sample.mc[signal], binning, "true"), weights=sample.mc_weights[0][signal] ** 2
-    )
-    rel_var = truth_w2 / np.clip(inputs.truth[0] ** 2, 1e-300, None)
-    return values[0], member_covariance(values, sample.n_syst, values[0] ** 2 * rel_var)
+
+
+def unfold_ibu(
+    sample: UnfoldingSample, binning: Binning, iterations: int, progress: Progress, name: str
+) -> Unfolded:
+    """IBU of one distribution after ``iterations`` for every member (:func:`ibu_members`); the nominal
+    member's test statistic between iterations goes to the live plots (:func:`report_ibu_ts`)."""
+    report_ibu_ts(sample, binning, iterations, progress, name)
+    return unfolded(sample, *ibu_members(sample, binning, [iterations])[0])
 
 
 def truth_and_prior(
     sample: UnfoldingSample, binning: Binning, name: str
-) -> tuple[np.ndarray, list[pd.DataFrame]]:
-    """The fake data's truth histogram and the rows of truth (with its statistical error) and prior."""
+) -> tuple[np.ndarray | None, np.ndarray, list[pd.DataFrame]]:
+    """The fake data's truth histogram (None for real data, which have no truth), the prior (the MC's
+    truth) and their rows (the truth with its statistical error)."""
     data, mc = sample.data, sample.mc
+    prior_mask = mc["pass_truth"].to_numpy()
+    prior = binning.histogram(*_values(mc[prior_mask], binning, "true"), weights=sample.mc_prior[prior_mask])
+    rows = [histogram_rows(name, "prior", binning, prior, np.zeros_like(prior))]
+    if not sample.data_has_truth:
+        return None, prior, rows
     signal = data["pass_truth"].to_numpy()
     truth_values, truth_w = _values(data[signal], binning, "true"), sample.data_w[signal]
     truth = binning.histogram(*truth_values, weights=truth_w)
     truth_err = np.sqrt(binning.histogram(*truth_values, weights=truth_w**2))
-    prior_mask = mc["pass_truth"].to_numpy()
-    prior = binning.histogram(*_values(mc[prior_mask], binning, "true"), weights=sample.mc_prior[prior_mask])
-    rows = [
-        histogram_rows(name, "truth", binning, truth, truth_err),
-        histogram_rows(name, "prior", binning, prior, np.zeros_like(prior)),
+    return truth, prior, [histogram_rows(name, "truth", binning, truth, truth_err), *rows]
+
+
+def used_bins(estimates: dict[str, Unfolded]) -> np.ndarray:
+    """Bins some variance reaches in every method's covariance (bool (B,)); the others carry no
+    information and are left out of every chi2."""
+    return np.all([np.diag(e.cov) > 0 for e in estimates.values()], axis=0)
+
+
+def chi2_of(estimate: Unfolded, target: np.ndarray, used: np.ndarray) -> Chi2:
+    """chi2 of ``estimate.nominal`` against ``target`` (B,) on the ``used`` bins: with the throws' sample
+    covariance and the correction of its inverse (:func:`~numl_core.stats.chi2_from_replicas`, Hartlap
+    when there are more throws than bins + 2, else shrinkage), or with the covariance built from parts."""
+    if estimate.throws is not None:
+        return chi2_from_replicas(
+            estimate.nominal[used], target[used], estimate.throws[:, used], method="auto"
+        )
+    dropped = tuple(int(i) for i in np.flatnonzero(~used))
+    value = chi2_with_covariance(estimate.nominal[used], target[used], estimate.cov[np.ix_(used, used)])
+    return Chi2(value, int(used.sum()), dropped, 1.0, "none")
+
+
+def estimate_rows(name: str, binning: Binning, estimates: dict[str, Unfolded]) -> list[pd.DataFrame]:
+    """Rows of each method's nominal result, errors from its total covariance."""
+    return [
+        histogram_rows(name, method, binning, e.nominal, np.sqrt(np.diag(e.cov)))
+        for method, e in estimates.items()
     ]
-    return truth, rows
-
-
-def chi2_against_truth(
-    name: str,
-    binning: Binning,
-    truth: np.ndarray,
-    estimates: dict[str, tuple[np.ndarray, np.ndarray]],
-    progress: Progress,
-) -> tuple[list[pd.DataFrame], dict[str, float]]:
-    """Rows of each method's nominal result with its errors, and chi2 per method (plus ``ndof``).
-
-    Bins no method populates (zero variance everywhere) carry no information and are left out.
-    """
-    used = np.all([np.diag(cov) > 0 for _, cov in estimates.values()], axis=0)
-    if not used.all():
-        progress.log(f"{name}: {int((~used).sum())} empty bin(s) left out of chi2")
-    rows, chi2 = [], {}
-    for method, (nominal, cov) in estimates.items():
-        rows.append(histogram_rows(name, method, binning, nominal, np.sqrt(np.diag(cov))))
-        chi2[method] = chi2_with_covariance(nominal[used], truth[used], cov[np.ix_(used, used)])
-    chi2["ndof"] = float(used.sum())
-    return rows, chi2
 
 
 def _t2k_chi2_rows(name: str, t2k: np.ndarray, t2k_cov: np.ndarray, estimates: dict) -> list[dict]:
@@ -207,11 +271,11 @@ def _t2k_chi2_rows(name: str, t2k: np.ndarray, t2k_cov: np.ndarray, estimates: d
     ]
 
 
-def t2k_overlay(sample: UnfoldingSample, unfolded: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+def t2k_overlay(sample: UnfoldingSample, weights: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The T2K CC0pi-Np STV measurement (PRD 98, 032003) next to the prior, the fake data's truth and
     OmniFold's result, all restricted to its signal phase space and in its binning and units.
 
-    ``unfolded`` (M, N_mc): OmniFold's weights per ensemble member, in events; ``sample.xsec_scale``
+    ``weights`` (M, N_mc): OmniFold's weights per ensemble member, in events; ``sample.xsec_scale``
     converts events to cm^2 per carbon nucleon. Returns long-format histogram rows (``value``/``error``
     per bin in 1e-38 cm^2 per CH nucleon, distributions ``dpt_t2k`` ...) and a table of chi2 against
     T2K with its covariance (plus the unfolding's own covariance for OmniFold), with ndof = 8 bins. IBU
@@ -229,9 +293,9 @@ def t2k_overlay(sample: UnfoldingSample, unfolded: np.ndarray) -> tuple[pd.DataF
         t2k = meas.values * widths / T2K_UNIT_CM2
         t2k_cov = meas.cov * np.outer(widths, widths) / T2K_UNIT_CM2**2
         true_mc = (mc.loc[mc_in, f"true_{variable}"].to_numpy(),)
-        members = binning.histogram(*true_mc, weights=unfolded[:, mc_in]) * to_ch
-        mc_var = binning.histogram(*true_mc, weights=unfolded[0, mc_in] ** 2) * to_ch**2
-        omnifold_cov = member_covariance(members, sample.n_syst, mc_var)
+        members = binning.histogram(*true_mc, weights=weights[:, mc_in]) * to_ch
+        mc_var = binning.histogram(*true_mc, weights=weights[0, mc_in] ** 2) * to_ch**2
+        omnifold_cov = unfolded(sample, members, mc_var).cov
         prior = nd280.predict_stv(mc, variable, meas.edges) * widths / T2K_UNIT_CM2
         true_data = (data.loc[data_in, f"true_{variable}"].to_numpy(),)
         truth = binning.histogram(*true_data, weights=data_w[data_in]) * to_ch
@@ -240,10 +304,11 @@ def t2k_overlay(sample: UnfoldingSample, unfolded: np.ndarray) -> tuple[pd.DataF
         rows += [
             histogram_rows(name, "t2k", binning, t2k, np.sqrt(np.diag(t2k_cov))),
             histogram_rows(name, "prior", binning, prior, np.zeros_like(prior)),
-            histogram_rows(name, "truth", binning, truth, truth_err),
             histogram_rows(name, "omnifold", binning, members[0], np.sqrt(np.diag(omnifold_cov))),
         ]
-        estimates = {"prior": (prior, t2k_cov), "truth": (truth, t2k_cov)}
-        estimates["omnifold"] = (members[0], t2k_cov + omnifold_cov)
+        estimates = {"prior": (prior, t2k_cov), "omnifold": (members[0], t2k_cov + omnifold_cov)}
+        if sample.data_has_truth:
+            rows.append(histogram_rows(name, "truth", binning, truth, truth_err))
+            estimates["truth"] = (truth, t2k_cov)
         chi2 += _t2k_chi2_rows(name, t2k, t2k_cov, estimates)
     return pd.concat(rows, ignore_index=True), pd.DataFrame(chi2)

@@ -23,12 +23,14 @@ class UnfoldingConfig(TrainingConfig):
     ESSENTIALS = (
         "sample",
         "data_file",
+        "mc_file",
         "n_events",
         "fake_data",
         "distributions",
         "iterations",
         "trials",
         "n_throws",
+        "throw_statistics",
         "n_bootstrap",
         "run_ibu",
         "epochs",
@@ -36,7 +38,9 @@ class UnfoldingConfig(TrainingConfig):
     )
     LABELS = {
         "sample": "Event sample",
-        "data_file": "Event file",
+        "data_file": "Event file (the data, with an MC file)",
+        "mc_file": "MC file (optional)",
+        "throw_weight_prefix": "Throw-weight column prefix",
         "n_events": "Events [MC + data]",
         "fake_data": "Fake-data set",
         "distributions": "Distributions",
@@ -44,6 +48,8 @@ class UnfoldingConfig(TrainingConfig):
         "trials": "Trials per iteration",
         "n_throws": "Systematic throws",
         "n_bootstrap": "Bootstrap replicas",
+        "throw_statistics": "Throws vary the statistics too",
+        "closure": "Closure test (unfold the MC's own reco)",
         "hidden_layers": "Hidden layers",
         "hidden_units": "Units per hidden layer",
         "patience": "Early-stopping patience [epochs]",
@@ -56,13 +62,13 @@ class UnfoldingConfig(TrainingConfig):
         "throws_per_task": "Throws per Dask task",
     }
     NAMED_PRESETS = {
-        "quick look": {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 5, "n_bootstrap": 5},
+        "quick look": {"n_events": 50_000, "iterations": 4, "trials": 2, "n_throws": 10, "n_bootstrap": 0},
         "paper size": {
             "n_events": 1_200_000,
             "iterations": 15,
             "trials": 5,
             "n_throws": 100,
-            "n_bootstrap": 10,
+            "n_bootstrap": 0,
             "batch_size": 10_000,
         },
     }
@@ -74,7 +80,21 @@ class UnfoldingConfig(TrainingConfig):
     )
     data_file = param.String(
         default="",
-        doc="Event file (.parquet, .csv, .root) with the ND280 schema; used when sample is 'file'.",
+        doc="Event file (.parquet, .csv, .root flat TTree 'events') with the ND280 schema; used when sample "
+        "is 'file'. Without mc_file it is split at random into MC and data halves; with mc_file it is the "
+        "data, whose truth columns may be left out (real data).",
+    )
+    mc_file = param.String(
+        default="",
+        doc="MC file (.parquet, .csv, .root) with every column of the ND280 schema, reco and truth; with "
+        "sample 'file' the data_file is then unfolded with this MC instead of splitting one file (empty: "
+        "split data_file in halves).",
+    )
+    throw_weight_prefix = param.String(
+        default="throw_weight_",
+        doc="MC columns PREFIX0, PREFIX1, ... (numbered from 0) are your own systematic throws: per-event "
+        "factors on the MC's weight that replace the built-in flux, cross-section and detector throws; "
+        "n_throws takes the first ones and may not exceed their number.",
     )
     n_events = param.Integer(
         default=200_000,
@@ -85,7 +105,8 @@ class UnfoldingConfig(TrainingConfig):
     fake_data = param.Selector(
         default="dphit_shape",
         objects=list(nd280.FAKE_DATA_SETS),
-        doc="Reweighting that turns the data half into fake data ('nominal': none, a closure test).",
+        doc="Reweighting that turns the data (the data half, or the data file) into fake data ('nominal': "
+        "none; real data without truth columns must be 'nominal').",
     )
     distributions = param.ListSelector(
         default=list(DISTRIBUTIONS), objects=list(DISTRIBUTIONS), doc="Distributions unfolded and compared."
@@ -102,13 +123,26 @@ class UnfoldingConfig(TrainingConfig):
     n_throws = param.Integer(
         default=20,
         bounds=(0, 200),
-        doc="Systematic throws of the MC (flux, xsec, detector) behind the uncertainty bands; typical "
-        "10-100 (0: none).",
+        doc="Systematic throws of the MC (flux, xsec, detector; or the MC file's own throw-weight columns) "
+        "behind the uncertainty bands; typical 10-100 (0: none).",
+    )
+    throw_statistics = param.Boolean(
+        default=True,
+        doc="Each throw also draws a Poisson(1) weight for every MC and data event, so the throws' spread "
+        "is the whole covariance (systematic and statistical, as in the reference analysis); off: throws "
+        "are systematic only, and bootstrap replicas plus the MC's sum of squared weights add the "
+        "statistics.",
     )
     n_bootstrap = param.Integer(
-        default=10,
+        default=0,
         bounds=(0, 200),
-        doc="Poisson bootstrap replicas of the data (statistical uncertainty); typical 10-50 (0: none).",
+        doc="Poisson bootstrap replicas of the data (statistical uncertainty) when the throws do not vary "
+        "the statistics; typical 10-50 (0: none).",
+    )
+    closure = param.Boolean(
+        default=False,
+        doc="Closure test: the data are the MC half itself (its reco, nominal weights), so both methods "
+        "must return the MC's truth.",
     )
     hidden_layers = param.Integer(
         default=2, bounds=(1, 6), doc="Hidden layers of each classifier; typical 2-3."
@@ -153,8 +187,28 @@ class UnfoldingConfig(TrainingConfig):
                 "UnfoldingConfig.stop_on_convergence: cannot be used with a scheduler "
                 "(tasks could stop at different iterations)"
             )
+        if self.throw_statistics and self.n_bootstrap:
+            raise ConfigError(
+                "UnfoldingConfig.n_bootstrap: must be 0 when throw_statistics is on (the throws already vary "
+                "the data's statistics; bootstrap replicas would count them twice)"
+            )
+        if self.closure and self.fake_data != "nominal":
+            raise ConfigError(
+                f"UnfoldingConfig.fake_data: the closure test unfolds the MC's own reco, so fake_data must "
+                f"be 'nominal', got {self.fake_data!r}"
+            )
         if self.sample == "file" and not self.data_file:
             raise ConfigError("UnfoldingConfig.data_file: required when sample is 'file'")
+        if self.mc_file and self.sample != "file":
+            raise ConfigError(
+                f"UnfoldingConfig.mc_file: only used when sample is 'file' (got sample {self.sample!r}); "
+                "clear mc_file or set sample to 'file'"
+            )
+        if not self.throw_weight_prefix.strip():
+            raise ConfigError(
+                "UnfoldingConfig.throw_weight_prefix: must not be empty (it names the MC's throw-weight "
+                "columns PREFIX0, PREFIX1, ...)"
+            )
         if not self.distributions:
             raise ConfigError(
                 "UnfoldingConfig.distributions: choose at least one of " + ", ".join(DISTRIBUTIONS)

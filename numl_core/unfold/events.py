@@ -14,22 +14,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from numl_core.config import ConfigError
 from numl_core.data.generators import nd280_cc0pi as nd280
-from numl_core.data.io import read_table
-from numl_core.data.schema import DataError, Schema
+from numl_core.data.schema import DataError
 from numl_core.jobs import Progress
+from numl_core.unfold import user_files
 from numl_core.unfold.config import UnfoldingConfig
 from numl_core.unfold.inputs import UnfoldingInputs
 
 N_SAMPLES = 8
-ND280_SCHEMA = Schema.from_ranges("nd280_cc0pi", nd280.ND280_COLUMNS)
+ND280_SCHEMA = user_files.ND280_SCHEMA
 
 
 def load_events(config: UnfoldingConfig) -> pd.DataFrame:
-    """The built-in sample, or a user's file validated against the ND280 schema."""
+    """The built-in sample, or the user's one file (``data_file``, split later) validated against the ND280
+    schema, its throw-weight columns checked."""
     if config.sample == "builtin":
         return nd280.generate(config.n_events, config.seed)
-    return read_table(Path(config.data_file), ND280_SCHEMA)
+    return user_files.read_mc_file(Path(config.data_file), config)
+
+
+def load_mc_data(config: UnfoldingConfig) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """(mc, data, whether the data have truth): the user's MC and data files when ``mc_file`` is set (see
+    :mod:`~numl_core.unfold.user_files`), else the built-in sample or one file split at random in halves."""
+    if config.sample == "file" and config.mc_file:
+        mc = user_files.read_mc_file(Path(config.mc_file), config)
+        data, data_has_truth = user_files.read_data_file(Path(config.data_file))
+        return mc, data, data_has_truth
+    mc, data = nd280.split_mc_data(load_events(config), config.seed)
+    if len(data) == 0 or len(mc) == 0:
+        raise DataError(f"{config.data_file or 'sample'}: no events left for MC or data after the split")
+    return mc, data, True
 
 
 def throw_kinds(events: pd.DataFrame) -> tuple[str, ...]:
@@ -79,8 +94,9 @@ def truth_features(events: pd.DataFrame) -> np.ndarray:
     return kinematic_features(events, "true")
 
 
-def _poisson_weights(n_replicas: int, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, 7])
+def _poisson_weights(n_replicas: int, n: int, seed: int, stream: int = 7) -> np.ndarray:
+    """(n_replicas, n) float32 Poisson(1) counts: one statistical replica of n events per row."""
+    rng = np.random.default_rng([seed, stream])
     return rng.poisson(1.0, size=(n_replicas, n)).astype(np.float32)
 
 
@@ -90,7 +106,10 @@ class UnfoldingSample:
 
     ``mc_prior`` (N,) and ``data_w`` (Nd,) are the nominal weights (unit mean, fake-data reweighting
     on the data); ``mc_weights`` (M, N) and ``data_weights`` (M, Nd) hold member 0 = nominal, members
-    1..``n_syst`` = systematic throws of the MC, then the data's Poisson bootstrap replicas.
+    1..``n_syst`` = throws of the MC, then the data's Poisson bootstrap replicas. With
+    ``throw_statistics`` each throw also carries Poisson(1) weights of every MC and data event, so the
+    throws' spread is the whole covariance. ``data_has_truth`` is False for real data (no truth columns):
+    nothing is then compared with a truth.
     """
 
     mc: pd.DataFrame
@@ -101,6 +120,13 @@ class UnfoldingSample:
     data_weights: np.ndarray
     n_syst: int
     xsec_scale: float
+    throw_statistics: bool = False
+    data_has_truth: bool = True
+
+    @property
+    def throws(self) -> slice:
+        """Members that are throws (after the nominal, before the bootstrap replicas)."""
+        return slice(1, 1 + self.n_syst)
 
     def omnifold_inputs(self) -> UnfoldingInputs:
         """Features, masks and member weights for OmniFold; the data are what the detector selected."""
@@ -119,12 +145,24 @@ class UnfoldingSample:
 def _member_weights(
     config: UnfoldingConfig, mc: pd.DataFrame, mc_prior: np.ndarray, data_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(M, N) MC and (M, Nd) data weights of the nominal, the MC throws and the data bootstrap replicas."""
+    """(M, N) MC and (M, Nd) data weights of the nominal, the MC throws and the data bootstrap replicas.
+
+    The throws are the MC's own throw-weight columns when it has them (``config.throw_weight_prefix``),
+    else the built-in reweighters' (:func:`throw_kinds`). With ``config.throw_statistics`` throw t also
+    multiplies every MC event and every data event by its own Poisson(1) count (independent streams for MC
+    and data), a statistical replica of both samples.
+    """
     mc_members, data_members = [mc_prior[None]], [data_w[None]]
     if config.n_throws:
-        throws = nd280.throw_weights(mc, config.n_throws, seed=config.seed, kinds=throw_kinds(mc))
+        throws = user_files.user_throws(mc, config)
+        if throws is None:
+            throws = nd280.throw_weights(mc, config.n_throws, seed=config.seed, kinds=throw_kinds(mc))
+        data_throws = np.repeat(data_w[None], config.n_throws, axis=0)
+        if config.throw_statistics:
+            throws *= _poisson_weights(config.n_throws, len(mc_prior), config.seed, stream=11)
+            data_throws *= _poisson_weights(config.n_throws, len(data_w), config.seed, stream=13)
         mc_members.append(mc_prior[None] * throws)
-        data_members.append(np.repeat(data_w[None], config.n_throws, axis=0))
+        data_members.append(data_throws)
     boot = _poisson_weights(config.n_bootstrap, len(data_w), config.seed)
     if config.n_bootstrap:
         mc_members.append(np.repeat(mc_prior[None], config.n_bootstrap, axis=0))
@@ -133,18 +171,38 @@ def _member_weights(
 
 
 def prepare_sample(config: UnfoldingConfig, progress: Progress) -> UnfoldingSample:
-    """Load or generate the events, split them into MC and data, reweight the data to the fake data set
-    and draw the ensemble members' weights."""
+    """Load or generate the MC and data (split one sample, or the user's MC and data files), reweight the
+    data to the fake data set and draw the ensemble members' weights."""
     progress.update(0.0, "preparing events")
-    events = load_events(config)
-    mc, data = nd280.split_mc_data(events, config.seed)
-    if len(data) == 0 or len(mc) == 0:
-        raise DataError(f"{config.data_file or 'sample'}: no events left for MC or data after the split")
+    mc, data, data_has_truth = load_mc_data(config)
+    if config.closure:  # the data are the MC's own events: both methods must return the MC's truth
+        data, data_has_truth = mc.copy(), True
+    if not data_has_truth and config.fake_data != "nominal":
+        raise ConfigError(
+            f"UnfoldingConfig.fake_data: {config.data_file} has no truth columns (real data), so it cannot "
+            f"be reweighted to fake data set {config.fake_data!r}; set fake_data to 'nominal'"
+        )
     mc_prior = (mc["weight"].to_numpy() / mc["weight"].mean()).astype(np.float32)
     fake = nd280.fake_data_weights(data, config.fake_data)
     data_w = (data["weight"].to_numpy() / data["weight"].mean() * fake).astype(np.float32)
     progress.log(f"{len(mc)} MC and {len(data)} data events; fake data '{config.fake_data}'")
+    if not data_has_truth:
+        progress.log(f"{config.data_file}: no truth columns, unfolded as real data")
+    own = user_files.throw_columns(mc, config.throw_weight_prefix, "the MC")[: config.n_throws]
+    if own:
+        progress.log(f"throws: the MC's own columns {own[0]} to {own[-1]}")
     progress.update(0.02, f"drawing {config.n_throws} throws")
     mc_weights, data_weights = _member_weights(config, mc, mc_prior, data_w)
     xsec_scale = float(data["weight"].mean())
-    return UnfoldingSample(mc, data, mc_prior, data_w, mc_weights, data_weights, config.n_throws, xsec_scale)
+    return UnfoldingSample(
+        mc,
+        data,
+        mc_prior,
+        data_w,
+        mc_weights,
+        data_weights,
+        config.n_throws,
+        xsec_scale,
+        config.throw_statistics,
+        data_has_truth,
+    )

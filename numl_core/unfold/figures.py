@@ -31,6 +31,7 @@ from numl_core.figures import (
 )
 from numl_core.unfold.compare import T2K_UNIT_CM2
 from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.validation import validation_curves
 
 XSEC_UNIT = r"$10^{-38}$ cm$^2$"
 """The cross-section unit of the y axes."""
@@ -287,3 +288,40 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
         xlabel=r"$\log_{10}$(final weight)",
         ylabel="MC events / bin",
     )
+
+
+#: The Validation view's two panels: (column of :func:`validation_curves`, y label).
+VALIDATION_PANELS = (
+    ("bias_per_ndof", r"$\chi^2$ against the truth / ndof"),
+    ("change_over_threshold", r"change $\chi^2$ / stopping threshold"),
+)
+
+
+@styled
+def validation_figure(result: UnfoldResult) -> Figure:
+    """Bias and change per iteration: chi2 against the truth per ndof (left; real data have none) and the
+    change between iterations over its stopping threshold (right; below the dotted line at 1 more
+    iterations stop helping), one line per distribution, solid OmniFold, dashed IBU."""
+    if result.iterations.empty:
+        raise ValueError("this result holds no per-iteration validation")
+    curves = validation_curves(result.iterations)
+    fig = new_figure(11.5, 4.2)
+    axes = fig.subplots(1, 2)
+    colours = {d: f"C{k}" for k, d in enumerate(dict.fromkeys(curves["distribution"]))}
+    for ax, (column, ylabel) in zip(axes, VALIDATION_PANELS, strict=True):
+        for (method, distribution), part in curves.groupby(["method", "distribution"], sort=False):
+            ax.plot(
+                part["iteration"],
+                part[column],
+                ls="-" if method == "omnifold" else "--",
+                color=colours[distribution],
+                label=f"{METHOD_STYLE.get(method, {}).get('label', method)}: {variable_label(distribution)}",
+                **markers(len(part)),
+            )
+        ax.axhline(1.0, color="0.4", ls=":", lw=1)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        integer_ticks(ax)
+        log_scale_if_spanning(ax, curves[column].dropna())
+    legend_outside(axes[-1], fontsize="small")
+    return fig

@@ -76,7 +76,10 @@ class OmniFoldSettings(ClassifierSettings):
     ``weight_clip`` (min, max) bounds on each step's likelihood ratio (``None``: no bounds),
     ``warm_start`` (start each iteration's classifiers from the previous iteration's, as the
     reference implementations do) and ``stop_on_convergence`` (end at the first iteration whose
-    change falls below the spread across trials).
+    change falls below the spread across trials). Each throw's classifiers start from their own
+    initialisation, seeded by the throw's index in the whole ensemble (``first_throw`` is the index of
+    the first throw of these inputs, when the ensemble is split into groups), so the spread of the throws
+    also carries the classifier noise of a ``trials``-average.
     """
 
     iterations: int = 15
@@ -84,6 +87,7 @@ class OmniFoldSettings(ClassifierSettings):
     weight_clip: tuple[float, float] | None = (0.0, 100.0)
     warm_start: bool = True
     stop_on_convergence: bool = False
+    first_throw: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -365,7 +369,12 @@ class _Iterations:
         init = state.models[step - 1] if settings.warm_start else None
         if init is None:
             seed = settings.train.seed
-            seeds = [derived_seed(seed, i, step, 1, t) for _ in range(self.n_throws) for t in range(self.k)]
+            first = settings.first_throw
+            seeds = [
+                derived_seed(seed, i, step, 1, t, first + m)
+                for m in range(self.n_throws)
+                for t in range(self.k)
+            ]
             init = EnsembleMLP(self.n_members, x0.shape[1], settings.hidden, seeds=seeds)
         result = train_classifiers(
             x0,

@@ -5,7 +5,8 @@ split into groups, each group is unfolded by :func:`~numl_core.unfold.omnifold.u
 on a worker (batched there as usual: the same body as an unsplit run, which trains all throws in
 this process), and the groups' results are merged into one
 :class:`~numl_core.unfold.omnifold.OmniFoldResult`. Classifier seeds depend on the iteration,
-step and trial, not on the group, so a split run trains the same members as an unsplit one.
+step, trial and the throw's index in the whole ensemble, not on the group, so a split run trains the
+same members as an unsplit one.
 
 >>> from numl_core.unfold.train import classifier_training
 >>> rng = np.random.default_rng(1)
@@ -111,7 +112,11 @@ def _throws_on_cluster(
         raise ValueError("stop_on_convergence cannot be used when throws are split into tasks")
     if throws_per_task < 1:
         raise ValueError(f"throws_per_task = {throws_per_task} must be >= 1")
-    tasks = [(group, dataclasses.replace(settings)) for group in inputs.split_throws(throws_per_task)]
+    groups = inputs.split_throws(throws_per_task)
+    tasks = [
+        (group, dataclasses.replace(settings, first_throw=settings.first_throw + k * throws_per_task))
+        for k, group in enumerate(groups)
+    ]
     progress.log(
         f"omnifold: {inputs.n_throws} throws in {len(tasks)} task(s) on {scheduler or 'this process'}"
     )

@@ -11,6 +11,7 @@ converts them to cross sections. The live plots a run reports are declared here
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 from numl_core.data.binning import BINNINGS
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, Record, series
-from numl_core.unfold import compare, omnifold
+from numl_core.unfold import compare, omnifold, validation
 from numl_core.unfold.config import DISTRIBUTIONS, UnfoldingConfig
 from numl_core.unfold.events import UnfoldingSample, prepare_sample
 from numl_core.unfold.omnifold import OmniFoldResult, OmniFoldSettings, unfold_omnifold
@@ -54,31 +55,85 @@ def _run_omnifold(config: UnfoldingConfig, sample: UnfoldingSample, progress: Pr
     return unfold_omnifold(inputs, settings, part)
 
 
+@dataclass
+class _Compared:
+    """What the comparison of one distribution adds to the result's tables (lists of rows)."""
+
+    histograms: list[pd.DataFrame] = field(default_factory=list)
+    budgets: list[pd.DataFrame] = field(default_factory=list)
+    calibration: list[dict] = field(default_factory=list)
+    iterations: list[dict] = field(default_factory=list)
+
+
+def _per_iteration(
+    config: UnfoldingConfig, sample: UnfoldingSample, of: OmniFoldResult, name: str, progress: Progress
+) -> tuple[dict[str, compare.Unfolded], dict[str, list[compare.Unfolded]], pd.DataFrame | None]:
+    """Each method's final result, its result after every iteration (IBU up to the larger of its and
+    OmniFold's iterations), and OmniFold's uncertainty budget, for one distribution."""
+    binning = BINNINGS[name]
+    push = of.history[:, 1]  # (iterations, members, N_mc)
+    final, budget = compare.omnifold_histograms(sample, push[-1], of.trial_weights[:, 0], binning)
+    estimates = {"omnifold": final}
+    steps = {
+        "omnifold": [compare.unfolded(sample, *compare.omnifold_members(sample, p, binning)) for p in push]
+    }
+    if config.run_ibu:
+        compare.report_ibu_ts(sample, binning, config.ibu_iterations, progress, name)
+        n_ibu = max(config.ibu_iterations, len(push))
+        ibu_steps = [
+            compare.unfolded(sample, *m) for m in compare.ibu_members(sample, binning, range(1, n_ibu + 1))
+        ]
+        estimates["ibu"], steps["ibu"] = ibu_steps[config.ibu_iterations - 1], ibu_steps
+    return estimates, steps, budget
+
+
+def _compare_one(
+    config: UnfoldingConfig,
+    sample: UnfoldingSample,
+    of: OmniFoldResult,
+    name: str,
+    out: _Compared,
+    progress: Progress,
+) -> None:
+    """Histograms, calibration and per-iteration rows of one distribution, appended to ``out``."""
+    binning = BINNINGS[name]
+    estimates, steps, budget = _per_iteration(config, sample, of, name, progress)
+    if budget is not None:
+        out.budgets.append(budget.reset_index().assign(distribution=name))
+    truth, prior, rows = compare.truth_and_prior(sample, binning, name)
+    used = compare.used_bins(estimates)
+    if not used.all():
+        progress.log(f"{name}: {int((~used).sum())} empty bin(s) left out of chi2")
+    out.histograms += rows + compare.estimate_rows(name, binning, estimates)
+    out.calibration += validation.calibration_rows(name, estimates, truth, used)
+    for method, per_iteration in steps.items():
+        out.iterations += validation.iteration_rows(name, method, per_iteration, prior, truth, used)
+
+
+def chi2_table(calibration: pd.DataFrame, fake_data: str) -> pd.DataFrame:
+    """chi2 against the truth as one row per method plus an ``ndof`` row, one column per distribution
+    (empty for real data)."""
+    if calibration.empty or calibration["chi2"].isna().all():
+        return pd.DataFrame()
+    chi2 = calibration.pivot(index="method", columns="distribution", values="chi2")
+    ndof = calibration.groupby("distribution")["ndof"].first().rename("ndof").to_frame().T
+    table = pd.concat([chi2, ndof])[list(dict.fromkeys(calibration["distribution"]))]
+    table = table.reset_index(names="method")
+    table.insert(0, "fake_data", fake_data)
+    return table
+
+
 def _compare(
-    config: UnfoldingConfig, sample: UnfoldingSample, of: OmniFoldResult, push: np.ndarray, progress: Progress
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per distribution: truth, prior, OmniFold (and IBU) histograms, chi2 against the truth and
-    OmniFold's uncertainty budget."""
-    histograms, budgets, chi2_rows = [], [], {}
+    config: UnfoldingConfig, sample: UnfoldingSample, of: OmniFoldResult, progress: Progress
+) -> _Compared:
+    """Per distribution: truth, prior, OmniFold (and IBU) histograms, calibration, bias per iteration
+    and OmniFold's uncertainty budget."""
+    out = _Compared()
     for k, name in enumerate(config.distributions):
         progress.check_cancelled()
         progress.update(0.9 + 0.1 * k / len(config.distributions), f"comparing {name}")
-        binning = BINNINGS[name]
-        *nominal_cov, budget = compare.omnifold_histograms(sample, push, of.trial_weights[:, 0], binning)
-        estimates = {"omnifold": tuple(nominal_cov)}
-        if budget is not None:
-            budgets.append(budget.reset_index().assign(distribution=name))
-        if config.run_ibu:
-            estimates["ibu"] = compare.unfold_ibu(sample, binning, config.ibu_iterations, progress, name)
-        truth, rows = compare.truth_and_prior(sample, binning, name)
-        method_rows, chi2 = compare.chi2_against_truth(name, binning, truth, estimates, progress)
-        histograms += rows + method_rows
-        for method, value in chi2.items():
-            chi2_rows.setdefault(method, {})[name] = value
-    chi2_table = pd.DataFrame(chi2_rows).T.reset_index(names="method")
-    chi2_table.insert(0, "fake_data", config.fake_data)
-    budget_frame = pd.concat(budgets, ignore_index=True) if budgets else pd.DataFrame()
-    return pd.concat(histograms, ignore_index=True), chi2_table, budget_frame
+        _compare_one(config, sample, of, name, out, progress)
+    return out
 
 
 def run_unfolding(config: UnfoldingConfig, progress: Progress) -> UnfoldResult:
@@ -87,17 +142,25 @@ def run_unfolding(config: UnfoldingConfig, progress: Progress) -> UnfoldResult:
     sample = prepare_sample(config, progress)
     progress.update(0.05, "OmniFold")
     of = _run_omnifold(config, sample, progress)
-    push = np.atleast_2d(of.weights(iteration=-1, step=2))  # (members, N_mc), multiplies the prior
-    histograms, chi2_table, budget = _compare(config, sample, of, push, progress)
+    push = of.history[-1, 1]  # (members, N_mc), multiplies the prior
+    compared = _compare(config, sample, of, progress)
+    histograms = pd.concat(compared.histograms, ignore_index=True)
     progress.artefact("histograms", histograms)
+    calibration = pd.DataFrame(compared.calibration)
+    iterations = pd.DataFrame(compared.iterations)
     t2k_rows, t2k_chi2 = compare.t2k_overlay(sample, sample.mc_weights * push)
     return UnfoldResult(
         histograms=histograms,
-        chi2_table=chi2_table,
+        chi2_table=chi2_table(calibration, config.fake_data),
         diagnostics=of.diagnostics_frame(),
-        uncertainty_budget=budget,
+        uncertainty_budget=pd.concat(compared.budgets, ignore_index=True)
+        if compared.budgets
+        else pd.DataFrame(),
         t2k_comparison=t2k_rows,
         t2k_chi2=t2k_chi2,
+        calibration=calibration,
+        iterations=iterations,
+        suggested_iterations=validation.suggested_iterations(iterations),
         weights=(sample.mc_prior * push[0]).astype(np.float32),
         converged_at=of.converged_at,
         xsec_scale=sample.xsec_scale,

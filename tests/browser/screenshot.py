@@ -31,7 +31,7 @@ SHOWCASE = {
     "iterations": "3",
     "trials": "1",
     "n_throws": "4",
-    "n_bootstrap": "4",
+    "n_bootstrap": "0",
     "epochs": "10",
     "batch_size": "512",
 }
@@ -105,7 +105,7 @@ def _save_page(page: Page, out: Path) -> Path:
 def _save_result(dash, out: Path, tab: str | None = None, timeout_s: float = 60.0) -> Path:  # noqa: ANN001
     """Crop the visible page's result area (its ``tab`` open, if given) into ``out`` once a plot in it has
     drawn something."""
-    from test_result_views import _drew_something  # the result-view test's check of a drawn plot
+    from fixtures.browser import drew_something  # the browser tests' check of a drawn canvas
 
     page = dash.page
     area = page.locator(f"{RESULT}:visible").first
@@ -116,7 +116,7 @@ def _save_result(dash, out: Path, tab: str | None = None, timeout_s: float = 60.
     def drawn() -> bool:
         canvases = [c for c in area.locator("canvas").all() if c.is_visible()]
         sized = [c for c in canvases if (b := c.bounding_box()) and b["width"] > 20 and b["height"] > 20]
-        return any(_drew_something(c.screenshot()) for c in sized)
+        return any(drew_something(c.screenshot()) for c in sized)
 
     dash.wait_until(drawn, timeout_s, f"a drawn plot for {out.name}")
     page.wait_for_timeout(1500)  # let the other plots of the view finish drawing

@@ -1,0 +1,251 @@
+"""The unfolding benchmark's calibration part: the chi2 table of every fake-data set with the throws'
+covariance, closure, the covariance check, the bias per iteration, and OmniFold's bias against events
+and training epochs.
+
+Every run is the unfolding workflow itself (``run_unfolding``) with throws that vary the flux, cross
+section and detector together with Poisson statistics of MC and data; both methods get the same events,
+throws, binnings and device. :func:`run` returns the JSON keys; ``benchmarks/unfolding.py`` calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from numl_core.data.generators import nd280_cc0pi as nd280
+from numl_core.jobs import Progress
+from numl_core.unfold.config import DISTRIBUTIONS
+from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.validation import change_threshold
+from numl_core.unfold.workflow import UnfoldingConfig, run_unfolding
+
+logger = logging.getLogger(__name__)
+STVS = ("dpt", "dalphat", "dphit")
+CLOSURE_TARGET = 1.5
+COVARIANCE_CHECK_RANGE = (0.8, 1.25)
+BIAS_FAKE_DATA = "dphit_shape"
+
+#: The reference OmniFold-vs-IBU study's chi2 on its dphiT shape + normalisation fake data (ndof 58 / 14 /
+#: 18 / 14), with the covariance from unfolding the fake data with 100 MC throws of systematic and
+#: statistical variations; quoted for side-by-side printing, not computed here.
+REFERENCE_TABLE = {
+    "fake_data": "dphit_shape_norm",
+    "ndof": {"muon_p_cos": 58, "dpt": 14, "dalphat": 18, "dphit": 14},
+    "rows": [
+        {"method": "ibu", "muon_p_cos": 64.8, "dpt": 18.3, "dalphat": 14.1, "dphit": 20.9},
+        {"method": "omnifold", "muon_p_cos": 23.9, "dpt": 1.7, "dalphat": 2.5, "dphit": 2.9},
+    ],
+}
+
+
+def unfold(sizes: Any, **changes: Any) -> tuple[float, UnfoldResult]:
+    """One workflow run at the table's sizes with ``changes``; seconds and result."""
+    config = UnfoldingConfig(
+        n_events=sizes.chi2_events,
+        seed=0,
+        iterations=sizes.chi2_iterations,
+        trials=sizes.chi2_trials,
+        n_throws=sizes.chi2_throws,
+        epochs=sizes.chi2_epochs,
+        distributions=list(DISTRIBUTIONS),
+        device="cpu",
+    ).copy(**changes)
+    t0 = time.perf_counter()
+    result = run_unfolding(config, Progress())
+    return time.perf_counter() - t0, result
+
+
+def by_method(table: pd.DataFrame, column: str) -> dict[str, dict[str, Any]]:
+    """{method: {distribution: value of ``column``}} of a calibration table.
+
+    >>> t = pd.DataFrame({"method": ["ibu"], "distribution": ["dpt"], "chi2": [3.0]})
+    >>> by_method(t, "chi2")
+    {'ibu': {'dpt': 3.0}}
+    """
+    return {
+        str(m): {str(d): _number(v) for d, v in zip(rows["distribution"], rows[column], strict=True)}
+        for m, rows in table.groupby("method", sort=False)
+    }
+
+
+def _number(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else value
+
+
+def chi2_entries(calibration: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """{method: {distribution: {chi2, ndof, per_ndof}}} of a calibration table."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for row in calibration.itertuples():
+        entry = {"chi2": float(row.chi2), "ndof": int(row.ndof), "per_ndof": float(row.chi2) / row.ndof}
+        out.setdefault(str(row.method), {})[str(row.distribution)] = entry
+    return out
+
+
+def table_records(fake: str, calibration: pd.DataFrame) -> list[dict[str, Any]]:
+    """One record per method: chi2 per distribution, with ndof, the covariance estimate, its inverse
+    correction and the number of throws per distribution."""
+    records = []
+    for method, rows in calibration.groupby("method", sort=False):
+        rows = rows.set_index("distribution")
+        record = {
+            "fake_data": fake,
+            "method": str(method),
+            **{d: float(rows.at[d, "chi2"]) for d in rows.index},
+        }
+        for column in ("ndof", "covariance", "inverse_correction", "n_throws"):
+            record[column] = {d: _number(rows.at[d, column]) for d in rows.index}
+        records.append(record)
+    return records
+
+
+def per_iteration(iterations: pd.DataFrame, column: str) -> dict[str, dict[str, list[float]]]:
+    """{method: {distribution: [``column`` per iteration]}}."""
+    return {
+        str(m): {
+            str(d): rows.sort_values("iteration")[column].astype(float).tolist()
+            for d, rows in g.groupby("distribution")
+        }
+        for m, g in iterations.groupby("method", sort=False)
+    }
+
+
+def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
+    """Per method: the suggested iteration, the summed chi2 against the truth there and its minimum over
+    the iterations, and whether they agree within the summed chi2's statistical spread sqrt(2 ndof)."""
+    out = {}
+    for method, rows in result.iterations.groupby("method", sort=False):
+        total = rows.groupby("iteration")["chi2_truth"].sum()
+        ndof = int(rows.groupby("distribution")["ndof"].first().sum())
+        suggested = result.suggested_iterations.get(str(method))
+        at = float(total.loc[suggested]) if suggested is not None else None
+        spread = float(np.sqrt(2 * ndof))
+        out[str(method)] = {
+            "suggested_iteration": suggested,
+            "chi2_truth_at_suggested": at,
+            "chi2_truth_min": float(total.min()),
+            "iteration_of_min": int(total.idxmin()),
+            "ndof": ndof,
+            "agrees": None if at is None else bool(at <= float(total.min()) + spread),
+        }
+    return out
+
+
+def stv_winner(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per fake-data set and STV distribution, the method with the lower chi2 against the truth."""
+    out: dict[str, dict[str, str]] = {}
+    for fake in dict.fromkeys(r["fake_data"] for r in records):
+        rows = {r["method"]: r for r in records if r["fake_data"] == fake}
+        if {"omnifold", "ibu"} <= set(rows):
+            out[fake] = {d: min(("omnifold", "ibu"), key=lambda m, d=d: rows[m][d]) for d in STVS}
+    return out
+
+
+def bench_table(sizes: Any) -> tuple[dict[str, Any], dict[str, UnfoldResult]]:
+    """The chi2 table over every fake-data set, and the results by fake-data set."""
+    records, seconds, results = [], {}, {}
+    for fake in nd280.FAKE_DATA_SETS:
+        logger.info("chi2 table: fake data %s, %d throws", fake, sizes.chi2_throws)
+        seconds[fake], results[fake] = unfold(sizes, fake_data=fake)
+        records += table_records(fake, results[fake].calibration)
+        logger.info("%s: %s", fake, results[fake].chi2_table.round(1).to_dict("records"))
+    sizes_out = {
+        "n_events": sizes.chi2_events,
+        "n_mc": results["nominal"].n_mc,
+        "iterations": sizes.chi2_iterations,
+        "ibu_iterations": UnfoldingConfig().ibu_iterations,
+        "trials": sizes.chi2_trials,
+        "n_throws": sizes.chi2_throws,
+        "max_epochs": sizes.chi2_epochs,
+        "seconds": seconds,
+    }
+    return {"chi2_table_100": records, "chi2_sizes": sizes_out, "reference_table": REFERENCE_TABLE}, results
+
+
+def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
+    """closure_nominal, covariance_check, bias and change per iteration, stopping rule, STV winners."""
+    nominal = results["nominal"].calibration
+    closure = chi2_entries(nominal)
+    check = by_method(nominal, "loo_chi2_per_ndof")
+    lo, hi = COVARIANCE_CHECK_RANGE
+    return {
+        "closure_nominal": closure,
+        "closure_nominal_target_met": all(
+            e["per_ndof"] <= CLOSURE_TARGET for m in closure.values() for e in m.values()
+        ),
+        "covariance_check": check,
+        "covariance_check_target_met": all(
+            v is not None and lo <= v <= hi for m in check.values() for v in m.values()
+        ),
+        "covariance_check_by_fake_data": {
+            f: by_method(r.calibration, "loo_chi2_per_ndof") for f, r in results.items()
+        },
+        "bias_vs_iteration": per_iteration(results[BIAS_FAKE_DATA].iterations, "chi2_truth"),
+        "bias_vs_iteration_fake_data": BIAS_FAKE_DATA,
+        "bias_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "chi2_truth") for f, r in results.items()
+        },
+        "change_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "change_chi2") for f, r in results.items()
+        },
+        "change_threshold": {
+            d: float(change_threshold(n)) for d, n in by_method(nominal, "ndof")["omnifold"].items()
+        },
+        "stopping_rule": {f: stopping_check(r) for f, r in results.items()},
+        "omnifold_trial_rule_converged_at": {f: r.converged_at for f, r in results.items()},
+    }
+
+
+def final_chi2_per_ndof(result: UnfoldResult, method: str = "omnifold") -> dict[str, float]:
+    """chi2 / ndof against the truth per distribution of one method's final result."""
+    rows = result.calibration[result.calibration["method"] == method]
+    return {
+        str(d): float(c / n) for d, c, n in zip(rows["distribution"], rows["chi2"], rows["ndof"], strict=True)
+    }
+
+
+def bench_bias_scans(sizes: Any) -> dict[str, Any]:
+    """OmniFold's bias on ``BIAS_FAKE_DATA`` against the number of events and of training epochs (fewer
+    throws: ``bias_throws``), and the closure of the MC unfolded onto its own reco."""
+    events, epochs, seconds = {}, {}, {}
+    for fraction in (0.25, 0.5, 1.0):
+        n = int(sizes.chi2_events * fraction)
+        logger.info("bias vs events: %d events", n)
+        seconds[f"events_{n}"], result = unfold(
+            sizes, fake_data=BIAS_FAKE_DATA, n_events=n, n_throws=sizes.bias_throws, run_ibu=False
+        )
+        events[str(n)] = final_chi2_per_ndof(result)
+        if fraction == 1.0:
+            epochs[str(sizes.chi2_epochs)] = events[str(n)]
+    for n_epochs in (sizes.chi2_epochs // 2, sizes.chi2_epochs * 2):
+        logger.info("bias vs epochs: %d epochs", n_epochs)
+        seconds[f"epochs_{n_epochs}"], result = unfold(
+            sizes, fake_data=BIAS_FAKE_DATA, epochs=n_epochs, n_throws=sizes.bias_throws, run_ibu=False
+        )
+        epochs[str(n_epochs)] = final_chi2_per_ndof(result)
+    logger.info("closure: the MC unfolded onto its own reco")
+    seconds["closure_mc"], closure = unfold(
+        sizes, fake_data="nominal", closure=True, n_throws=sizes.bias_throws
+    )
+    return {
+        "bias_vs_events": events,
+        "bias_vs_epochs": dict(sorted(epochs.items(), key=lambda kv: int(kv[0]))),
+        "bias_scan_settings": {
+            "fake_data": BIAS_FAKE_DATA,
+            "n_throws": sizes.bias_throws,
+            "seconds": seconds,
+        },
+        "closure_mc": chi2_entries(closure.calibration),
+    }
+
+
+def run(sizes: Any) -> dict[str, Any]:
+    """Every calibration key of the unfolding benchmark at ``sizes``."""
+    out, results = bench_table(sizes)
+    out.update(calibration_keys(results))
+    out["omnifold_beats_ibu_on_stvs"] = stv_winner(out["chi2_table_100"])
+    out.update(bench_bias_scans(sizes))
+    return out
