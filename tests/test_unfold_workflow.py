@@ -188,3 +188,62 @@ def test_renaming_a_metric_in_the_core_renames_what_is_emitted_and_expected(monk
     emitted = {series_key(r) for r in progress.read_metrics(0)[0]}
     assert {"omnifold_delta", "pass1_loss (val)", "pass2_ess"} <= emitted
     assert not any(name.startswith(("omnifold_change", "step1_", "step2_")) for name in emitted)
+
+
+def test_calibration_states_the_covariance_estimate_and_matches_the_chi2_table(unfold_tiny_result):
+    calibration = unfold_tiny_result.calibration.set_index(["distribution", "method"])
+    table = unfold_tiny_result.chi2_table.set_index("method")
+    for (name, method), row in calibration.iterrows():
+        # 4 throws for 14 bins: too few for the Hartlap correction, so the covariance is shrunk
+        assert row["covariance"] == "shrinkage" and row["inverse_correction"] == 1.0
+        assert row["n_throws"] == 4 and row["ndof"] == 14 and row["dropped_bins"] == 0
+        assert row["chi2"] == pytest.approx(table.loc[method, name])
+        assert row["loo_chi2_per_ndof"] is None or np.isnan(row["loo_chi2_per_ndof"])
+
+
+def test_bias_per_iteration_ends_at_each_methods_result(unfold_tiny_result):
+    iterations, calibration = unfold_tiny_result.iterations, unfold_tiny_result.calibration
+    counts = iterations.groupby(["method", "distribution"])["iteration"].max()
+    assert (counts.loc["omnifold"] == 2).all() and (counts.loc["ibu"] == 4).all()  # IBU: max(4, 2)
+    assert (iterations["change_chi2"] >= 0).all() and (iterations["chi2_truth"] >= 0).all()
+    final = iterations[(iterations["method"] == "omnifold") & (iterations["iteration"] == 2)]
+    ibu = iterations[(iterations["method"] == "ibu") & (iterations["iteration"] == 4)]
+    for rows in (final, ibu):
+        merged = rows.merge(calibration, on=["distribution", "method"])
+        np.testing.assert_allclose(merged["chi2_truth"], merged["chi2"], rtol=1e-10)
+    assert set(unfold_tiny_result.suggested_iterations) == {"omnifold", "ibu"}
+
+
+def test_closure_returns_the_mc_truth_with_a_hartlap_corrected_covariance():
+    from numl_core.stats import hartlap_factor
+
+    # classifiers that can learn (TINY's 16 units and 6 steps per fit cannot: their closure fails)
+    sizes = {"n_events": 8_000, "n_throws": 24, "hidden_units": 100, "batch_size": 1_000, "epochs": 4}
+    cfg = UnfoldingConfig(**{**TINY, **sizes, "fake_data": "nominal", "closure": True})
+    result = run_unfolding(cfg, Progress())
+    h = result.histograms.set_index(["distribution", "method", "bin"]).sort_index()["value"]
+    for name in ("dpt", "dphit"):  # IBU with the MC's own response and truth as prior returns that truth
+        np.testing.assert_allclose(h.loc[(name, "ibu")], h.loc[(name, "truth")], rtol=1e-9)
+    calibration = result.calibration
+    assert (calibration["covariance"] == "hartlap").all()
+    assert np.allclose(calibration["inverse_correction"], hartlap_factor(24, 14))
+    assert np.isfinite(calibration["loo_chi2_per_ndof"].astype(float)).all()
+    # an independent sample would give chi2 ~ ndof +- sqrt(2 ndof); the MC's own reco must return its
+    # truth far closer than that: more than two standard deviations below ndof
+    omnifold = calibration[calibration["method"] == "omnifold"]
+    assert (omnifold["chi2"] < omnifold["ndof"] - 2 * np.sqrt(2 * omnifold["ndof"])).all()
+
+
+def test_throws_with_statistics_refuse_bootstrap_replicas_and_closure_needs_nominal_data():
+    with pytest.raises(ConfigError, match="n_bootstrap: must be 0 when throw_statistics is on"):
+        UnfoldingConfig.from_dict({"n_bootstrap": 3})
+    with pytest.raises(ConfigError, match="fake_data: the closure test"):
+        UnfoldingConfig.from_dict({"closure": True, "fake_data": "dphit_shape"})
+
+
+def test_systematic_only_throws_build_the_covariance_from_parts():
+    cfg = UnfoldingConfig(
+        **{**TINY, "throw_statistics": False, "n_bootstrap": 3, "run_ibu": False, "distributions": ["dpt"]}
+    )
+    calibration = run_unfolding(cfg, Progress()).calibration
+    assert list(calibration["covariance"]) == ["parts"] and calibration["chi2"].iloc[0] > 0
