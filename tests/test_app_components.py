@@ -621,7 +621,37 @@ def synthetic_unfolding_result() -> UnfoldResult:
     histograms = pd.DataFrame(rows)
     t2k = histograms[histograms["distribution"] == "dpt"].assign(distribution="dpt_t2k")
     t2k_chi2 = pd.DataFrame({"distribution": "dpt_t2k", "method": ["prior", "omnifold"], "chi2": [9.0, 7.5]})
+    calibration = pd.DataFrame(
+        {
+            "distribution": "dpt",
+            "method": ["omnifold", "ibu"],
+            "n_throws": 100,
+            "ndof": 4,
+            "dropped_bins": 0,
+            "covariance": "hartlap",
+            "inverse_correction": 0.94,
+            "chi2": [3.2, 4.1],
+            "loo_chi2_per_ndof": [1.02, 0.97],
+        }
+    )
+    iterations = pd.DataFrame(
+        [
+            {
+                "distribution": "dpt",
+                "method": m,
+                "iteration": i,
+                "ndof": 4,
+                "chi2_truth": 30.0 / i,
+                "change_chi2": 9.0 / i**2,
+            }
+            for m in ("omnifold", "ibu")
+            for i in (1, 2, 3)
+        ]
+    )
     return UnfoldResult(
+        calibration=calibration,
+        iterations=iterations,
+        suggested_iterations={"omnifold": 2, "ibu": None},
         t2k_comparison=t2k[t2k["method"] != "ibu"],
         t2k_chi2=t2k_chi2,
         histograms=pd.DataFrame(rows),
@@ -640,8 +670,9 @@ def synthetic_unfolding_result() -> UnfoldResult:
 def test_unfolding_result_view_renders_every_tab() -> None:
     view = unfolding.result_view(synthetic_unfolding_result())
     assert view.distribution.options == ["dpt", "muon_p_cos"]
-    # converged_at is 0-based: the third iteration, as the log (which counts from 1) names it
-    assert "1000 MC events" in view.summary.object and "converged at iteration 3" in view.summary.object
+    assert "1000 MC events" in view.summary.object
+    assert "OmniFold: change below threshold from iteration 2" in view.summary.object
+    assert "IBU: change below threshold from none of the iterations run" in view.summary.object
     for name in view.distribution.options:
         view.distribution.value = name
         render(view.plot)
@@ -659,9 +690,29 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     assert "T2K CC0pi-Np measurement" in t2k_tab[0].object
     assert any(isinstance(part, pn.pane.HoloViews) for part in t2k_tab)
     assert t2k_tab[-1].value["chi2"].tolist() == [9.0, 7.5]
+    validation = view.validation_tab.objects
+    assert validation[1].value["loo_chi2_per_ndof"].tolist() == [1.02, 0.97]
+    panels = [hv.render(pane.object) for pane in validation[2].objects]
+    assert [p.yaxis[0].axis_label for p in panels] == [
+        "χ² against the truth / ndof",
+        "change χ² / stopping threshold",
+    ]
+    for panel in panels:  # two methods: a line and markers each, plus the dotted line at 1
+        drawn = [
+            r for r in panel.renderers if hasattr(r, "data_source") and len(r.data_source.data.get("y", []))
+        ]
+        assert len(drawn) == 4
     downloads = view.export_tab[1].objects
-    assert [d.filename for d in downloads] == ["histograms.csv", "chi2.csv", "diagnostics.csv", "weights.csv"]
-    weights = pd.read_csv(downloads[3].callback())
+    names = [
+        "histograms.csv",
+        "chi2.csv",
+        "diagnostics.csv",
+        "calibration.csv",
+        "iterations.csv",
+        "weights.csv",
+    ]
+    assert [d.filename for d in downloads] == names
+    weights = pd.read_csv(downloads[5].callback())
     assert len(weights) == 1000 and list(weights.columns) == ["event", "weight"]
 
 

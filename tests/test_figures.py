@@ -167,6 +167,13 @@ def test_t2k_diagnostics_and_weights_figures(unfold_tiny_result):
     weights = unfold_figures.weights_figure(result)
     check_figure(weights, ("MC events",))
     assert weights.axes[0].get_yscale() == "log"
+    validation = unfold_figures.validation_figure(result)
+    check_figure(validation, ("against the truth / ndof", "stopping threshold", "iteration"))
+    # one line per method and distribution in each panel: OmniFold solid, IBU dashed
+    styles = sorted(
+        line.get_linestyle() for line in validation.axes[0].get_lines() if len(line.get_xdata()) > 1
+    )
+    assert styles == ["--", "--", "-", "-"]
 
 
 # -- energy --------------------------------------------------------------------------------------------
