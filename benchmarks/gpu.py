@@ -63,7 +63,9 @@ def _unfolding(device: str, quick: bool) -> dict[str, Any]:
     timing = bench.time_batched_vs_loop(
         bench.ensemble_inputs(sample, sizes), bench.ensemble_settings(sizes, device)
     )
-    return {**out, "batched_vs_loop_speedup": timing["speedup"], "batched_vs_loop": timing}
+    seconds = out[f"omnifold_full_{'cpu' if device == 'cpu' else 'gpu'}_s"]
+    projection = bench.full_ensemble_projection(out["omnifold_full"], seconds)
+    return {**out, **projection, "batched_vs_loop_speedup": timing["speedup"], "batched_vs_loop": timing}
 
 
 def _energy(device: str, quick: bool) -> dict[str, Any]:
