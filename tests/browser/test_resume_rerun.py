@@ -8,50 +8,15 @@ import json
 import re
 
 import pytest
+from fixtures.browser import ENERGY_EPOCHS, fill_energy_form, open_runs_tab, table_state
 
 pytestmark = pytest.mark.browser
-
-#: Energy epochs are fast and each ends with a checkpoint: about ten seconds of training on one core next to
-#: the browser, long enough to cancel in the middle, short enough to run three times.
-EPOCHS = 24
-TINY_ENERGY = {
-    "n_events": "2000",
-    "epochs": str(EPOCHS),
-    "patience": "0",
-    "d_model": "16",
-    "nhead": "2",
-    "num_layers": "1",
-    "dim_feedforward": "32",
-    "batch_size": "64",
-}
-
-
-def table_state(page, run_id: str) -> str:  # noqa: ANN001 - playwright's sync Page
-    """The state the Runs table shows for ``run_id`` ('' while the run is not listed)."""
-    row = page.locator(".numl-runs-table .tabulator-row", has_text=run_id)
-    if row.count() == 0:
-        return ""
-    return row.first.locator(".tabulator-cell[tabulator-field=state]").inner_text().strip()
-
-
-def open_runs_tab(dash) -> None:  # noqa: ANN001 - the conftest's Dashboard
-    """Click the Runs tab until the page has switched to it (the URL says ``page=runs``): a click while the
-    browser lays out a large result view may be lost."""
-
-    def shown() -> bool:
-        if "page=runs" not in dash.page.url:
-            dash.click_tab("Runs")
-        return "page=runs" in dash.page.url
-
-    dash.wait_until(shown, 30, "the Runs tab")
 
 
 def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(server, make_dashboard) -> None:
     dash = make_dashboard().open(server.app_url + "?page=energy")
     page = dash.page
-    dash.set_fields(TINY_ENERGY)
-    for flag in ("baselines", "export"):  # no GBDT, no TorchScript export: training only
-        dash.field(flag).uncheck()
+    fill_energy_form(dash)
     dash.start()
     dash.wait_until(lambda: "running" in dash.state(), 60, "the job to run")
     dash.wait_until(lambda: dash.metric_points() > 0, 60, "the first epochs")
@@ -64,7 +29,7 @@ def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(serve
     (info,) = server.run_infos()
     run_id, metrics = info["id"], server.runs_root / info["id"] / "metrics.jsonl"
     epochs_at_cancel = {json.loads(line)["step"] for line in metrics.read_text().splitlines()}
-    assert 0 < len(epochs_at_cancel) < EPOCHS
+    assert 0 < len(epochs_at_cancel) < ENERGY_EPOCHS
 
     open_runs_tab(dash)
     dash.wait_until(lambda: table_state(page, run_id) == "cancelled", 30, "the cancelled run in the table")
@@ -77,7 +42,7 @@ def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(serve
     info = json.loads((server.runs_root / run_id / "run.json").read_text())
     assert (info["state"], info["resumes"]) == ("done", 1)
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert {r["step"] for r in records} == set(range(EPOCHS))
+    assert {r["step"] for r in records} == set(range(ENERGY_EPOCHS))
     first_epoch = [r["t"] for r in records if r["step"] == 0]
     assert max(first_epoch) < info["started_at"]  # continued from its checkpoint: epoch 0 was not redone
 
