@@ -108,7 +108,8 @@ def test_compare_shows_the_differing_fields_and_overlaid_curves_of_three_runs(ct
         {"field": "rate", jobs[0].id: "0.5", jobs[1].id: "0.5", jobs[2].id: "0.25"},
     ]
     assert "No headline metrics" in view[3].object  # the tiny workflow declares none
-    labels = [curve.label for pane in view[4] for curve in pane.object]
+    assert not view[4].visible  # the tiny workflow declares no result overlay
+    labels = [curve.label for pane in view[5] for curve in pane.object]
     for job in jobs:  # each run's curves are in the overlaid plots, labelled by its run id
         assert f"{job.id}: step1_loss (train)" in labels and f"{job.id}: step2_ess" in labels
     pn.panel(view).get_root(Document())  # the Bokeh models build, as a served page would

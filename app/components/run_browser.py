@@ -9,11 +9,12 @@ started. Results are reloaded with :meth:`RunDir.load_result` (no retraining).
 
 Ticking one run shows it, with its tags and note to edit; ticking two or more and pressing Compare shows
 the config fields in which they differ, their metric curves overlaid (each labelled by its run id) and, for
-runs of one workflow, their headline metrics side by side. Delete asks for a second click ("Really delete")
-before it moves the ticked runs' folders to the runs root's ``.trash`` (:meth:`RunStore.delete`). Resume,
-Rerun and "Open config in form" hand the ticked run to its workflow page's job panel
-(:meth:`~app.components.job_panel.JobPanel.resume` and friends), which shows the job or the reason it was
-refused.
+runs of one workflow, their headline metrics side by side and, for finished runs of a workflow that declares
+one (:data:`numl_core.overlays.RESULT_OVERLAYS`), their result curves overlaid. Delete asks for a second
+click ("Really delete") before it moves the ticked runs' folders to the runs root's ``.trash``
+(:meth:`RunStore.delete`). Resume, Rerun and "Open config in form" hand the ticked run to its workflow
+page's job panel (:meth:`~app.components.job_panel.JobPanel.resume` and friends), which shows the job or the
+reason it was refused.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from app.components.live_curve import (
     static_curves,
     static_overlay,
 )
+from app.components.plots import overlay_plot
 from numl_core.jobs import FINAL_STATES, Job
+from numl_core.overlays import run_overlays
 from numl_core.resume import RESUMABLE_STATES
 from numl_core.run_index import (
     COLUMNS,
@@ -341,6 +344,7 @@ class RunBrowser(pn.viewable.Viewer):
             pn.pane.Markdown(f"**{len(diff)} config field(s) differ**" + ("" if len(diff) else ": none.")),
             _table(diff, "numl-config-diff"),
             self._headline_view(runs, infos),
+            compare_results(runs, infos),
             compare_curves(records),
             sizing_mode="stretch_width",
             css_classes=["numl-compare"],
@@ -524,6 +528,28 @@ def compare_curves(records: list[dict[str, Any]]) -> pn.viewable.Viewable:
         for plot, series in groups.items()
     ]
     return pn.Column(*panes, sizing_mode="stretch_width", css_classes=["numl-compare-curves"])
+
+
+def compare_results(runs: list[RunDir], infos: list[dict[str, Any]]) -> pn.viewable.Viewable:
+    """The result curves of finished runs of one workflow overlaid, one full-width plot each
+    (:func:`numl_core.overlays.run_overlays`); nothing for other runs or a workflow without an overlay."""
+    workflows = {str(i.get("workflow")) for i in infos}
+    done = [run for run, info in zip(runs, infos, strict=True) if info.get("state") == "done"]
+    if len(workflows) != 1 or len(done) < 2:
+        return pn.Column(visible=False)
+    try:
+        plots = run_overlays(workflows.pop(), done)
+    except Exception as exc:  # a broken stored result must not break the comparison
+        log.exception("cannot overlay the results of %s", [run.id for run in done])
+        return error_view(f"**Cannot overlay the results:** {type(exc).__name__}: {exc}")
+    if not plots:
+        return pn.Column(visible=False)
+    return pn.Column(
+        pn.pane.Markdown(f"**Results of the {len(done)} finished runs overlaid**"),
+        *[plot_pane(overlay_plot(plot)) for plot in plots],
+        sizing_mode="stretch_width",
+        css_classes=["numl-compare-results"],
+    )
 
 
 def _table(frame: pd.DataFrame, css: str, **kwargs: Any) -> pn.widgets.Tabulator:
