@@ -122,7 +122,11 @@ def c2st_bars(metrics: pd.DataFrame) -> Any:
     bars = hv.Bars(rows[["model", C2ST]], "model", C2ST).opts(color="#1f77b4", ylim=(0.4, 1.02))
     chance = hv.HLine(0.5).opts(color="black", line_dash="dashed")
     return (bars * chance).opts(
-        title="C2ST accuracy (0.5 = indistinguishable)", responsive=True, height=PLOT_HEIGHT
+        title="C2ST accuracy (0.5 = indistinguishable)",
+        xlabel=plain_text(figures.MODEL_AXIS),
+        ylabel=plain_text(figures.C2ST_LABEL),
+        responsive=True,
+        height=PLOT_HEIGHT,
     )
 
 
@@ -130,7 +134,7 @@ def pvalue_scatter(pvalues: pd.DataFrame, reference: str = "truth") -> Any:
     """Each model's p-values against the reference's (the truth where known, else the flow's)."""
     use_bokeh()
     models = [m for m in MODEL_STYLE if m in pvalues and m != reference]
-    axes = (f"p-value ({reference})", "p-value (model)")
+    axes = (plain_text(figures.pvalue_label(reference)), plain_text(figures.PVALUE_MODEL))
     elements = [hv.Curve([(0, 0), (1, 1)], *axes).opts(color="black", line_dash="dashed")]
     for m in models:
         style = MODEL_STYLE[m]
@@ -278,13 +282,15 @@ def pit_plot(near_far: pd.DataFrame) -> Any:
         density = np.array([row[f"pit_{k}"] for k in bins]) / width
         style = MODEL_STYLE.get(row["model"], Style("#7f7f7f", str(row["model"])))
         curves.append(
-            hv.Histogram((edges, density), kdims=["PIT u"], vdims=["density"], label=style.label).opts(
+            hv.Histogram((edges, density), kdims=["u"], vdims=["density"], label=style.label).opts(
                 fill_alpha=0.25, line_color=style.color, fill_color=style.color
             )
         )
     flat = hv.HLine(1.0).opts(color="black", line_dash="dashed", line_width=1)
     return hv.Overlay([*curves, flat]).opts(
         title="calibration: PIT of the true far values",
+        xlabel=plain_text(figures.PIT_LABEL),
+        ylabel=plain_text(figures.PIT_DENSITY),
         responsive=True,
         height=PLOT_HEIGHT,
         legend_position="right",
@@ -315,7 +321,15 @@ def _training_tab(result: UncertaintyResult) -> pn.viewable.Viewable:
         history, "epoch", "val_loss", label="val"
     )
     return pn.Column(
-        plot_pane(curves.opts(title="flow NLL", responsive=True, height=PLOT_HEIGHT)),
+        plot_pane(
+            curves.opts(
+                title="flow NLL",
+                xlabel=plain_text(figures.EPOCH_LABEL),
+                ylabel=plain_text(figures.NLL_LABEL),
+                responsive=True,
+                height=PLOT_HEIGHT,
+            )
+        ),
         export_row("training", lambda: figures.training_figure(result), history),
         sizing_mode="stretch_width",
     )

@@ -103,8 +103,10 @@ def _method_order(methods: Any) -> list[str]:
     return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
 
 
-def distribution_plot(histograms: pd.DataFrame, distribution: str) -> Any:
-    """All methods of one distribution: an overlay (1-D) or a layout of overlays, one per slice (2-D)."""
+def distribution_plot(histograms: pd.DataFrame, distribution: str, ylabel: str | None = None) -> Any:
+    """All methods of one distribution: an overlay (1-D) or a layout of overlays, one per slice (2-D), on a
+    log y axis when the drawn values (per unit of the variable) span more than two decades. ``ylabel``
+    (mathtext) replaces the weighted-events label (``cross_section_label`` for the T2K comparison)."""
     use_bokeh()
     rows = histograms[histograms["distribution"] == distribution]
     if rows.empty:
@@ -116,7 +118,8 @@ def distribution_plot(histograms: pd.DataFrame, distribution: str) -> Any:
         "height": PLOT_HEIGHT,
         "show_grid": True,
         "xlabel": plain_text(variable_label(distribution)),
-        "ylabel": plain_text(events_density_label(distribution)),
+        "ylabel": plain_text(ylabel or events_density_label(distribution)),
+        "logy": spans_decades(_density(rows)[2]),
     }
     two_d = "slice_low" in rows and rows["slice_low"].notna().any()
     if not two_d:
@@ -182,6 +185,13 @@ def diagnostics_plot(diagnostics: pd.DataFrame) -> Any:
     return hv.Layout(plots).cols(2).opts(shared_axes=False)
 
 
+def _plots_view(plots: Any, ncols: int) -> pn.viewable.Viewable:
+    """A HoloViews layout as a grid of single-plot panes (:func:`~app.components.plots.layout_grid`: the
+    Bokeh grid plot of a layout collapses to frames of no width in the dashboard), anything else as one
+    pane."""
+    return layout_grid(plots, ncols) if isinstance(plots, hv.Layout) else plot_pane(plots)
+
+
 def validation_plot(iterations: pd.DataFrame) -> pn.GridBox:
     """Bias and change per iteration (:func:`~numl_core.unfold.validation.validation_curves`), the panels of
     :func:`~numl_core.unfold.figures.validation_figure`: one line per method and distribution (dashed
@@ -215,15 +225,30 @@ def validation_plot(iterations: pd.DataFrame) -> pn.GridBox:
 
 
 def weights_plot(weights: np.ndarray, bins: int = 60) -> hv.Histogram:
-    """Histogram of log10 of the positive final per-event weights."""
+    """Histogram of log10 of the positive final per-event weights, MC events per bin on a log axis when the
+    counts span more than two decades (the export figure's is always log)."""
     use_bokeh()
     w = np.asarray(weights, float)
     positive = w[np.isfinite(w) & (w > 0)]
     counts, edges = np.histogram(np.log10(positive) if positive.size else [], bins=bins)
     title = f"final weights: {positive.size} positive of {w.size}"
-    return hv.Histogram((edges, counts), kdims=["log10(weight)"], vdims=["events"]).opts(
-        title=title, responsive=True, height=260, color="#1f77b4", show_grid=True
+    return hv.Histogram((edges, counts), kdims=["log10_weight"], vdims=["events"]).opts(
+        title=title,
+        xlabel=plain_text(figures.WEIGHTS_XLABEL),
+        ylabel=plain_text(figures.WEIGHTS_YLABEL),
+        logy=spans_decades(counts),
+        responsive=True,
+        height=260,
+        color="#1f77b4",
+        show_grid=True,
     )
+
+
+def t2k_chi2_frame(chi2: pd.DataFrame) -> pd.DataFrame:
+    """The T2K chi2 table with its total cross sections under headers with their unit (the unit of the T2K
+    figure's axes): ``sigma_1e38`` of each method and ``sigma_t2k_1e38`` of T2K, per CH nucleon."""
+    unit = f"[{plain_text(figures.XSEC_UNIT)}/nucleon]"
+    return chi2.rename(columns={"sigma_1e38": f"σ {unit}", "sigma_t2k_1e38": f"σ T2K {unit}"})
 
 
 def weights_frame(weights: np.ndarray) -> pd.DataFrame:
@@ -254,7 +279,7 @@ class UnfoldingResults(pn.viewable.Viewer):
         self.fields: dict[str, Any] = {}
         self.distribution = pn.widgets.Select(label="Distribution", options=[], width=240)
         self.distribution.param.watch(lambda _e: self._draw_distribution(), "value")
-        self.plot = plot_pane(None, min_height=PLOT_HEIGHT)
+        self.plot = pn.Column(sizing_mode="stretch_width", min_height=PLOT_HEIGHT)
         self.summary = pn.pane.Markdown("*No result yet.*", css_classes=["numl-unfold-summary"])
         self.distribution_export = pn.Column(sizing_mode="stretch_width")
         self.distributions_tab = pn.Column(
@@ -351,7 +376,7 @@ class UnfoldingResults(pn.viewable.Viewer):
     def _draw_distribution(self) -> None:
         histograms = self._frame("histograms")
         if histograms is not None and self.distribution.value:
-            self.plot.object = distribution_plot(histograms, self.distribution.value)
+            self.plot[:] = [_plots_view(distribution_plot(histograms, self.distribution.value), ncols=2)]
 
     def _distribution_export(self, result: UnfoldResult) -> pn.Row:
         """The chosen distribution's figure (:func:`~numl_core.unfold.figures.unfolded_figure`) and rows."""
@@ -384,7 +409,9 @@ class UnfoldingResults(pn.viewable.Viewer):
         if comparison is not None:
             if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
                 for name in dict.fromkeys(comparison["distribution"]):
-                    parts.append(plot_pane(distribution_plot(comparison, name)))
+                    parts.append(
+                        plot_pane(distribution_plot(comparison, name, figures.cross_section_label(name)))
+                    )
                     parts.append(self._t2k_export(name))
             else:
                 parts.append(table(comparison, pagination="local", page_size=15))
@@ -397,7 +424,7 @@ class UnfoldingResults(pn.viewable.Viewer):
                     "T2K's covariance (plus OmniFold's own)."
                 ),
             )
-            parts.append(table(chi2, pagination="local", page_size=15))
+            parts.append(table(t2k_chi2_frame(chi2), pagination="local", page_size=15))
         parts = [p for p in parts if p is not None]
         self.t2k_tab[:] = parts or [pn.pane.Markdown("*This result holds no comparison with T2K data.*")]
 
@@ -407,7 +434,7 @@ class UnfoldingResults(pn.viewable.Viewer):
         result = self.result
         if diagnostics is not None:
             parts += [
-                plot_pane(diagnostics_plot(diagnostics)),
+                _plots_view(diagnostics_plot(diagnostics), ncols=2),
                 table(diagnostics, pagination="local", page_size=10),
             ]
             if result is not None:

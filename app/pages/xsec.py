@@ -146,7 +146,7 @@ def transfer_plot(transfer: pd.DataFrame) -> hv.Bars:
         responsive=True,
         height=300,
         title="transfer learning: held-out χ² per point",
-        ylabel="χ² per point (held-out)",
+        ylabel=plain_text(figures.TRANSFER_CHI2_LABEL),
         show_grid=True,
         multi_level=True,
         xrotation=0,

@@ -31,6 +31,20 @@ T2K_UNIT = r"$10^{-39}$ cm$^2$/(GeV/c)/nucleon"
 """Unit of the toys built on the T2K CC-inclusive measurement (mixture, lognormal_moderate)."""
 SAMPLES = {"flow": "flow_sample", "gaussian": "gaussian_sample"}
 """The model samples a result keeps, by model."""
+MODEL_AXIS = "density model"
+C2ST_LABEL = "C2ST accuracy (samples vs held-out toys)"
+"""y label of the C2ST accuracy (a fraction of held-out toys and samples classified right; 0.5 = chance)."""
+PVALUE_MODEL = "p-value (model)"
+PIT_LABEL = "PIT $u$ of the true far value"
+PIT_DENSITY = "density (1/N dN/du)"
+EPOCH_LABEL = "epoch"
+NLL_LABEL = "NLL [nats per toy]"
+"""y label of the flow's training curve: negative log-likelihood per toy in nats."""
+
+
+def pvalue_label(model: str) -> str:
+    """The axis label of the p-values of ``model`` (its legend label), e.g. ``p-value (truth)``."""
+    return f"p-value ({_style(model)['label']})"
 
 
 def toy_unit(toys: str) -> str:
@@ -117,8 +131,8 @@ def c2st_figure(result: UncertaintyResult) -> Figure:
     ax.set_xticks(x, [_style(m)["label"] for m in metrics["model"]], rotation=20, ha="right")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_ylim(0.4, 1.02)
-    ax.set_xlabel("density model")
-    ax.set_ylabel("C2ST accuracy (samples vs held-out toys)")
+    ax.set_xlabel(MODEL_AXIS)
+    ax.set_ylabel(C2ST_LABEL)
     legend_outside(ax)
     return fig
 
@@ -146,8 +160,8 @@ def pvalue_figure(result: UncertaintyResult, models: tuple[str, ...] = ("gaussia
                 label=_style(m)["label"],
                 color=_style(m)["color"],
             )
-        ax.set_xlabel(f"p-value ({_style(reference)['label']})")
-        ax.set_ylabel("p-value (model)")
+        ax.set_xlabel(pvalue_label(reference))
+        ax.set_ylabel(PVALUE_MODEL)
     linear.set(xlim=(0, 1), ylim=(0, 1))
     log.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1))
     log.set_title("tail: p-values > 0 on log axes", loc="left")
@@ -179,8 +193,8 @@ def pit_figure(result: UncertaintyResult) -> Figure:
         )
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="calibrated")
     ax.set_ylim(bottom=0.0)
-    ax.set_xlabel("PIT $u$ of the true far value")
-    ax.set_ylabel("density (1/N dN/du)")
+    ax.set_xlabel(PIT_LABEL)
+    ax.set_ylabel(PIT_DENSITY)
     legend_outside(ax)
     return fig
 
@@ -197,7 +211,7 @@ def training_figure(result: UncertaintyResult) -> Figure:
         ax.plot(history["epoch"], history[column], label=label, **markers(len(history)))
     ax.axvline(result.best_epoch, color="0.5", linestyle=":", label=f"best epoch ({result.best_epoch})")
     integer_ticks(ax)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("NLL [nats per toy]")
+    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_ylabel(NLL_LABEL)
     legend_outside(ax)
     return fig

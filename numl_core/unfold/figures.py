@@ -115,6 +115,18 @@ def events_density_label(distribution: str) -> str:
     )
 
 
+def cross_section_label(distribution: str) -> str:
+    """The y axis label of a 1-D distribution as a cross section per unit of its variable (mathtext), e.g.
+    ``dσ/dδp_T [10⁻³⁸ cm²/(GeV/c)/nucleon]``."""
+    symbol, unit, _ = _axis(distribution)
+    return rf"d$\sigma$/d{symbol} [{XSEC_UNIT}{_per_unit(unit)}/nucleon]"
+
+
+#: Axis labels of the final-weights histogram (:func:`weights_figure`, and the page's).
+WEIGHTS_XLABEL = r"$\log_{10}$(final weight)"
+WEIGHTS_YLABEL = "MC events / bin"
+
+
 def _rows(table: pd.DataFrame, distribution: str) -> pd.DataFrame:
     rows = table[table["distribution"] == distribution]
     if rows.empty:
@@ -206,7 +218,7 @@ def _comparison_figure(
         main.set_ylabel(rf"d$^2\sigma$/(d{symbol} d{slicing})" + f"\n{per_unit}")
         ratio.set_xlabel(f"bin ({symbol} [{unit}] in slices of {slicing})")
     else:
-        main.set_ylabel(rf"d$\sigma$/d{symbol} [{XSEC_UNIT}{_per_unit(unit)}/nucleon]")
+        main.set_ylabel(cross_section_label(distribution))
         ratio.set_xlabel(variable_label(distribution))
     values = np.concatenate([_cross_section(g, scale, two_d)[1] for _, g in rows.groupby("method")])
     log_scale_if_spanning(main, values)
@@ -285,8 +297,8 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
         edges,
         color="#1f77b4",
         label=f"{positive.size} of {w.size} MC events",
-        xlabel=r"$\log_{10}$(final weight)",
-        ylabel="MC events / bin",
+        xlabel=WEIGHTS_XLABEL,
+        ylabel=WEIGHTS_YLABEL,
     )
 
 

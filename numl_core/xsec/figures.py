@@ -16,7 +16,7 @@ from matplotlib.ticker import NullLocator
 
 from numl_core.figures import legend_outside, markers, new_figure, styled
 from numl_core.xsec.result import TransferResult, XsecResult
-from numl_core.xsec.workflow import BOOT, MC
+from numl_core.xsec.workflow import BOOT, CHI2_LABEL, MC
 
 METHOD_STYLE = {
     BOOT: {"color": "#1f77b4", "label": "bootstrap ensemble"},
@@ -31,6 +31,8 @@ TRANSFER_METHODS = {
 }
 XSEC_LABEL = r"d$^2\sigma$/d$\Omega$d$\omega$ [nb/sr/GeV]"
 OMEGA_LABEL = r"energy transfer $\omega$ [GeV]"
+TRANSFER_CHI2_LABEL = f"held-out {CHI2_LABEL}"
+"""y label of transfer learning's chi2 per point on each target's held-out points (dimensionless)."""
 
 
 @styled
@@ -148,6 +150,6 @@ def transfer_figure(result: XsecResult | TransferResult) -> Figure:
     ax.set_xticks(np.arange(len(nuclei)), nuclei)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(f"target nucleus (base model: {result.base_nucleus})")
-    ax.set_ylabel(r"held-out $\chi^2$ per point")
+    ax.set_ylabel(TRANSFER_CHI2_LABEL)
     legend_outside(ax)
     return fig

@@ -25,6 +25,7 @@ import pandas as pd
 
 from numl_core.config import ConfigError
 from numl_core.data import electron_scattering as es
+from numl_core.figures import plain_text
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec
 from numl_core.workflows import Workflow
@@ -42,6 +43,10 @@ BOOT, MC = "boot", "mc"
 """The uncertainty methods: bootstrap ensemble and MC-dropout network (names of fits, checkpoints and
 result columns)."""
 CHI2_PLOT, TRANSFER_PLOT = "chi2", "transfer chi2"
+CHI2_LABEL = r"$\chi^2$ per point (data errors, fitted $\lambda_k$)"
+"""Axis label of chi2 per data point (dimensionless), the live plots' and the transfer figure's."""
+REPORT_LABEL = "report (passes over the training points between reports)"
+"""x label of the live chi2 plots: the training loop's report count."""
 
 
 def method_prefix(method: str) -> str:
@@ -80,12 +85,18 @@ LIVE_PLOTS = LivePlots(
     group=metric_group,
     expected=expected_series,
     plots=(
-        PlotSpec(CHI2_PLOT, "chi2 per point", xlabel="report", ylabel="chi2 per point", logy=True),
+        PlotSpec(
+            CHI2_PLOT,
+            "fit: χ² per point on the training and validation points, per model and stage",
+            xlabel=REPORT_LABEL,
+            ylabel=plain_text(CHI2_LABEL),
+            logy=True,
+        ),
         PlotSpec(
             TRANSFER_PLOT,
-            "transfer learning: chi2 per point",
-            xlabel="report",
-            ylabel="chi2 per point",
+            "transfer learning: χ² per point of the fine-tuned and from-scratch models per target",
+            xlabel=REPORT_LABEL,
+            ylabel=plain_text(CHI2_LABEL),
             logy=True,
         ),
     ),
