@@ -203,15 +203,6 @@ def report_ibu_ts(
     )
 
 
-def unfold_ibu(
-    sample: UnfoldingSample, binning: Binning, iterations: int, progress: Progress, name: str
-) -> Unfolded:
-    """IBU of one distribution after ``iterations`` for every member (:func:`ibu_members`); the nominal
-    member's test statistic between iterations goes to the live plots (:func:`report_ibu_ts`)."""
-    report_ibu_ts(sample, binning, iterations, progress, name)
-    return unfolded(sample, *ibu_members(sample, binning, [iterations])[0])
-
-
 def truth_and_prior(
     sample: UnfoldingSample, binning: Binning, name: str
 ) -> tuple[np.ndarray | None, np.ndarray, list[pd.DataFrame]]:
@@ -239,14 +230,17 @@ def used_bins(estimates: dict[str, Unfolded]) -> np.ndarray:
 def chi2_of(estimate: Unfolded, target: np.ndarray, used: np.ndarray) -> Chi2:
     """chi2 of ``estimate.nominal`` against ``target`` (B,) on the ``used`` bins: with the throws' sample
     covariance and the correction of its inverse (:func:`~numl_core.stats.chi2_from_replicas`, Hartlap
-    when there are more throws than bins + 2, else shrinkage), or with the covariance built from parts."""
+    when there are more throws than bins + 2, else shrinkage), or with the covariance built from parts.
+    ``dropped`` counts every bin of the binning left out."""
+    index = np.flatnonzero(used)
     if estimate.throws is not None:
-        return chi2_from_replicas(
+        fit = chi2_from_replicas(
             estimate.nominal[used], target[used], estimate.throws[:, used], method="auto"
         )
-    dropped = tuple(int(i) for i in np.flatnonzero(~used))
+        dropped = sorted({*np.flatnonzero(~used).tolist(), *index[list(fit.dropped)].tolist()})
+        return Chi2(fit.chi2, fit.ndof, tuple(dropped), fit.correction, fit.method)
     value = chi2_with_covariance(estimate.nominal[used], target[used], estimate.cov[np.ix_(used, used)])
-    return Chi2(value, int(used.sum()), dropped, 1.0, "none")
+    return Chi2(value, len(index), tuple(np.flatnonzero(~used).tolist()), 1.0, "none")
 
 
 def estimate_rows(name: str, binning: Binning, estimates: dict[str, Unfolded]) -> list[pd.DataFrame]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from numl_core.stats import hartlap_factor, leave_one_out_chi2
+from numl_core.stats import leave_one_out_chi2
 from numl_core.unfold.compare import Unfolded, chi2_of
 
 
@@ -61,21 +61,22 @@ def calibration_rows(
     and the covariance check."""
     rows = []
     for method, estimate in estimates.items():
-        n_throws = 0 if estimate.throws is None else len(estimate.throws)
-        row = {"distribution": name, "method": method, "n_throws": n_throws, "ndof": int(used.sum())}
-        row["dropped_bins"] = int((~used).sum())
-        row["covariance"] = (
-            "parts" if estimate.throws is None else chi2_of(estimate, estimate.nominal, used).method
+        # the covariance estimate and its correction do not depend on what it is compared with
+        fit = chi2_of(estimate, truth if truth is not None else estimate.nominal, used)
+        rows.append(
+            {
+                "distribution": name,
+                "method": method,
+                "n_throws": 0 if estimate.throws is None else len(estimate.throws),
+                "ndof": fit.ndof,
+                "dropped_bins": len(fit.dropped),
+                "covariance": "parts" if estimate.throws is None else fit.method,
+                "inverse_correction": fit.correction,
+                "chi2": None if truth is None else fit.chi2,
+                "loo_chi2_per_ndof": covariance_check(estimate, used),
+            }
         )
-        row["inverse_correction"] = _correction(row["covariance"], n_throws, int(used.sum()))
-        row["chi2"] = None if truth is None else chi2_of(estimate, truth, used).chi2
-        row["loo_chi2_per_ndof"] = covariance_check(estimate, used)
-        rows.append(row)
     return rows
-
-
-def _correction(covariance: str, n_throws: int, n_bins: int) -> float:
-    return hartlap_factor(n_throws, n_bins) if covariance == "hartlap" else 1.0
 
 
 def iteration_rows(
