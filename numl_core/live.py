@@ -57,13 +57,18 @@ def series(name: str, **tags: Any) -> str:
 @dataclass(frozen=True)
 class PlotSpec:
     """One live plot: ``key`` (what :attr:`LivePlots.group` returns), its title and axis labels with
-    units, and whether its y axis is logarithmic."""
+    units, whether its y axis is logarithmic, whether its series get ``markers`` (a plot of one point
+    per iteration or round, where a series of one point is otherwise invisible) and whether dotted
+    ``boundaries`` mark where a step counter restarts (epochs of successive iterations laid end to end).
+    Markers and boundaries cost the server a redraw per update, so only plots that need them ask."""
 
     key: str
     title: str = ""
     xlabel: str = "step"
     ylabel: str = "value"
     logy: bool = False
+    markers: bool = False
+    boundaries: bool = False
 
 
 def _no_series(config: Any) -> dict[str, list[str]]:

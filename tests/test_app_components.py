@@ -19,15 +19,23 @@ import panel as pn
 import param
 import pytest
 from bokeh.document import Document
-from bokeh.models import LogScale, Scatter
+from bokeh.models import LogScale, Plot, Scatter, Span
 
 from app.components.job_panel import JobPanel, UploadBox, confine_paths, path_fields
-from app.components.live_curve import LiveCurves, group_records, plot_key, series_key, static_curves
+from app.components.live_curve import (
+    BOUNDARY_TAG,
+    LiveCurves,
+    group_records,
+    plot_key,
+    series_key,
+    static_curves,
+)
 from app.components.run_browser import DEFAULT_SCOPE, SCOPES, RunBrowser
 from app.context import AppContext, Settings, Shared, new_token, valid_token
 from app.main import create_app, page_specs
 from app.pages import unfolding
 from numl_core.config import Config
+from numl_core.live import LivePlots, PlotSpec
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.workflow import LIVE_PLOTS as UNFOLD_LIVE
 from numl_core.workflows import Workflow
@@ -208,9 +216,13 @@ def _marker_points(fig: Any) -> dict[str, int]:
 
 def test_live_loss_falling_over_decades_gets_a_log_axis_and_the_legend_beside_the_data() -> None:
     curves = LiveCurves(group=UNFOLD_LIVE.group, specs=UNFOLD_LIVE)
-    curves.push(
-        [{"name": "step1_loss", "value": v, "step": i} for i, v in enumerate((4e4, 5e3, 900.0, 200.0))]
-    )
+    for split in ("train", "val"):  # two series: a legend
+        curves.push(
+            [
+                {"name": "step1_loss", "value": v, "step": i, "split": split}
+                for i, v in enumerate((4e4, 5e3, 900.0, 200.0))
+            ]
+        )
     fig = _figure(curves, "loss")
     assert isinstance(fig.y_scale, LogScale)
     assert fig.legend[0] in fig.right  # outside the data area
@@ -221,12 +233,17 @@ def test_live_loss_falling_over_decades_gets_a_log_axis_and_the_legend_beside_th
 
 
 def test_live_short_series_have_markers_long_ones_do_not() -> None:
-    curves = LiveCurves()
+    specs = LivePlots(plots=(PlotSpec("loss", markers=True),))
+    curves = LiveCurves(specs=specs)
     curves.push([{"name": "a_loss", "value": 1.0, "step": 0, "split": "val"}])
     curves.push([{"name": "a_loss", "value": 1.0 + i, "step": i, "split": "train"} for i in range(40)])
     points = _marker_points(_figure(curves, "loss"))
     assert points["a_loss (val)"] == 1  # a single point is visible
     assert points.get("a_loss (train)", 0) == 0  # 40 points: a plain line
+    # a plot that does not ask for markers (long per-epoch curves) draws none: each is a redraw per update
+    plain = LiveCurves()
+    plain.push([{"name": "a_loss", "value": 1.0, "step": 0, "split": "val"}])
+    assert not [r for r in _figure(plain, "loss").renderers if isinstance(getattr(r, "glyph", None), Scatter)]
 
 
 def test_live_log_plot_with_an_all_zero_series_falls_back_to_a_linear_axis() -> None:
@@ -245,6 +262,11 @@ def test_live_log_plot_with_an_all_zero_series_falls_back_to_a_linear_axis() -> 
     assert len(_marker_points(fig)) == 2
 
 
+def _boundary_steps(fig: Any) -> list[float]:
+    """Steps of the dotted spans a live plot draws where an iteration starts."""
+    return sorted(r.location for r in fig.center if isinstance(r, Span) and BOUNDARY_TAG in r.tags)
+
+
 def test_live_loss_marks_where_each_iteration_starts() -> None:
     curves = LiveCurves(group=UNFOLD_LIVE.group, specs=UNFOLD_LIVE)
     curves.prepare(UNFOLD_LIVE.expected(None))
@@ -252,11 +274,19 @@ def test_live_loss_marks_where_each_iteration_starts() -> None:
         curves.push(
             [{"name": "step1_loss", "value": 0.6, "step": s, "iteration": iteration} for s in range(4)]
         )
-    assert curves._restart_pipes["loss"].data == [4.0, 8.0]
+    assert curves._restarts["loss"] == [4.0, 8.0]
     fig = _figure(curves, "loss")
     assert "iteration" in fig.xaxis[0].axis_label
-    spans = [r for r in fig.renderers if type(r.glyph).__name__ == "VSpan"]
-    assert spans and list(spans[0].data_source.data["step"]) == [4.0, 8.0]
+    assert _boundary_steps(fig) == [4.0, 8.0]
+    # on a served page the spans follow the job: a new iteration adds one, a new job clears them
+    served = Document()
+    root = curves.__panel__().get_root(served)
+    figure = next(p for p in root.select({"type": Plot}) if "dotted" in (p.xaxis[0].axis_label or ""))
+    curves.push([{"name": "step1_loss", "value": 0.6, "step": s, "iteration": 3} for s in range(4)])
+    assert _boundary_steps(figure) == [4.0, 8.0, 12.0]
+    curves.reset()
+    curves.push([{"name": "step1_loss", "value": 0.6, "step": s, "iteration": 0} for s in range(4)])
+    assert _boundary_steps(figure) == []
     records = [
         {"name": "a_loss", "value": 0.5, "step": s, "iteration": i} for i in range(2) for s in range(3)
     ]

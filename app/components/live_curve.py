@@ -124,7 +124,11 @@ def _spec(title: str | PlotSpec) -> PlotSpec:
 
 
 def _style(
-    obj: hv.Overlay | hv.DynamicMap, title: str | PlotSpec, height: int, logy: bool | None = None
+    obj: hv.Overlay | hv.DynamicMap,
+    title: str | PlotSpec,
+    height: int,
+    logy: bool | None = None,
+    hooks: Sequence[Callable[..., None]] = (),
 ) -> Any:
     use_bokeh()
     spec = _spec(title)
@@ -141,8 +145,30 @@ def _style(
         hv.opts.Curve(tools=["hover"], line_width=2, framewise=True, **frame),
         hv.opts.Scatter(size=6, framewise=True, **frame),
         hv.opts.VLines(color="#888888", line_dash="dotted", line_width=1.5, **frame),
-        hv.opts.Overlay(legend_position="right", **frame),
+        hv.opts.Overlay(legend_position="right", hooks=list(hooks), **frame),
     )
+
+
+BOUNDARY_TAG = "numl-restart"
+"""Tag of the dotted Bokeh spans a live plot draws where a step counter restarted."""
+
+
+def sync_boundaries(fig: Any, steps: Sequence[float]) -> None:
+    """Dotted vertical Bokeh spans on ``fig`` exactly at ``steps``: missing ones added, stale ones (a new
+    job started) removed. Drawn on the Bokeh figure itself, so a live plot's curve updates do not redraw
+    them."""
+    from bokeh.models import Span
+
+    wanted = set(steps)
+    ours = [r for r in fig.center if isinstance(r, Span) and BOUNDARY_TAG in r.tags]
+    if any(r.location not in wanted for r in ours):
+        fig.center = [r for r in fig.center if r not in ours or r.location in wanted]
+    have = {r.location for r in ours}
+    for step in steps:
+        if step not in have:
+            span = Span(location=step, dimension="height", line_dash="dotted", line_width=1.5)
+            span.line_color, span.tags = "#888888", [BOUNDARY_TAG]
+            fig.add_layout(span)
 
 
 def plot_pane(obj: Any, **kwargs: Any) -> pn.pane.HoloViews:
@@ -199,7 +225,8 @@ class LiveCurves(pn.viewable.Viewer):
         self._buffers: dict[str, dict[str, hv.streams.Buffer]] = {}
         self._last_steps: dict[tuple[str, str], tuple[float, float]] = {}
         self._restarts: dict[str, list[float]] = {}
-        self._restart_pipes: dict[str, hv.streams.Pipe] = {}
+        self._marker_pipes: dict[tuple[str, str], hv.streams.Pipe] = {}
+        self._ranges: dict[str, tuple[float, float, bool]] = {}
         self._logy: dict[str, bool] = {}
         self._panes: dict[str, pn.pane.HoloViews] = {}
         self.counts: dict[str, int] = {}
@@ -227,19 +254,18 @@ class LiveCurves(pn.viewable.Viewer):
         """Append records to their curves; return the number of records received."""
         self.received += len(records)
         changed_plots = []
-        restarts = {k: len(v) for k, v in self._restarts.items()}
         grouped = group_records(records, self.group, last_steps=self._last_steps, restarts=self._restarts)
         for plot, series in grouped.items():
             buffers = self._buffers.setdefault(plot, {})
             for name, df in series.items():
                 if name in buffers:
                     buffers[name].send(df)
+                    self._send_markers(plot, name)
                 else:
                     buffers[name] = hv.streams.Buffer(df, length=self.length, index=False)
                     changed_plots.append(plot)
                 self.counts[name] = self.counts.get(name, 0) + len(df)
-            if plot in self._restart_pipes and len(self._restarts.get(plot, ())) != restarts.get(plot, 0):
-                self._restart_pipes[plot].send(list(self._restarts[plot]))
+                self._track_range(plot, df["value"].to_numpy(float))
             if plot in self._panes and self._logy.get(plot) != self._wants_log(plot):
                 changed_plots.append(plot)  # the values now call for the other y scale: redraw once
         self._draw(list(dict.fromkeys(changed_plots)))
@@ -252,26 +278,57 @@ class LiveCurves(pn.viewable.Viewer):
         if self._readout.object != text:
             self._readout.object = text
 
+    def _boundary_hook(self, plot: str, hv_plot: Any, element: Any) -> None:
+        """Plot hook (run when the plot is drawn and at each update): the restarts of ``plot`` so far as
+        dotted spans (:func:`sync_boundaries`)."""
+        sync_boundaries(hv_plot.state, self._restarts.get(plot, ()))
+
+    def _marker_data(self, plot: str, series: str) -> pd.DataFrame:
+        data = self._buffers[plot][series].data
+        return data if len(data) <= MARKER_MAX_POINTS else data.iloc[:0]
+
+    def _send_markers(self, plot: str, series: str) -> None:
+        """Update a series' markers while it is short; once it is long, empty them once and then leave
+        them alone, so a long curve's updates redraw one glyph, not two."""
+        pipe = self._marker_pipes.get((plot, series))
+        if pipe is not None and (
+            len(self._buffers[plot][series].data) <= MARKER_MAX_POINTS or len(pipe.data)
+        ):
+            pipe.send(self._marker_data(plot, series))
+
     def _wants_log(self, plot: str) -> bool:
-        values = [b.data["value"].to_numpy(float) for b in self._buffers[plot].values()]
-        return log_scale(np.concatenate(values) if values else np.empty(0), self.specs.spec(plot).logy)
+        """:func:`log_scale` of the plot's values, from their running (min, max) over finite values and
+        whether any was <= 0 (updated from each push, not recomputed from every point)."""
+        low, high, nonpositive = self._ranges.get(plot, (np.inf, -np.inf, False))
+        values = [] if high < low else [low, high]
+        return log_scale([0.0] if nonpositive else values, self.specs.spec(plot).logy)
+
+    def _track_range(self, plot: str, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            low, high, nonpositive = self._ranges.get(plot, (np.inf, -np.inf, False))
+            self._ranges[plot] = (
+                min(low, float(finite.min())),
+                max(high, float(finite.max())),
+                nonpositive or bool((finite <= 0).any()),
+            )
 
     def _draw(self, plots: list[str]) -> None:
         """(Re)build the overlays of ``plots``; add new panes to the grid in one update."""
         new_panes = []
         for plot in plots:
-            dmaps = [
-                hv.DynamicMap(partial(draw, label=s), streams=[b])
-                for s, b in self._buffers[plot].items()
-                for draw in (_curve, _markers)
-            ]
-            pipe = self._restart_pipes.setdefault(
-                plot, hv.streams.Pipe(data=list(self._restarts.get(plot, [])))
-            )
-            dmaps.append(hv.DynamicMap(_boundaries, streams=[pipe]))
+            spec = self.specs.spec(plot)
+            dmaps = []
+            for s, b in self._buffers[plot].items():
+                dmaps.append(hv.DynamicMap(partial(_curve, label=s), streams=[b]))
+                if spec.markers:
+                    markers = hv.streams.Pipe(data=self._marker_data(plot, s))
+                    self._marker_pipes[(plot, s)] = markers
+                    dmaps.append(hv.DynamicMap(partial(_markers, label=s), streams=[markers]))
+            hooks = [partial(self._boundary_hook, plot)] if spec.boundaries else []
             self._logy[plot] = self._wants_log(plot)
             overlay = _style(
-                reduce(operator.mul, dmaps), self.specs.spec(plot), self.height, self._logy[plot]
+                reduce(operator.mul, dmaps), self.specs.spec(plot), self.height, self._logy[plot], hooks
             )
             if plot in self._panes:
                 self._panes[plot].object = overlay
@@ -295,9 +352,10 @@ class LiveCurves(pn.viewable.Viewer):
                     buffer.clear()
         self._last_steps.clear()
         self._restarts.clear()
-        for pipe in self._restart_pipes.values():
-            if pipe.data:
-                pipe.send([])
+        for pipe in self._marker_pipes.values():
+            if len(pipe.data):
+                pipe.send(_empty())
+        self._ranges.clear()
         self.counts.clear()
         self.received = 0
         self._readout.object = "0 metric points"
@@ -307,7 +365,8 @@ class LiveCurves(pn.viewable.Viewer):
         self._buffers.clear()
         self._last_steps.clear()
         self._restarts.clear()
-        self._restart_pipes.clear()
+        self._marker_pipes.clear()
+        self._ranges.clear()
         self._logy.clear()
         self._panes.clear()
         self.counts.clear()

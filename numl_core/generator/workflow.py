@@ -408,8 +408,15 @@ LIVE_PLOTS = (
         "training loss (all rounds)",
         xlabel="epoch (rounds laid end to end; dotted line: next round)",
         ylabel="weighted NLL per event",
+        boundaries=True,
     ),
-    PlotSpec(PROPOSAL_PLOT, "proposal quality per round", xlabel="round", ylabel="RESS of the proposal"),
+    PlotSpec(
+        PROPOSAL_PLOT,
+        "proposal quality per round",
+        xlabel="round",
+        ylabel="RESS of the proposal",
+        markers=True,
+    ),
 )
 
 

@@ -216,16 +216,27 @@ LIVE_PLOTS = LivePlots(
             "Classifier loss (steps 1 and 2)",
             "epoch (iterations laid end to end; dotted line: next iteration)",
             "weighted BCE per event",
+            boundaries=True,
         ),
-        PlotSpec("ess", "Effective sample size of the weights", "iteration", "Kish ESS [events]"),
+        PlotSpec(
+            "ess", "Effective sample size of the weights", "iteration", "Kish ESS [events]", markers=True
+        ),
         PlotSpec(
             "convergence",
             "Change between iterations vs spread of trials",
             "iteration",
             "RMS of the push factors",
             logy=True,
+            markers=True,
         ),
-        PlotSpec("ibu_ts", "IBU: test statistic between iterations", "iteration", "KS distance", logy=True),
+        PlotSpec(
+            "ibu_ts",
+            "IBU: test statistic between iterations",
+            "iteration",
+            "KS distance",
+            logy=True,
+            markers=True,
+        ),
     ),
 )
 

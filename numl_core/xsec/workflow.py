@@ -91,6 +91,7 @@ LIVE_PLOTS = LivePlots(
             xlabel=REPORT_LABEL,
             ylabel=plain_text(CHI2_LABEL),
             logy=True,
+            markers=True,
         ),
         PlotSpec(
             TRANSFER_PLOT,
@@ -98,6 +99,7 @@ LIVE_PLOTS = LivePlots(
             xlabel=REPORT_LABEL,
             ylabel=plain_text(CHI2_LABEL),
             logy=True,
+            markers=True,
         ),
     ),
 )
