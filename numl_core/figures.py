@@ -152,6 +152,17 @@ def log_scale_if_spanning(ax: Axes, values: Sequence[float] | np.ndarray, axis: 
     return True
 
 
+def steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y of a histogram drawn as steps: each bin [low, high) at height y (for plotting
+    libraries without stairs, and for curves that overlay histograms of several runs).
+
+    >>> x, y = steps(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    >>> x.tolist(), y.tolist()
+    ([0.0, 1.0, 1.0, 2.0], [3.0, 3.0, 4.0, 4.0])
+    """
+    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
+
+
 def stairs_with_band(
     ax: Axes,
     edges: np.ndarray,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from numl_core.energy import figures as energy_figures
-from numl_core.figures import spans_decades
+from numl_core.figures import spans_decades, steps
 from numl_core.unfold import figures as unfold_figures
 from numl_core.xsec import figures as xsec_figures
 
@@ -84,11 +84,6 @@ def _finite(plot: str, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Curve:
     return Curve(plot, np.asarray(x, float)[keep], np.asarray(y, float)[keep], **kwargs)
 
 
-def _steps(edges_low: np.ndarray, edges_high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of a histogram drawn as steps: bin [low, high) at height y."""
-    return np.column_stack([edges_low, edges_high]).ravel(), np.repeat(y, 2)
-
-
 def _table(values: Mapping[str, Any], name: str) -> pd.DataFrame | None:
     table = values.get(name)
     return table if isinstance(table, pd.DataFrame) and not table.empty else None
@@ -107,15 +102,12 @@ def unfold_curves(values: Mapping[str, Any]) -> list[Curve]:
         rows = rows.sort_values("bin")
         plot = f"{distribution}: OmniFold unfolded"
         two_d = "slice_low" in rows and rows["slice_low"].notna().any()
-        value = rows["value"].to_numpy(float)
         if two_d:
-            x, y = _steps(np.arange(len(rows)), np.arange(1, len(rows) + 1), value)
+            x, y = steps(np.arange(len(rows)), np.arange(1, len(rows) + 1), rows["value"].to_numpy(float))
             curves.append(_finite(plot, x, y, xlabel=FLAT_BIN, ylabel=EVENTS_PER_BIN, steps=True))
             continue
-        low, high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
-        shown_low, shown_high = unfold_figures.display_edges(low, high)
-        width = np.where(np.isfinite(high - low) & (high > low), high - low, shown_high - shown_low)
-        x, y = _steps(shown_low, shown_high, value / width)
+        shown_low, shown_high, density, _ = unfold_figures.per_unit(rows)
+        x, y = steps(shown_low, shown_high, density)
         labels = {
             "xlabel": unfold_figures.variable_label(distribution),
             "ylabel": unfold_figures.events_density_label(distribution),

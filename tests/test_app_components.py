@@ -36,6 +36,7 @@ from app.main import create_app, page_specs
 from app.pages import unfolding
 from numl_core.config import Config
 from numl_core.live import LivePlots, PlotSpec
+from numl_core.unfold.figures import display_edges
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.workflow import LIVE_PLOTS as UNFOLD_LIVE
 from numl_core.workflows import Workflow
@@ -764,11 +765,11 @@ def test_unfolding_live_view_shows_intermediate_histograms_then_the_result() -> 
 
 
 def test_display_edges_close_open_and_overflow_bins() -> None:
-    low, high = unfolding.display_edges(np.array([-np.inf, 0.0, 1.0]), np.array([0.0, 1.0, np.inf]))
+    low, high = display_edges(np.array([-np.inf, 0.0, 1.0]), np.array([0.0, 1.0, np.inf]))
     assert low.tolist() == [-1.0, 0.0, 1.0] and high.tolist() == [0.0, 1.0, 2.0]
-    low, high = unfolding.display_edges(np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 30.0]))
+    low, high = display_edges(np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 30.0]))
     assert high.tolist() == [0.5, 1.0, 1.5]
-    low, high = unfolding.display_edges(np.array([0.0]), np.array([30.0]))  # a lone bin keeps its width
+    low, high = display_edges(np.array([0.0]), np.array([30.0]))  # a lone bin keeps its width
     assert high.tolist() == [30.0]
 
 

@@ -1,11 +1,7 @@
-"""Plot pieces shared by every page: histogram steps, bands with a mean, and the overlay of compared runs'
-result curves.
+"""Plot pieces shared by every page: bands with a mean, grids of plots, and the overlay of compared runs'
+result curves (histogram steps come from :func:`numl_core.figures.steps`).
 
 Pure functions of arrays that return HoloViews elements; the pages compose them.
-
->>> x, y = steps(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([3.0, 4.0]))
->>> x.tolist(), y.tolist()
-([0.0, 1.0, 1.0, 2.0], [3.0, 3.0, 4.0, 4.0])
 """
 
 from __future__ import annotations
@@ -19,11 +15,6 @@ import panel as pn
 from app.components.live_curve import plot_pane, use_bokeh  # noqa: F401 - re-exported for the pages
 from numl_core.figures import MARKER_MAX_POINTS, plain_text
 from numl_core.overlays import Overlay
-
-
-def steps(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The x and y of a histogram drawn as steps: each bin [low, high) at height y."""
-    return np.column_stack([low, high]).ravel(), np.repeat(y, 2)
 
 
 def band(x: np.ndarray, mean: np.ndarray, spread: np.ndarray, color: str, label: str) -> list[Any]:

@@ -22,9 +22,9 @@ import panel as pn
 from app.components.export import export_row
 from app.components.job_panel import JobPanel
 from app.components.page import PageSpec
-from app.components.plots import layout_grid, plot_pane, steps, use_bokeh
+from app.components.plots import layout_grid, plot_pane, use_bokeh
 from app.components.tables import table
-from numl_core.figures import plain_text
+from numl_core.figures import plain_text, steps
 from numl_core.generator import figures
 from numl_core.generator import sampling as smp
 from numl_core.generator.config import GeneratorConfig

@@ -23,12 +23,12 @@ import panel as pn
 
 from app.components.export import export_row, table_download
 from app.components.page import PageSpec
-from app.components.plots import layout_grid, plot_pane, steps, use_bokeh
+from app.components.plots import layout_grid, plot_pane, use_bokeh
 from app.components.tables import table
-from numl_core.figures import plain_text, spans_decades
+from numl_core.figures import plain_text, spans_decades, steps
 from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
-from numl_core.unfold.figures import DIAGNOSTICS, display_edges, events_density_label, variable_label
+from numl_core.unfold.figures import DIAGNOSTICS, events_density_label, per_unit, variable_label
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.validation import validation_curves
 
@@ -58,20 +58,9 @@ EXPORTS = {
 
 
 # -- pure plotting helpers -------------------------------------------------------------------------
-def _density(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Drawn edges and value / width (the true width where finite), sorted by bin."""
-    rows = rows.sort_values("low")
-    true_low, true_high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
-    low, high = display_edges(true_low, true_high)
-    true_width = true_high - true_low
-    width = np.where(np.isfinite(true_width) & (true_width > 0), true_width, high - low)
-    error = rows["error"].to_numpy(float) if "error" in rows else np.zeros(len(rows))
-    return low, high, rows["value"].to_numpy(float) / width, np.nan_to_num(error) / width
-
-
 def method_elements(rows: pd.DataFrame, method: str, xlabel: str) -> list[Any]:
     """HoloViews elements of one method in one (slice of a) distribution."""
-    low, high, y, err = _density(rows)
+    low, high, y, err = per_unit(rows)
     if method in DATA_METHODS:
         style = DATA_METHODS[method]
         centre = 0.5 * (low + high)
@@ -119,7 +108,7 @@ def distribution_plot(histograms: pd.DataFrame, distribution: str, ylabel: str |
         "show_grid": True,
         "xlabel": plain_text(variable_label(distribution)),
         "ylabel": plain_text(ylabel or events_density_label(distribution)),
-        "logy": spans_decades(_density(rows)[2]),
+        "logy": spans_decades(per_unit(rows)[2]),
     }
     two_d = "slice_low" in rows and rows["slice_low"].notna().any()
     if not two_d:

@@ -84,6 +84,24 @@ def display_edges(low: np.ndarray, high: np.ndarray, max_ratio: float = 4.0) -> 
     return low, high
 
 
+def per_unit(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 1-D histogram's drawn edges (:func:`display_edges`) and its value and error per unit of the
+    variable, sorted by bin: divided by the true bin width where it is finite, by the drawn width of open
+    bins. Rows without ``error`` get zero errors.
+
+    >>> rows = pd.DataFrame({"low": [0.0, 1.0], "high": [1.0, np.inf], "value": [4.0, 2.0]})
+    >>> [a.tolist() for a in per_unit(rows)]
+    [[0.0, 1.0], [1.0, 2.0], [4.0, 2.0], [0.0, 0.0]]
+    """
+    rows = rows.sort_values("low")
+    true_low, true_high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
+    low, high = display_edges(true_low, true_high)
+    true_width = true_high - true_low
+    width = np.where(np.isfinite(true_width) & (true_width > 0), true_width, high - low)
+    error = np.nan_to_num(rows["error"].to_numpy(float)) if "error" in rows else np.zeros(len(rows))
+    return low, high, rows["value"].to_numpy(float) / width, error / width
+
+
 def _axis(distribution: str) -> tuple[str, str, str | None]:
     """Symbol and unit of a distribution's (first) variable, and the symbol of the slicing variable of a 2-D
     distribution (None for 1-D; its unit is taken to be dimensionless, as cos theta_mu is)."""
@@ -141,19 +159,16 @@ def _cross_section(
 
     ``scale`` turns a bin's content into 10^-38 cm^2 per nucleon; 2-D bins are drawn by flat index and
     divided by their area."""
+    if not two_d:
+        low, high, value, error = per_unit(rows)
+        return np.append(low, high[-1]), value * scale, error * scale
     rows = rows.sort_values("bin")
-    low, high = rows["low"].to_numpy(float), rows["high"].to_numpy(float)
-    width = high - low
-    if two_d:
-        width = width * (rows["slice_high"] - rows["slice_low"]).to_numpy(float)
-        edges = np.arange(len(rows) + 1, dtype=float)
-    else:
-        shown_low, shown_high = display_edges(low, high)
-        edges = np.append(shown_low, shown_high[-1])
-        width = np.where(np.isfinite(width) & (width > 0), width, shown_high - shown_low)
+    width = (rows["high"] - rows["low"]).to_numpy(float) * (rows["slice_high"] - rows["slice_low"]).to_numpy(
+        float
+    )
     value = rows["value"].to_numpy(float) * scale / width
     error = np.nan_to_num(rows["error"].to_numpy(float)) * scale / width
-    return edges, value, error
+    return np.arange(len(rows) + 1, dtype=float), value, error
 
 
 def _draw_methods(
