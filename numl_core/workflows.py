@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from numl_core.config import Config
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots
+from numl_core.overlays import ResultOverlay
 from numl_core.results import Result
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Workflow:
     live_plots: LivePlots = field(default_factory=LivePlots)
     results: tuple[type[Result], ...] = ()
     cli_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    result_overlay: ResultOverlay | None = None
 
     def load_result(self, run_dir: RunDir) -> Any:
         """The result stored in ``run_dir``: its declared type (``run.json``'s ``result_type``, else the

@@ -1,4 +1,5 @@
-"""Result overlays of compared runs: the core's selection of each workflow's curves (numl_core.overlays)
+"""Result overlays of compared runs: each workflow's selection of its curves (``result_curves`` of its
+figures module, declared as the workflow's ``result_overlay``)
 from small hand-made result tables, their grouping per plot, the partial read from stored runs, and the
 dashboard's drawing of them (app.components.plots.overlay_plot, the Runs tab's compare_results)."""
 
@@ -11,21 +12,18 @@ import panel as pn
 
 from app.components.plots import overlay_plot
 from app.components.run_browser import compare_results
+from numl_core import workflows
 from numl_core.energy import figures as energy_figures
-from numl_core.overlays import (
-    FLAT_BIN,
-    MAX_SETTINGS,
-    RESULT_OVERLAYS,
-    Curve,
-    energy_curves,
-    overlays,
-    run_overlays,
-    unfold_curves,
-    xsec_curves,
-)
+from numl_core.energy.figures import result_curves as energy_curves
+from numl_core.overlays import Curve, overlays, run_overlays
 from numl_core.runs import RunStore
-from numl_core.unfold.figures import events_density_label, variable_label
+from numl_core.unfold.figures import FLAT_BIN, events_density_label, variable_label
+from numl_core.unfold.figures import result_curves as unfold_curves
 from numl_core.xsec import figures as xsec_figures
+from numl_core.xsec.figures import MAX_SETTINGS
+from numl_core.xsec.figures import result_curves as xsec_curves
+
+UNFOLD_OVERLAY = workflows.get("unfold").result_overlay
 
 
 def _histograms(scale: float = 1.0) -> pd.DataFrame:
@@ -107,11 +105,11 @@ def _stored_unfold_runs(tmp_path, n: int = 3) -> list:  # noqa: ANN001 - pytest'
 
 def test_run_overlays_read_the_declared_fields_of_each_stored_run(tmp_path) -> None:
     runs = _stored_unfold_runs(tmp_path)
-    assert RESULT_OVERLAYS["unfold"].fields == ("histograms",)
-    dpt, _ = run_overlays("unfold", runs)
+    assert UNFOLD_OVERLAY.fields == ("histograms",)
+    dpt, _ = run_overlays(UNFOLD_OVERLAY, runs)
     assert list(dpt.curves) == [run.id for run in runs]
     assert [c.y[0] for c in dpt.curves.values()] == [10.0, 20.0, 30.0]
-    assert run_overlays("generator", runs) == []
+    assert run_overlays(workflows.get("generator").result_overlay, runs) == []
 
 
 def test_the_comparison_draws_one_overlaid_result_plot_per_distribution(tmp_path) -> None:

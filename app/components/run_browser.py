@@ -10,7 +10,7 @@ started. Results are reloaded with :meth:`RunDir.load_result` (no retraining).
 Ticking one run shows it, with its tags and note to edit; ticking two or more and pressing Compare shows
 the config fields in which they differ, their metric curves overlaid (each labelled by its run id) and, for
 runs of one workflow, their headline metrics side by side and, for finished runs of a workflow that declares
-one (:data:`numl_core.overlays.RESULT_OVERLAYS`), their result curves overlaid. Delete asks for a second
+one (its ``result_overlay``), their result curves overlaid. Delete asks for a second
 click ("Really delete") before it moves the ticked runs' folders to the runs root's ``.trash``
 (:meth:`RunStore.delete`). Resume, Rerun and "Open config in form" hand the ticked run to its workflow
 page's job panel (:meth:`~app.components.job_panel.JobPanel.resume` and friends), which shows the job or the
@@ -51,6 +51,7 @@ from numl_core.run_index import (
     split_tags,
 )
 from numl_core.runs import TRASH, BadNote, BadTag, DamagedRun, RunDir, RunLocked, parse_tags
+from numl_core.workflows import available as available_workflows
 
 if TYPE_CHECKING:
     from app.context import AppContext
@@ -538,7 +539,8 @@ def compare_results(runs: list[RunDir], infos: list[dict[str, Any]]) -> pn.viewa
     if len(workflows) != 1 or len(done) < 2:
         return pn.Column(visible=False)
     try:
-        plots = run_overlays(workflows.pop(), done)
+        workflow = available_workflows().get(workflows.pop())
+        plots = run_overlays(workflow.result_overlay if workflow else None, done)
     except Exception as exc:  # a broken stored result must not break the comparison
         log.exception("cannot overlay the results of %s", [run.id for run in done])
         return error_view(f"**Cannot overlay the results:** {type(exc).__name__}: {exc}")

@@ -10,6 +10,9 @@ angle to the true neutrino direction). Every function takes the result, never a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
@@ -17,6 +20,7 @@ from matplotlib.figure import Figure
 
 from numl_core.energy.result import EnergyResult
 from numl_core.figures import legend_outside, markers, new_figure, styled
+from numl_core.overlays import Curve, finite_curve, result_table
 
 #: Colours of the estimators (others take the style's cycle).
 COLORS = {
@@ -143,3 +147,23 @@ def heatmap_table(result: EnergyResult) -> pd.DataFrame:
             "events": counts.ravel(),
         }
     )
+
+
+# -- overlays of compared runs -----------------------------------------------------------------------
+def result_curves(values: Mapping[str, Any]) -> list[Curve]:
+    """res68 of (E_reco - E_true) / E_true of each estimator of ``resolution_by_energy`` against the true
+    energy [GeV] (the geometric centre of each bin), on a log energy axis."""
+    table = result_table(values, "resolution_by_energy")
+    if table is None:
+        return []
+    return [
+        finite_curve(
+            f"res68 vs true energy: {estimator}",
+            np.sqrt(rows["low"].to_numpy(float) * rows["high"].to_numpy(float)),
+            rows["res68"].to_numpy(float),
+            xlabel=TRUE_ENERGY,
+            ylabel=RESOLUTION_LABELS["res68"],
+            logx=True,
+        )
+        for estimator, rows in table.groupby("estimator", sort=False)
+    ]

@@ -39,6 +39,7 @@ from numl_core.energy.train import Prepared, build_model, predict, prepare, spli
 from numl_core.energy.weights import event_weights
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, series
+from numl_core.overlays import ResultOverlay
 from numl_core.training import FitResult
 from numl_core.workflows import Workflow
 
@@ -441,4 +442,5 @@ WORKFLOW = Workflow(
     actions={"predict": predict_files},
     live_plots=LIVE_PLOTS,
     results=(EnergyResult, PredictResult),
+    result_overlay=ResultOverlay(("resolution_by_energy",), "numl_core.energy.figures:result_curves"),
 )

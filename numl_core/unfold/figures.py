@@ -10,6 +10,9 @@ a :class:`matplotlib.figure.Figure` drawn in :func:`numl_core.figures.style`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -26,9 +29,11 @@ from numl_core.figures import (
     ratio_axes,
     ratio_limits,
     stairs_with_band,
+    steps,
     styled,
     unity_line,
 )
+from numl_core.overlays import Curve, finite_curve, result_table
 from numl_core.unfold.compare import T2K_UNIT_CM2
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.validation import validation_curves
@@ -352,3 +357,37 @@ def validation_figure(result: UnfoldResult) -> Figure:
         log_scale_if_spanning(ax, curves[column].dropna())
     legend_outside(axes[-1], fontsize="small")
     return fig
+
+
+# -- overlays of compared runs -----------------------------------------------------------------------
+FLAT_BIN = "bin (flat index over the slices)"
+"""x label of a 2-D unfolded distribution drawn by flat bin index."""
+EVENTS_PER_BIN = "weighted events / bin"
+"""y label of a 2-D unfolded distribution."""
+
+
+def result_curves(values: Mapping[str, Any]) -> list[Curve]:
+    """OmniFold's unfolded histogram of each distribution of ``histograms``: weighted events per unit of the
+    variable over its bins (open end bins cut to a typical width, as the result view draws them), or for a
+    2-D distribution weighted events per bin by flat bin index."""
+    histograms = result_table(values, "histograms")
+    if histograms is None:
+        return []
+    curves = []
+    omnifold = histograms[histograms["method"] == "omnifold"]
+    for distribution, rows in omnifold.groupby("distribution", sort=False):
+        rows = rows.sort_values("bin")
+        plot = f"{distribution}: OmniFold unfolded"
+        two_d = "slice_low" in rows and rows["slice_low"].notna().any()
+        if two_d:
+            x, y = steps(np.arange(len(rows)), np.arange(1, len(rows) + 1), rows["value"].to_numpy(float))
+            curves.append(finite_curve(plot, x, y, xlabel=FLAT_BIN, ylabel=EVENTS_PER_BIN, steps=True))
+            continue
+        shown_low, shown_high, density, _ = per_unit(rows)
+        x, y = steps(shown_low, shown_high, density)
+        labels = {
+            "xlabel": variable_label(distribution),
+            "ylabel": events_density_label(distribution),
+        }
+        curves.append(finite_curve(plot, x, y, steps=True, **labels))
+    return curves

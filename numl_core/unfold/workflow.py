@@ -20,6 +20,7 @@ import pandas as pd
 from numl_core.data.binning import BINNINGS
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec, Record, series
+from numl_core.overlays import ResultOverlay
 from numl_core.unfold import compare, omnifold, validation
 from numl_core.unfold.config import DISTRIBUTIONS, UnfoldingConfig
 from numl_core.unfold.events import UnfoldingSample, prepare_sample
@@ -248,4 +249,5 @@ WORKFLOW = Workflow(
     run=run_unfolding,
     live_plots=LIVE_PLOTS,
     results=(UnfoldResult,),
+    result_overlay=ResultOverlay(("histograms",), "numl_core.unfold.figures:result_curves"),
 )

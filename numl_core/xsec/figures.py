@@ -10,11 +10,15 @@ returns a :class:`matplotlib.figure.Figure` drawn in :func:`numl_core.figures.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from numl_core.figures import legend_outside, markers, new_figure, styled
+from numl_core.overlays import Curve, finite_curve, result_table
 from numl_core.xsec.result import TransferResult, XsecResult
 from numl_core.xsec.workflow import BOOT, CHI2_LABEL, MC
 
@@ -153,3 +157,31 @@ def transfer_figure(result: XsecResult | TransferResult) -> Figure:
     ax.set_ylabel(TRANSFER_CHI2_LABEL)
     legend_outside(ax)
     return fig
+
+
+# -- overlays of compared runs -----------------------------------------------------------------------
+MAX_SETTINGS = 4
+"""The most (E, theta) settings of a cross-section fit whose model curves are overlaid."""
+
+
+def result_curves(values: Mapping[str, Any]) -> list[Curve]:
+    """The bootstrap ensemble's mean d2sigma/dOmega domega [nb/sr/GeV] against omega [GeV] of the first
+    :data:`MAX_SETTINGS` settings of ``curves``, one plot per setting (named by its label, so that runs on
+    other nuclei or settings do not share a plot)."""
+    table = result_table(values, "curves")
+    if table is None or "boot_mean" not in table:
+        return []
+    settings = list(dict.fromkeys(table["setting"]))[:MAX_SETTINGS]
+    curves = []
+    for setting in settings:
+        rows = table[table["setting"] == setting].sort_values("omega")
+        curves.append(
+            finite_curve(
+                f"{rows['setting_label'].iloc[0]}: bootstrap ensemble mean",
+                rows["omega"].to_numpy(float),
+                rows["boot_mean"].to_numpy(float),
+                xlabel=OMEGA_LABEL,
+                ylabel=XSEC_LABEL,
+            )
+        )
+    return curves

@@ -28,6 +28,7 @@ from numl_core.data import electron_scattering as es
 from numl_core.figures import plain_text
 from numl_core.jobs import Progress
 from numl_core.live import LivePlots, PlotSpec
+from numl_core.overlays import ResultOverlay
 from numl_core.workflows import Workflow
 from numl_core.xsec.config import XsecConfig
 from numl_core.xsec.fit import normalisation_table
@@ -371,4 +372,5 @@ WORKFLOW = Workflow(
     actions={"transfer": run_transfer},
     live_plots=LIVE_PLOTS,
     results=(XsecResult, TransferResult),
+    result_overlay=ResultOverlay(("curves",), "numl_core.xsec.figures:result_curves"),
 )
