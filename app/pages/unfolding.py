@@ -25,7 +25,7 @@ from app.components.export import export_row, table_download
 from app.components.page import PageSpec
 from app.components.plots import layout_grid, plot_pane, use_bokeh
 from app.components.tables import table
-from numl_core.figures import plain_text, ratio_limits, spans_decades, steps
+from numl_core.figures import plain_text, spans_decades, steps
 from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
 from numl_core.unfold.figures import DIAGNOSTICS, events_density_label, per_unit, variable_label
@@ -172,62 +172,6 @@ def diagnostics_plot(diagnostics: pd.DataFrame) -> Any:
             )
         )
     return hv.Layout(plots).cols(2).opts(shared_axes=False)
-
-
-def ratio_plot(rows: pd.DataFrame, reference: str, xlabel: str) -> hv.Overlay:
-    """The ratio panel under a 1-D distribution, as the export figure draws it
-    (:func:`~numl_core.unfold.figures.over_reference`): each method over ``reference`` with its band, the
-    reference's relative error as a grey band around 1, a dashed line at 1."""
-    use_bokeh()
-    edges, relative, over = figures.over_reference(rows, reference)
-    x, low = steps(edges[:-1], edges[1:], 1 - relative)
-    _, high = steps(edges[:-1], edges[1:], 1 + relative)
-    elements: list[Any] = [
-        hv.Area((x, low, high), xlabel, ["ratio", "ratio2"]).opts(color="#d9d9d9", line_alpha=0)
-    ]
-    for method, (method_edges, ratio, band) in over.items():
-        style = METHOD_STYLE.get(method, {"color": "#2ca02c", "line_dash": "dotted"})
-        x, y = steps(method_edges[:-1], method_edges[1:], ratio)
-        if band is not None:
-            _, lo = steps(method_edges[:-1], method_edges[1:], ratio - band)
-            _, hi = steps(method_edges[:-1], method_edges[1:], ratio + band)
-            elements.append(
-                hv.Area((x, lo, hi), xlabel, ["ratio", "ratio2"]).opts(
-                    color=style["color"], alpha=0.25, line_alpha=0
-                )
-            )
-        elements.append(
-            hv.Curve((x, y), xlabel, "ratio").opts(
-                color=style["color"], line_dash=style["line_dash"], line_width=2
-            )
-        )
-    elements.append(hv.HLine(1.0).opts(color="black", line_dash="dashed", line_width=1))
-    shown = np.concatenate([np.ones(1), *(ratio for _, ratio, _ in over.values())])
-    return hv.Overlay(elements).opts(
-        responsive=True,
-        height=170,
-        show_grid=True,
-        show_legend=False,
-        xlabel=plain_text(variable_label(rows["distribution"].iloc[0])),
-        ylabel=plain_text(figures.ratio_label(reference)),
-        ylim=ratio_limits(shown),
-    )
-
-
-def distribution_view(
-    histograms: pd.DataFrame, distribution: str, ylabel: str | None = None, reference: str = "truth"
-) -> Any:
-    """What the page shows of one distribution: :func:`distribution_plot` over a :func:`ratio_plot` against
-    ``reference`` (the truth; T2K's data in the T2K comparison) for a 1-D distribution that has it, a grid
-    of slices for a 2-D one."""
-    plot = distribution_plot(histograms, distribution, ylabel)
-    if isinstance(plot, hv.Layout):
-        return layout_grid(plot, ncols=2)
-    rows = histograms[histograms["distribution"] == distribution]
-    if reference not in set(rows["method"]):
-        return plot_pane(plot)
-    ratio = ratio_plot(rows, reference, distribution)
-    return pn.Column(plot_pane(plot), plot_pane(ratio), sizing_mode="stretch_width")
 
 
 def _plots_view(plots: Any, ncols: int) -> pn.viewable.Viewable:
@@ -421,7 +365,7 @@ class UnfoldingResults(pn.viewable.Viewer):
     def _draw_distribution(self) -> None:
         histograms = self._frame("histograms")
         if histograms is not None and self.distribution.value:
-            self.plot[:] = [distribution_view(histograms, self.distribution.value)]
+            self.plot[:] = [_plots_view(distribution_plot(histograms, self.distribution.value), ncols=2)]
 
     def _distribution_export(self, result: UnfoldResult) -> pn.Row:
         """The chosen distribution's figure (:func:`~numl_core.unfold.figures.unfolded_figure`) and rows."""
@@ -455,9 +399,7 @@ class UnfoldingResults(pn.viewable.Viewer):
             if {"distribution", "method", "low", "high", "value"} <= set(comparison.columns):
                 for name in dict.fromkeys(comparison["distribution"]):
                     parts.append(
-                        distribution_view(
-                            comparison, name, figures.cross_section_label(name), reference="t2k"
-                        )
+                        plot_pane(distribution_plot(comparison, name, figures.cross_section_label(name)))
                     )
                     parts.append(self._t2k_export(name))
             else:

@@ -176,28 +176,6 @@ def _cross_section(
     return np.arange(len(rows) + 1, dtype=float), value, error
 
 
-def ratio_label(reference: str) -> str:
-    """The y label of a ratio panel over ``reference``, e.g. ``/ truth``, ``/ T2K data``."""
-    return f"/ {METHOD_STYLE[reference]['label'].split(' (')[0]}"
-
-
-def over_reference(
-    rows: pd.DataFrame, reference: str, scale: float = 1.0, two_d: bool = False
-) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]]:
-    """Each method of ``rows`` bin by bin over ``reference``: the reference's drawn edges and relative
-    error, and per other method of :data:`METHOD_STYLE` in the same binning (T2K data excepted) its edges,
-    its ratio and, for :data:`BANDED` methods, its error over the reference (NaN where the reference is
-    not positive). What the ratio panels of the export figures and of the dashboard draw."""
-    ref_edges, ref_value, ref_error = _cross_section(rows[rows["method"] == reference], scale, two_d)
-    safe = np.where(ref_value > 0, ref_value, np.nan)
-    over = {}
-    for method in [m for m in METHOD_STYLE if m in set(rows["method"]) and m not in (reference, "t2k")]:
-        edges, value, error = _cross_section(rows[rows["method"] == method], scale, two_d)
-        if len(value) == len(ref_value):
-            over[method] = (edges, value / safe, error / safe if method in BANDED else None)
-    return ref_edges, ref_error / safe, over
-
-
 def _draw_methods(
     main: Axes,
     ratio: Axes,
@@ -209,11 +187,12 @@ def _draw_methods(
 ) -> None:
     """Each method on ``main`` and over ``reference`` on ``ratio``; the reference's own relative error is the
     grey band around 1. ``labels`` replace the legend labels of :data:`METHOD_STYLE` by method."""
-    ref_edges, ref_relative, over = over_reference(rows, reference, scale, two_d)
+    ref_edges, ref_value, ref_error = _cross_section(rows[rows["method"] == reference], scale, two_d)
+    safe_ref = np.where(ref_value > 0, ref_value, np.nan)
     ratio.stairs(
-        1 + ref_relative,
+        1 + ref_error / safe_ref,
         ref_edges,
-        baseline=1 - ref_relative,
+        baseline=1 - ref_error / safe_ref,
         fill=True,
         color="0.85",
         label=f"{METHOD_STYLE[reference]['label']} uncertainty",
@@ -227,10 +206,11 @@ def _draw_methods(
             main.errorbar(centre, value, error, linestyle="none", **markers(len(value)), **style)
             continue
         stairs_with_band(main, edges, value, error if method in BANDED else None, **style)
-        if method in over:
-            ratio_edges, ratio_value, band = over[method]
-            stairs_with_band(ratio, ratio_edges, ratio_value, band, **{**style, "label": None})
-            shown.append(ratio_value)
+        if method != reference and len(value) == len(ref_value):
+            over = value / safe_ref
+            band = error / safe_ref if method in BANDED else None
+            stairs_with_band(ratio, edges, over, band, **{**style, "label": None})
+            shown.append(over)
     unity_line(ratio)
     ratio.set_ylim(*ratio_limits(np.concatenate(shown)))
 
@@ -262,7 +242,7 @@ def _comparison_figure(
         ratio.set_xlabel(variable_label(distribution))
     values = np.concatenate([_cross_section(g, scale, two_d)[1] for _, g in rows.groupby("method")])
     log_scale_if_spanning(main, values)
-    ratio.set_ylabel(ratio_label(reference))
+    ratio.set_ylabel(f"/ {METHOD_STYLE[reference]['label'].split(' (')[0]}")
     main.set_title(title, loc="left")
     legend_outside(main)
     legend_outside(ratio)
