@@ -18,6 +18,7 @@ import pandas as pd
 
 from numl_core.data.generators import nd280_cc0pi as nd280
 from numl_core.jobs import Progress
+from numl_core.stats import Chi2
 from numl_core.unfold.config import DISTRIBUTIONS
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.validation import change_threshold
@@ -76,13 +77,41 @@ def _number(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else value
 
 
-def chi2_entries(calibration: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
-    """{method: {distribution: {chi2, ndof, per_ndof}}} of a calibration table."""
+def chi2_entries(
+    calibration: pd.DataFrame, column: str = "chi2", p_column: str = "p_value"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{method: {distribution: {chi2, ndof, per_ndof, p_value}}} of a calibration table's ``column``."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for row in calibration.itertuples():
-        entry = {"chi2": float(row.chi2), "ndof": int(row.ndof), "per_ndof": float(row.chi2) / row.ndof}
-        out.setdefault(str(row.method), {})[str(row.distribution)] = entry
+    for row in calibration.to_dict("records"):
+        chi2 = float(row[column])
+        entry = {
+            "chi2": chi2,
+            "ndof": int(row["ndof"]),
+            "per_ndof": chi2 / row["ndof"],
+            "p_value": row[p_column],
+        }
+        out.setdefault(str(row["method"]), {})[str(row["distribution"])] = entry
     return out
+
+
+def target_miss_probability(calibration: pd.DataFrame, target: float = CLOSURE_TARGET) -> dict[str, Any]:
+    """How often a perfectly calibrated result misses chi2 / ndof <= ``target``: per entry, the
+    probability that a Hartlap-corrected chi2 of a Gaussian difference exceeds it (Hotelling's T^2 with the
+    entry's throws and bins, see :attr:`numl_core.stats.Chi2.p_value`), and the probability that at least
+    one entry does, as if the entries were independent."""
+    per_entry: dict[str, dict[str, float]] = {}
+    for row in calibration.to_dict("records"):
+        fit = Chi2(
+            target * row["ndof"],
+            int(row["ndof"]),
+            (),
+            row["inverse_correction"],
+            row["covariance"],
+            int(row["n_throws"]),
+        )
+        per_entry.setdefault(str(row["method"]), {})[str(row["distribution"])] = fit.p_value
+    all_met = float(np.prod([1.0 - p for m in per_entry.values() for p in m.values()]))
+    return {"per_entry": per_entry, "any_entry": 1.0 - all_met}
 
 
 def table_records(fake: str, calibration: pd.DataFrame) -> list[dict[str, Any]]:
@@ -115,7 +144,10 @@ def per_iteration(iterations: pd.DataFrame, column: str) -> dict[str, dict[str, 
 
 def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
     """Per method: the suggested iteration, the summed chi2 against the truth there and its minimum over
-    the iterations, and whether they agree within the summed chi2's statistical spread sqrt(2 ndof)."""
+    the iterations, and whether the rule agrees with the bias, within the summed chi2's statistical
+    spread sqrt(2 ndof): a suggested iteration agrees when its chi2 is within the spread of the minimum;
+    "not converged, iterate more" (no suggested iteration) agrees when the last iteration still lowered
+    the chi2 by more than the spread."""
     out = {}
     for method, rows in result.iterations.groupby("method", sort=False):
         total = rows.groupby("iteration")["chi2_truth"].sum()
@@ -123,13 +155,18 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
         suggested = result.suggested_iterations.get(str(method))
         at = float(total.loc[suggested]) if suggested is not None else None
         spread = float(np.sqrt(2 * ndof))
+        if at is not None:
+            agrees = at <= float(total.min()) + spread
+        else:
+            agrees = len(total) > 1 and float(total.iloc[-2] - total.iloc[-1]) > spread
         out[str(method)] = {
             "suggested_iteration": suggested,
             "chi2_truth_at_suggested": at,
             "chi2_truth_min": float(total.min()),
             "iteration_of_min": int(total.idxmin()),
+            "last_iteration_lowered_by": float(total.iloc[-2] - total.iloc[-1]) if len(total) > 1 else None,
             "ndof": ndof,
-            "agrees": None if at is None else bool(at <= float(total.min()) + spread),
+            "agrees": bool(agrees),
         }
     return out
 
@@ -169,6 +206,7 @@ def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
     """closure_nominal, covariance_check, bias and change per iteration, stopping rule, STV winners."""
     nominal = results["nominal"].calibration
     closure = chi2_entries(nominal)
+    with_truth = chi2_entries(nominal, "chi2_closure", "p_closure")
     check = by_method(nominal, "loo_chi2_per_ndof")
     lo, hi = COVARIANCE_CHECK_RANGE
     return {
@@ -176,6 +214,14 @@ def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
         "closure_nominal_target_met": all(
             e["per_ndof"] <= CLOSURE_TARGET for m in closure.values() for e in m.values()
         ),
+        "closure_nominal_target_miss_probability": target_miss_probability(nominal),
+        "closure_nominal_truth_fluctuation": with_truth,
+        "closure_nominal_truth_fluctuation_target_met": all(
+            e["per_ndof"] <= CLOSURE_TARGET for m in with_truth.values() for e in m.values()
+        ),
+        "closure_truth_fluctuation_by_fake_data": {
+            f: chi2_entries(r.calibration, "chi2_closure", "p_closure") for f, r in results.items()
+        },
         "covariance_check": check,
         "covariance_check_target_met": all(
             v is not None and lo <= v <= hi for m in check.values() for v in m.values()
@@ -190,6 +236,12 @@ def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
         },
         "change_vs_iteration_by_fake_data": {
             f: per_iteration(r.iterations, "change_chi2") for f, r in results.items()
+        },
+        "contraction_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "contraction") for f, r in results.items()
+        },
+        "remaining_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "remaining_chi2") for f, r in results.items()
         },
         "change_threshold": {
             d: float(change_threshold(n)) for d, n in by_method(nominal, "ndof")["omnifold"].items()

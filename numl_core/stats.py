@@ -68,18 +68,42 @@ def hartlap_factor(n_replicas: int, n_bins: int) -> float:
 class Chi2:
     """A chi2 with its number of degrees of freedom ``ndof``, the ``dropped`` bins (no variance: left
     out), the ``correction`` applied to the estimated inverse covariance (the Hartlap factor, or 1) and
-    the ``method`` that estimated the covariance (``hartlap``, ``shrinkage``, ``none``)."""
+    the ``method`` that estimated the covariance (``hartlap``, ``shrinkage``, ``none``), from
+    ``n_replicas`` replicas (0 for a known covariance)."""
 
     chi2: float
     ndof: int
     dropped: tuple[int, ...]
     correction: float
     method: str = "hartlap"
+    n_replicas: int = 0
 
     @property
     def per_ndof(self) -> float:
         """chi2 / ndof."""
         return self.chi2 / self.ndof
+
+    @property
+    def p_value(self) -> float:
+        """Probability of a larger chi2 when the difference is Gaussian with the covariance estimated.
+
+        With the Hartlap correction from N replicas in p bins, chi2 / h = x^T S^-1 x is Hotelling's T^2
+        of a difference x independent of the replicas: T^2 (N - p) / (p (N - 1)) follows F(p, N - p), so
+        a chi2 / ndof of 1.5 is less rare than with a known covariance (p 0.06 against 0.008 for 58 bins
+        and 100 replicas); otherwise the chi2 distribution with ``ndof`` degrees of freedom.
+
+        >>> round(Chi2(87.0, 58, (), hartlap_factor(100, 58), "hartlap", 100).p_value, 3)
+        0.062
+        >>> round(Chi2(87.0, 58, (), 1.0, "none").p_value, 3)
+        0.008
+        """
+        from scipy import stats
+
+        n, p = self.n_replicas, self.ndof
+        if self.method == "hartlap" and n > p + 2:
+            t2 = self.chi2 / self.correction
+            return float(stats.f.sf(t2 * (n - p) / (p * (n - 1)), p, n - p))
+        return float(stats.chi2.sf(self.chi2, p))
 
 
 def chi2_from_replicas(
@@ -110,7 +134,7 @@ def chi2_from_replicas(
     factor = hartlap_factor(len(replicas), len(used)) if method == "hartlap" else 1.0
     chi2 = factor * chi2_with_covariance(data[used], model[used], cov[np.ix_(used, used)])
     dropped = tuple(int(i) for i in np.setdiff1d(np.arange(len(data)), used))
-    return Chi2(chi2, len(used), dropped, factor, method)
+    return Chi2(chi2, len(used), dropped, factor, method, len(replicas))
 
 
 def _shrunk(replicas: np.ndarray) -> np.ndarray:

@@ -662,7 +662,10 @@ def synthetic_unfolding_result() -> UnfoldResult:
             "covariance": "hartlap",
             "inverse_correction": 0.94,
             "chi2": [3.2, 4.1],
+            "p_value": [0.52, 0.39],
             "loo_chi2_per_ndof": [1.02, 0.97],
+            "chi2_closure": [2.9, 3.8],
+            "p_closure": [0.57, 0.43],
         }
     )
     iterations = pd.DataFrame(
@@ -674,6 +677,7 @@ def synthetic_unfolding_result() -> UnfoldResult:
                 "ndof": 4,
                 "chi2_truth": 30.0 / i,
                 "change_chi2": 9.0 / i**2,
+                "remaining_chi2": np.nan if i == 1 else 2.0 / i**2,
             }
             for m in ("omnifold", "ibu")
             for i in (1, 2, 3)
@@ -702,8 +706,8 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     view = unfolding.result_view(synthetic_unfolding_result())
     assert view.distribution.options == ["dpt", "muon_p_cos"]
     assert "1000 MC events" in view.summary.object
-    assert "OmniFold: change below threshold from iteration 2" in view.summary.object
-    assert "IBU: change below threshold from none of the iterations run" in view.summary.object
+    assert "OmniFold: stop at iteration 2" in view.summary.object
+    assert "IBU: not converged: iterate more" in view.summary.object
     for name in view.distribution.options:
         view.distribution.value = name
         render(view.plot)
@@ -731,7 +735,7 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     panels = [hv.render(pane.object) for pane in validation[2].objects]
     assert [p.yaxis[0].axis_label for p in panels] == [
         "χ² against the truth / ndof",
-        "change χ² / stopping threshold",
+        "stopping statistic: max(change, remaining / 2) / threshold",
     ]
     for panel in panels:  # two methods: a line and markers each, plus the dotted line at 1
         drawn = [

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from benchmarks import gpu, peer_omnifold, run_all, unfolding, unfolding_calibration
+from numl_core.stats import hartlap_factor
 
 
 def test_flatten_joins_nested_keys_and_drops_lists():
@@ -127,3 +129,43 @@ def test_gpu_refuses_unknown_section(capsys):
         gpu.main(["no_such_section"])
     assert exc.value.code == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_target_miss_probability_is_the_f_tail_at_the_target():
+    from scipy import stats
+
+    calibration = pd.DataFrame(
+        {
+            "distribution": ["dpt", "muon_p_cos"],
+            "method": ["omnifold", "omnifold"],
+            "ndof": [14, 58],
+            "covariance": ["hartlap", "hartlap"],
+            "inverse_correction": [hartlap_factor(100, 14), hartlap_factor(100, 58)],
+            "n_throws": [100, 100],
+        }
+    )
+    out = unfolding_calibration.target_miss_probability(calibration, target=1.5)
+    # chi2 / h = T^2 and T^2 (N - p) / (p (N - 1)) ~ F(p, N - p): chi2 = 1.5 p
+    expected = {
+        p: stats.f.sf(1.5 * p / hartlap_factor(100, p) * (100 - p) / (p * 99), p, 100 - p) for p in (14, 58)
+    }
+    assert out["per_entry"]["omnifold"]["dpt"] == pytest.approx(expected[14])
+    assert out["per_entry"]["omnifold"]["muon_p_cos"] == pytest.approx(expected[58])
+    assert out["any_entry"] == pytest.approx(1 - (1 - expected[14]) * (1 - expected[58]))
+
+
+def test_stopping_check_reads_iterate_more_against_the_last_iterations_gain():
+    def result(chi2_last: float, suggested: int | None) -> SimpleNamespace:
+        iterations = pd.DataFrame(
+            {"method": "omnifold", "distribution": "dpt", "ndof": 8, "iteration": [1, 2, 3],
+             "chi2_truth": [100.0, 60.0, chi2_last]}
+        )  # fmt: skip
+        return SimpleNamespace(iterations=iterations, suggested_iterations={"omnifold": suggested})
+
+    spread = np.sqrt(2 * 8)
+    # "iterate more" (no suggested iteration) agrees while the last iteration gained more than the spread
+    assert unfolding_calibration.stopping_check(result(60.0 - 2 * spread, None))["omnifold"]["agrees"]
+    assert not unfolding_calibration.stopping_check(result(60.0 - spread / 2, None))["omnifold"]["agrees"]
+    # a suggested iteration agrees when its chi2 is within the spread of the smallest
+    assert unfolding_calibration.stopping_check(result(60.0 - spread / 2, 2))["omnifold"]["agrees"]
+    assert not unfolding_calibration.stopping_check(result(60.0 - 2 * spread, 2))["omnifold"]["agrees"]

@@ -73,3 +73,32 @@ def test_leave_one_out_chi2_has_mean_ndof_and_flags_a_wrong_spread():
     wide = replicas.copy()
     wide[::10] *= 4.0
     assert leave_one_out_chi2(wide).mean() / P > 1.5
+
+
+def test_p_values_of_hartlap_chi2_are_uniform_where_the_chi2_distribution_is_not():
+    from scipy import stats
+
+    trials = 2_000
+    rng = np.random.default_rng(8)
+    cov = _known_covariance(rng)
+    chol = np.linalg.cholesky(cov)
+    hotelling, chi2 = [], []
+    for _ in range(trials):
+        replicas = rng.normal(size=(N, P)) @ chol.T
+        fit = chi2_from_replicas(rng.normal(size=P) @ chol.T, np.zeros(P), replicas)
+        hotelling.append(fit.p_value)
+        chi2.append(fit.chi2)
+    hotelling, chi2 = np.array(hotelling), np.array(chi2)
+
+    def binomial_tolerance(q: float) -> float:  # four standard deviations of a fraction of ``trials``
+        return 4 * np.sqrt(q * (1 - q) / trials)
+
+    for q in (0.01, 0.05, 0.5):  # a uniform p-value falls below q with probability q
+        assert (hotelling < q).mean() == pytest.approx(q, abs=binomial_tolerance(q))
+    # read with the chi2 distribution, as if the covariance were known, p < 0.01 happens 3.3 times as
+    # often: T^2 = chi2 / h follows (p (N - 1) / (N - p)) F(p, N - p)
+    h = hartlap_factor(N, P)
+    t2 = stats.chi2.isf(0.01, P) / h
+    expected = stats.f.sf(t2 * (N - P) / (P * (N - 1)), P, N - P)
+    assert expected > 3 * 0.01
+    assert (stats.chi2.sf(chi2, P) < 0.01).mean() == pytest.approx(expected, abs=binomial_tolerance(expected))

@@ -199,6 +199,9 @@ def test_calibration_states_the_covariance_estimate_and_matches_the_chi2_table(u
         assert row["n_throws"] == 4 and row["ndof"] == 14 and row["dropped_bins"] == 0
         assert row["chi2"] == pytest.approx(table.loc[method, name])
         assert row["loo_chi2_per_ndof"] is None or np.isnan(row["loo_chi2_per_ndof"])
+        assert 0.0 <= row["p_value"] <= 1.0 and 0.0 <= row["p_closure"] <= 1.0
+        # the truth's own fluctuation adds to the covariance of (result - truth): a different chi2
+        assert row["chi2_closure"] > 0 and row["chi2_closure"] != pytest.approx(row["chi2"])
 
 
 def test_bias_per_iteration_ends_at_each_methods_result(unfold_tiny_result):
@@ -212,6 +215,11 @@ def test_bias_per_iteration_ends_at_each_methods_result(unfold_tiny_result):
         merged = rows.merge(calibration, on=["distribution", "method"])
         np.testing.assert_allclose(merged["chi2_truth"], merged["chi2"], rtol=1e-10)
     assert set(unfold_tiny_result.suggested_iterations) == {"omnifold", "ibu"}
+    first = iterations["iteration"] == 1
+    assert iterations.loc[first, ["contraction", "remaining_chi2"]].isna().all().all()
+    assert (iterations.loc[~first, "contraction"] >= 0).all() and (
+        iterations.loc[~first, "remaining_chi2"] >= 0
+    ).all()
 
 
 def test_closure_returns_the_mc_truth_with_a_hartlap_corrected_covariance():

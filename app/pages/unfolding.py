@@ -339,8 +339,8 @@ class UnfoldingResults(pn.viewable.Viewer):
         parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
         names = {"omnifold": "OmniFold", "ibu": "IBU"}
         for method, n in result.suggested_iterations.items():
-            stop = f"iteration {n}" if n is not None else "none of the iterations run"
-            parts.append(f"{names.get(method, method)}: change below threshold from {stop}")
+            stop = f"stop at iteration {n}" if n is not None else "not converged: iterate more"
+            parts.append(f"{names.get(method, method)}: {stop}")
         if np.isfinite(result.seconds):
             parts.append(f"{result.seconds:.1f} s")
         return "**Result:** " + ", ".join(parts)
@@ -465,9 +465,12 @@ class UnfoldingResults(pn.viewable.Viewer):
             "(`covariance`: `hartlap` with its inverse correction, `shrinkage` when there are too few "
             "throws for the bins, `parts` when the throws vary the systematics only); "
             "`loo_chi2_per_ndof` checks the covariance: each throw against the others', about 1 when it "
-            "is right. **Per iteration:** χ²/ndof against the truth (the bias) and the change from the "
-            "previous iteration over its threshold "
-            "√(2 ndof)/2: below the dotted line at 1, more iterations stop helping."
+            "is right; `chi2_closure` compares with the truth using the covariance of (result − truth) over "
+            "the throws, which carries the truth's own fluctuation; `p_value` and `p_closure` are their "
+            "p-values. **Per iteration:** χ²/ndof against the truth (the bias) and the stopping rule: the "
+            "larger of the change from the previous iteration and half the bias still left, projected from "
+            "how fast the steps shrink, over √(2 ndof)/2; below the dotted line at 1, more iterations stop "
+            "helping."
         )
         parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
         parts.append(validation_plot(iterations))

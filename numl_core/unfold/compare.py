@@ -221,6 +221,18 @@ def truth_and_prior(
     return truth, prior, [histogram_rows(name, "truth", binning, truth, truth_err), *rows]
 
 
+def truth_throws(sample: UnfoldingSample, binning: Binning) -> np.ndarray | None:
+    """The fake data's truth histogram as each throw sees it (T, B): weighted by the throw's Poisson counts
+    of the data events. What a throw's result is compared with when a chi2 against the truth must carry
+    the truth's own statistical fluctuation; None for real data, or for throws that vary only the
+    systematics (the data's events then have no counts of their own per throw)."""
+    if not (sample.data_has_truth and sample.throw_statistics and sample.n_syst >= 2):
+        return None
+    signal = sample.data["pass_truth"].to_numpy()
+    weights = sample.data_weights[sample.throws][:, signal]
+    return binning.histogram(*_values(sample.data[signal], binning, "true"), weights=weights)
+
+
 def used_bins(estimates: dict[str, Unfolded]) -> np.ndarray:
     """Bins some variance reaches in every method's covariance (bool (B,)); the others carry no
     information and are left out of every chi2."""
@@ -238,7 +250,7 @@ def chi2_of(estimate: Unfolded, target: np.ndarray, used: np.ndarray) -> Chi2:
             estimate.nominal[used], target[used], estimate.throws[:, used], method="auto"
         )
         dropped = sorted({*np.flatnonzero(~used).tolist(), *index[list(fit.dropped)].tolist()})
-        return Chi2(fit.chi2, fit.ndof, tuple(dropped), fit.correction, fit.method)
+        return Chi2(fit.chi2, fit.ndof, tuple(dropped), fit.correction, fit.method, fit.n_replicas)
     value = chi2_with_covariance(estimate.nominal[used], target[used], estimate.cov[np.ix_(used, used)])
     return Chi2(value, len(index), tuple(np.flatnonzero(~used).tolist()), 1.0, "none")
 

@@ -325,15 +325,17 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
 #: The Validation view's two panels: (column of :func:`validation_curves`, y label).
 VALIDATION_PANELS = (
     ("bias_per_ndof", r"$\chi^2$ against the truth / ndof"),
-    ("change_over_threshold", r"change $\chi^2$ / stopping threshold"),
+    ("stop_over_threshold", r"stopping statistic: max(change, remaining / 2) / threshold"),
 )
 
 
 @styled
 def validation_figure(result: UnfoldResult) -> Figure:
-    """Bias and change per iteration: chi2 against the truth per ndof (left; real data have none) and the
-    change between iterations over its stopping threshold (right; below the dotted line at 1 more
-    iterations stop helping), one line per distribution, solid OmniFold, dashed IBU."""
+    """Bias and the stopping rule per iteration: chi2 against the truth per ndof (left; real data have
+    none) and the stopping rule's statistic, the larger of the change between iterations and half the
+    remaining bias it projects, over the stopping threshold (right, from the second iteration; below the
+    dotted line at 1 more iterations stop helping), one line per distribution, solid OmniFold, dashed
+    IBU."""
     if result.iterations.empty:
         raise ValueError("this result holds no per-iteration validation")
     curves = validation_curves(result.iterations)

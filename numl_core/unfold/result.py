@@ -30,18 +30,21 @@ class UnfoldResult(Result):
     - ``t2k_comparison``: T2K's STV measurement, prior, truth and OmniFold in T2K's phase space and
       binning, in 1e-38 cm^2 per CH nucleon per bin; ``t2k_chi2``: chi2 of each against T2K;
     - ``calibration`` (:func:`numl_core.unfold.validation.calibration_rows`): per distribution and method,
-      chi2 against the truth with ``ndof``, ``dropped_bins``, the ``covariance`` estimate (``hartlap``,
-      ``shrinkage`` or ``parts``), its ``inverse_correction``, ``n_throws`` and ``loo_chi2_per_ndof`` (the
-      covariance check: about 1 when the covariance is right);
+      chi2 against the truth with its ``p_value``, ``ndof``, ``dropped_bins``, the ``covariance`` estimate
+      (``hartlap``, ``shrinkage`` or ``parts``), its ``inverse_correction``, ``n_throws``,
+      ``loo_chi2_per_ndof`` (the covariance check: about 1 when the covariance is right) and
+      ``chi2_closure`` / ``p_closure`` (against the truth with the covariance of (result - truth), which
+      carries the truth's own fluctuation);
     - ``iterations`` (:func:`numl_core.unfold.validation.iteration_rows`): per distribution, method and
-      iteration (1-based), ``chi2_truth`` (the bias) and ``change_chi2`` (the change from the previous
-      iteration), with ``ndof``.
+      iteration (1-based), ``chi2_truth`` (the bias), ``change_chi2`` (the change from the previous
+      iteration), with ``ndof``, and from the second iteration the steps' ``contraction`` and the
+      ``remaining_chi2`` it projects.
 
     Arrays and numbers: ``weights`` (N_mc,) float32 final per-event weights of the MC (prior x push);
     ``xsec_scale`` cm^2/nucleon per event; ``n_mc`` and ``n_data`` events in the two halves; ``seconds``
     of wall time; ``converged_at`` the first OmniFold iteration (0-based) whose change fell below the
     trial spread, None if none did; ``suggested_iterations`` per method the first iteration whose change
-    is below one standard deviation in every distribution
+    and projected remaining bias are below their thresholds in every distribution
     (:func:`numl_core.unfold.validation.suggested_iterations`).
     Real data (no truth) leave ``chi2_table`` empty and ``chi2`` / ``chi2_truth`` None.
     """

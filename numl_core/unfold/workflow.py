@@ -106,7 +106,8 @@ def _compare_one(
     if not used.all():
         progress.log(f"{name}: {int((~used).sum())} empty bin(s) left out of chi2")
     out.histograms += rows + compare.estimate_rows(name, binning, estimates)
-    out.calibration += validation.calibration_rows(name, estimates, truth, used)
+    truth_throws = compare.truth_throws(sample, binning)
+    out.calibration += validation.calibration_rows(name, estimates, truth, used, truth_throws)
     for method, per_iteration in steps.items():
         out.iterations += validation.iteration_rows(name, method, per_iteration, prior, truth, used)
 
