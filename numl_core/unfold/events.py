@@ -55,13 +55,16 @@ def throw_kinds(events: pd.DataFrame) -> tuple[str, ...]:
 
 
 def kinematic_features(events: pd.DataFrame, level: str) -> np.ndarray:
-    """Muon and leading-proton kinematics as classifier inputs, float32 (N, 8).
+    """Muon and leading-proton kinematics as classifier inputs, float32 (N, 11).
 
     The same information as (p, cos theta, phi) of both particles, in smooth coordinates: muon
     (p [GeV/c], cos theta, cos phi, sin phi), proton (p [GeV/c], cos theta) and the proton's transverse
     momentum [GeV/c] in the frame whose x axis is the muon's transverse direction (zero without a proton).
     Azimuths are periodic and enter dpT, dalphaT and dphiT only through their difference, which a
-    classifier would otherwise have to learn from raw angles.
+    classifier would otherwise have to learn from raw angles. Then the transverse variables themselves,
+    dpT [GeV/c], cos dalphaT and dphiT [rad] (zero without a proton): functions of the columns before,
+    but the coordinates the analysis bins in and IBU unfolds in, which the classifiers learn poorly from
+    the momenta in a few epochs.
     """
     mu_phi = events[f"{level}_mu_phi"].to_numpy()
     p_p = events[f"{level}_p_p"].to_numpy()
@@ -77,12 +80,15 @@ def kinematic_features(events: pd.DataFrame, level: str) -> np.ndarray:
         p_cos,
         p_t * np.cos(dphi),
         p_t * np.sin(dphi),
+        events[f"{level}_dpt"].to_numpy(),
+        np.cos(events[f"{level}_dalphat"].to_numpy()),
+        events[f"{level}_dphit"].to_numpy(),
     ]
     return np.stack(columns, axis=1).astype(np.float32)
 
 
 def reco_features(events: pd.DataFrame) -> np.ndarray:
-    """Reco inputs: muon and proton kinematics plus a one-hot sample ID, float32 (N, 16)."""
+    """Reco inputs: muon and proton kinematics plus a one-hot sample ID, float32 (N, 19)."""
     onehot = np.zeros((len(events), N_SAMPLES), np.float32)
     rows = np.flatnonzero(events["pass_reco"].to_numpy())
     onehot[rows, events["sample_id"].to_numpy()[rows]] = 1.0
@@ -90,7 +96,7 @@ def reco_features(events: pd.DataFrame) -> np.ndarray:
 
 
 def truth_features(events: pd.DataFrame) -> np.ndarray:
-    """Truth inputs: muon and proton kinematics, float32 (N, 8)."""
+    """Truth inputs: muon and proton kinematics, float32 (N, 11)."""
     return kinematic_features(events, "true")
 
 
