@@ -115,3 +115,15 @@ def test_stopping_rule_is_the_change_alone_for_a_fast_convergence():
     assert (rows["remaining_chi2"].dropna() < rows["change_chi2"].iloc[1:] / 15).all()
     expected = int(rows.loc[(rows["change_chi2"] < threshold) & (rows["iteration"] > 1), "iteration"].min())
     assert suggested_iterations(rows)["slow"] == expected == 3
+
+
+def test_results_stored_before_the_projection_draw_the_change_alone():
+    from numl_core.unfold.validation import validation_curves
+
+    old = pd.DataFrame(
+        {"method": "ibu", "distribution": "a", "iteration": [1, 2], "ndof": 8,
+         "chi2_truth": [9.0, 4.0], "change_chi2": [4.0, 1.0]}
+    )  # fmt: skip
+    curves = validation_curves(old)
+    np.testing.assert_allclose(curves["stop_over_threshold"], [4.0 / 2.0, 1.0 / 2.0])  # threshold sqrt(16)/2
+    assert suggested_iterations(old) == {"ibu": 2}
