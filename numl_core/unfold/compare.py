@@ -8,7 +8,7 @@ Histogram tables are in long format: ``distribution, method, bin, low, high, val
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -250,7 +250,7 @@ def chi2_of(estimate: Unfolded, target: np.ndarray, used: np.ndarray) -> Chi2:
             estimate.nominal[used], target[used], estimate.throws[:, used], method="auto"
         )
         dropped = sorted({*np.flatnonzero(~used).tolist(), *index[list(fit.dropped)].tolist()})
-        return Chi2(fit.chi2, fit.ndof, tuple(dropped), fit.correction, fit.method, fit.n_replicas)
+        return replace(fit, dropped=tuple(dropped))
     value = chi2_with_covariance(estimate.nominal[used], target[used], estimate.cov[np.ix_(used, used)])
     return Chi2(value, len(index), tuple(np.flatnonzero(~used).tolist()), 1.0, "none")
 
