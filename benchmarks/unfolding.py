@@ -96,6 +96,7 @@ class Sizes:
     chi2_throws: int
     chi2_epochs: int
     bias_throws: int
+    long_iterations: int
 
 
 FULL = Sizes(
@@ -119,6 +120,7 @@ FULL = Sizes(
     chi2_throws=100,
     chi2_epochs=4,
     bias_throws=40,
+    long_iterations=15,
 )
 QUICK = Sizes(
     n_events=40_000,
@@ -141,6 +143,7 @@ QUICK = Sizes(
     chi2_throws=24,
     chi2_epochs=2,
     bias_throws=8,
+    long_iterations=3,
 )
 
 
