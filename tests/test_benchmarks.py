@@ -172,22 +172,25 @@ def test_stopping_check_reads_iterate_more_against_the_last_iterations_gain():
 
 
 def test_stopping_check_beyond_noise_judges_only_a_bias_the_chi2_can_detect():
-    def check(chi2: list[float], suggested: int | None) -> bool:
+    def check(chi2: list[float], suggested: int | None, key: str = "agrees_beyond_noise") -> bool:
         iterations = pd.DataFrame(
             {"method": "ibu", "distribution": "dpt", "ndof": 8, "iteration": range(1, len(chi2) + 1),
              "chi2_truth": chi2}
         )  # fmt: skip
         result = SimpleNamespace(iterations=iterations, suggested_iterations={"ibu": suggested})
-        return unfolding_calibration.stopping_check(result)["ibu"]["agrees_beyond_noise"]
+        return unfolding_calibration.stopping_check(result)["ibu"][key]
 
     spread = np.sqrt(2 * 8)
-    # the chi2 keeps falling below ndof (wider errors, no bias to find): stopping early agrees
-    falling_below_ndof = [8.0 + spread / 2, 8.0, 8.0 - spread]
+    # the chi2 keeps falling below ndof (wider errors, no bias to find): stopping early agrees, though
+    # the criterion fixed first, against the minimum alone, says it does not
+    falling_below_ndof = [8.0 + spread / 2, 8.0, 8.0 - 1.5 * spread]
     assert check(falling_below_ndof, 1)
+    assert not check(falling_below_ndof, 1, key="agrees")
     assert not check(falling_below_ndof, None)
     # a bias still falling fast from far above ndof: stopping at the last iteration does not agree
     still_biased = [100.0, 60.0, 60.0 - 2 * spread]
     assert not check(still_biased, 3)
+    assert check(still_biased, 3, key="agrees")  # the first criterion lets the last iteration through
     assert check(still_biased, None)
     # stopping where the chi2 is far above the final one does not agree either
     assert not check(still_biased, 2)
