@@ -21,6 +21,7 @@ from numl_core.unfold.validation import (
     contraction,
     iteration_rows,
     suggested_iterations,
+    validation_curves,
 )
 
 BINS, THROWS, REPEATS = 10, 100, 300
@@ -118,8 +119,6 @@ def test_stopping_rule_is_the_change_alone_for_a_fast_convergence():
 
 
 def test_results_stored_before_the_projection_draw_the_change_alone():
-    from numl_core.unfold.validation import validation_curves
-
     old = pd.DataFrame(
         {"method": "ibu", "distribution": "a", "iteration": [1, 2], "ndof": 8,
          "chi2_truth": [9.0, 4.0], "change_chi2": [4.0, 1.0]}
