@@ -132,6 +132,8 @@ def create_app(ctx: AppContext) -> pn.template.FastListTemplate:
 
     def on_page(event: object) -> None:
         ensure_built(tabs.active)
+        if names[tabs.active] == RUNS_PAGE:
+            browser.opened()  # current at once, not at the next periodic refresh
         if pn.state.location is not None:
             pn.state.location.update_query(**{PAGE_QUERY: names[tabs.active]})
 

@@ -811,6 +811,18 @@ def test_generic_page_for_a_workflow_without_page_module(shared: Shared) -> None
     render(template.main[0])
 
 
+def test_opening_the_runs_page_lists_the_runs_as_they_are_now(shared: Shared) -> None:
+    ctx = make_ctx(shared)
+    tabs = create_app(ctx).main[0]
+    (table,) = [w for w in tabs[len(tabs) - 1] if isinstance(w, pn.widgets.Tabulator)]  # the Runs page's
+    assert table.value.empty
+    job = ctx.submit(TINY, TinyConfig(steps=2))
+    assert job.wait(TIMEOUT) == "done"
+    assert table.value.empty  # no server session here: no periodic refresh
+    tabs.active = len(tabs) - 1
+    assert table.value[["id", "state"]].values.tolist() == [[job.id, "done"]]
+
+
 def test_a_page_catches_up_from_the_run_folder_after_the_runner_released_its_job(shared: Shared) -> None:
     shared.runner.keep_finished = 0  # a busy server: every finished job leaves memory at once
     ctx = make_ctx(shared)

@@ -115,6 +115,10 @@ def test_compare_shows_the_differing_fields_and_overlaid_curves_of_three_runs(ct
     pn.panel(view).get_root(Document())  # the Bokeh models build, as a served page would
     browser.refresh()
     assert browser.detail[0] is view  # a refresh that changes nothing keeps the comparison
+    tick(browser, *(j.id for j in reversed(jobs)))  # the same runs, in another order (rows sorted)
+    assert "Comparing 3 runs" in browser.detail[0][0].object
+    tick(browser, jobs[0].id, jobs[1].id)  # other runs ticked: Compare has to be pressed again
+    assert "press Compare" in browser.detail[0].object
 
 
 def test_tags_and_notes_are_saved_validated_and_filtered_on(ctx: AppContext) -> None:

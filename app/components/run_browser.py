@@ -20,6 +20,7 @@ reason it was refused.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,10 @@ ANY = ""
 """The value of a filter that keeps every run."""
 NUMBER = NumberFormatter(format="0.[0000]")
 HINT = "*Tick one run to inspect it, or two or more and press Compare.*"
+#: The browser redraws the Runs page each time it is opened and drops table rows sent while it draws: rows
+#: sent within this time of the opening are sent once more after it (without, a run that finished just
+#: then stayed "running" on the page in a browser test).
+REDRAW_DELAY_MS = 1500
 
 
 def _choices(label: str, values: list[str], current: str) -> dict[str, str]:
@@ -100,6 +105,8 @@ class RunBrowser(pn.viewable.Viewer):
         self._shown: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # ticked ids and their states
         self._comparing = False  # Compare was pressed for the ticked runs
         self._refreshing = False
+        self._opened_at = float("-inf")  # when the page was last opened (time.monotonic)
+        self._redraw_pending = False
         self._pending_delete: list[str] = []
         self._make_filters()
         self._make_actions()
@@ -214,15 +221,36 @@ class RunBrowser(pn.viewable.Viewer):
         job = self.ctx.runner.get(str(info.get("id")))
         return owner not in (None, self.ctx.token) and job is not None and not job.done
 
-    def refresh(self) -> None:
+    def opened(self) -> None:
+        """The page was opened: show the rows as they are now (not at the next periodic refresh)."""
+        self._opened_at = time.monotonic()
+        self.refresh()
+
+    def _redraw_after_drawing(self) -> None:
+        """Rows sent while the browser still draws the page it just opened are dropped there: if the page
+        opened less than :data:`REDRAW_DELAY_MS` ago, send the rows once more after that (in a server
+        session; once, however many refreshes fall in the window)."""
+        drawing = time.monotonic() - self._opened_at < REDRAW_DELAY_MS / 1000
+        session = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        if drawing and session and not self._redraw_pending:
+            self._redraw_pending = True
+
+            def redraw() -> None:
+                self._redraw_pending = False
+                self.refresh(resend=True)
+
+            pn.state.add_periodic_callback(redraw, period=REDRAW_DELAY_MS, count=1)
+
+    def refresh(self, resend: bool = False) -> None:
         """Re-read the run store, update the filters' choices and show the rows they keep; the ticked runs
-        stay ticked (by run id)."""
+        stay ticked (by run id). Unchanged rows are not sent to the browser again unless ``resend`` (the
+        page was opened: its table is redrawn from the rows as they are now)."""
         self._all = runs_table(self.ctx.store, self.ctx.workflows(), self.visible_runs())
         self._update_choices()
         frame = filter_runs(
             self._all, self.workflow_filter.value, self.state_filter.value, self.tag_filter.value
         )
-        if frame.equals(self.table.value):
+        if frame.equals(self.table.value) and not resend:
             return
         selected = set(self.selected_ids())
         self._refreshing = True  # the table's own selection updates in between are not the user's
@@ -232,6 +260,7 @@ class RunBrowser(pn.viewable.Viewer):
             self.table.selection = [i for i, rid in enumerate(frame["id"]) if rid in selected]
         finally:
             self._refreshing = False
+        self._redraw_after_drawing()
         self.show_selection()
 
     def _update_choices(self) -> None:
@@ -258,13 +287,13 @@ class RunBrowser(pn.viewable.Viewer):
             return
         ids = tuple(self.selected_ids())
         states = tuple(self.table.value.set_index("id").loc[list(ids), "state"]) if ids else ()
-        if ids != self._shown[0]:
+        if set(ids) != set(self._shown[0]):
             self._comparing = False
             self.cancel_delete()
             self.action_note.object = ""
             self._load_notes(list(ids))
-        elif states == self._shown[1]:
-            return
+        elif dict(zip(ids, states, strict=True)) == dict(zip(*self._shown, strict=True)):
+            return  # the same runs in the same states, perhaps in another order (the rows were sorted)
         self._shown = (ids, states)
         self.reattach_button.visible = len(ids) == 1 and self._own_active_job(ids[0]) is not None
         self._enable_run_actions()

@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from fixtures.browser import ENERGY_EPOCHS, fill_energy_form, open_runs_tab, table_state
+from fixtures.browser import ENERGY_EPOCHS, fill_energy_form, open_runs_tab, table_state, wait_for_table_state
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(serve
     assert 0 < len(epochs_at_cancel) < ENERGY_EPOCHS
 
     open_runs_tab(dash)
-    dash.wait_until(lambda: table_state(page, run_id) == "cancelled", 30, "the cancelled run in the table")
+    wait_for_table_state(dash, server, run_id, "cancelled", 30)
     row = page.locator(".numl-runs-table .tabulator-row", has_text=run_id)
     row.locator("input[type=checkbox]").first.click()
     page.locator(".numl-run-resume button").click()
@@ -53,6 +53,6 @@ def test_a_cancelled_job_resumes_from_the_runs_tab_and_reruns_as_a_new_run(serve
     dash.wait_until(lambda: "done" in dash.state(), 120, "the rerun to finish")
 
     open_runs_tab(dash)
-    dash.wait_until(lambda: table_state(page, new_id) == "done", 30, "the rerun listed as done")
+    wait_for_table_state(dash, server, new_id, "done", 30)
     assert table_state(page, run_id) == "done"
     assert page.locator(".numl-runs-table .tabulator-row").count() == 2
