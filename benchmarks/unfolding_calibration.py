@@ -142,38 +142,49 @@ def per_iteration(iterations: pd.DataFrame, column: str) -> dict[str, dict[str, 
     }
 
 
+def agrees_with(total: pd.Series, suggested: int | None, spread: float) -> bool:
+    """The criterion fixed before the first run: a suggested iteration agrees with the summed chi2 against
+    the truth per iteration ``total`` when its chi2 is within ``spread`` of the minimum; "iterate more"
+    (None) agrees when the last iteration still lowered the chi2 by more than ``spread``."""
+    if suggested is not None:
+        return bool(float(total.loc[suggested]) <= float(total.min()) + spread)
+    return len(total) > 1 and float(total.iloc[-2] - total.iloc[-1]) > spread
+
+
 def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
     """Per method: the suggested iteration, the summed chi2 against the truth there and its minimum over
     the iterations, and whether the rule agrees with the bias, within the summed chi2's statistical
     spread sqrt(2 ndof).
 
-    ``agrees`` (the criterion fixed before the first run): a suggested iteration agrees when its chi2 is
-    within the spread of the minimum; "not converged, iterate more" (no suggested iteration) agrees when
-    the last iteration still lowered the chi2 by more than the spread.
+    ``agrees`` is :func:`agrees_with` on the chi2 with each iteration's covariance.
 
     ``agrees_beyond_noise`` judges only a bias the chi2 can detect. The chi2 also falls because each
     iteration's covariance is wider, and below ndof + spread it cannot tell a bias from noise. So the last
     iteration "still helps" only if it lowered the chi2 by more than the spread from above ndof + spread;
     a suggested iteration agrees when its chi2 is within the spread of the larger of the minimum and ndof,
     and, if it is the last iteration, that one did not still help; "iterate more" agrees when it did.
+
+    ``agrees_fixed_metric`` is :func:`agrees_with` on the chi2 with the last iteration's covariance for
+    every iteration (``chi2_truth_fixed``), which falls only where the result moves towards the truth.
     """
     out = {}
     for method, rows in result.iterations.groupby("method", sort=False):
         total = rows.groupby("iteration")["chi2_truth"].sum()
+        fixed = rows.groupby("iteration")["chi2_truth_fixed"].sum()
         ndof = int(rows.groupby("distribution")["ndof"].first().sum())
         suggested = result.suggested_iterations.get(str(method))
         at = float(total.loc[suggested]) if suggested is not None else None
         spread = float(np.sqrt(2 * ndof))
         lowered = float(total.iloc[-2] - total.iloc[-1]) if len(total) > 1 else None
-        helped = lowered is not None and lowered > spread
-        helped_beyond_noise = helped and float(total.iloc[-2]) > ndof + spread
+        helped_beyond_noise = (
+            lowered is not None and lowered > spread and float(total.iloc[-2]) > ndof + spread
+        )
         if at is not None:
-            agrees = at <= float(total.min()) + spread
             beyond_noise = at <= max(float(total.min()), ndof) + spread and not (
                 suggested == int(total.index[-1]) and helped_beyond_noise
             )
         else:
-            agrees, beyond_noise = helped, helped_beyond_noise
+            beyond_noise = helped_beyond_noise
         out[str(method)] = {
             "suggested_iteration": suggested,
             "chi2_truth_at_suggested": at,
@@ -181,8 +192,12 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
             "iteration_of_min": int(total.idxmin()),
             "last_iteration_lowered_by": lowered,
             "ndof": ndof,
-            "agrees": bool(agrees),
+            "agrees": agrees_with(total, suggested, spread),
             "agrees_beyond_noise": bool(beyond_noise),
+            "chi2_fixed_metric_at_suggested": float(fixed.loc[suggested]) if suggested is not None else None,
+            "chi2_fixed_metric_min": float(fixed.min()),
+            "iteration_of_min_fixed_metric": int(fixed.idxmin()),
+            "agrees_fixed_metric": agrees_with(fixed, suggested, spread),
         }
     return out
 
@@ -249,6 +264,9 @@ def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
         "bias_vs_iteration_fake_data": BIAS_FAKE_DATA,
         "bias_vs_iteration_by_fake_data": {
             f: per_iteration(r.iterations, "chi2_truth") for f, r in results.items()
+        },
+        "bias_fixed_metric_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "chi2_truth_fixed") for f, r in results.items()
         },
         "change_vs_iteration_by_fake_data": {
             f: per_iteration(r.iterations, "change_chi2") for f, r in results.items()
@@ -324,6 +342,7 @@ def bench_long_run(sizes: Any) -> dict[str, Any]:
             "n_throws": sizes.bias_throws,
             "seconds": seconds,
             "bias_vs_iteration": per_iteration(result.iterations, "chi2_truth"),
+            "bias_fixed_metric_vs_iteration": per_iteration(result.iterations, "chi2_truth_fixed"),
             "change_vs_iteration": per_iteration(result.iterations, "change_chi2"),
             "remaining_vs_iteration": per_iteration(result.iterations, "remaining_chi2"),
             "ndof": by_method(result.calibration, "ndof")["omnifold"],

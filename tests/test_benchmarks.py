@@ -158,7 +158,7 @@ def test_stopping_check_reads_iterate_more_against_the_last_iterations_gain():
     def result(chi2_last: float, suggested: int | None) -> SimpleNamespace:
         iterations = pd.DataFrame(
             {"method": "omnifold", "distribution": "dpt", "ndof": 8, "iteration": [1, 2, 3],
-             "chi2_truth": [100.0, 60.0, chi2_last]}
+             "chi2_truth": [100.0, 60.0, chi2_last], "chi2_truth_fixed": [100.0, 60.0, chi2_last]}
         )  # fmt: skip
         return SimpleNamespace(iterations=iterations, suggested_iterations={"omnifold": suggested})
 
@@ -175,7 +175,7 @@ def test_stopping_check_beyond_noise_judges_only_a_bias_the_chi2_can_detect():
     def check(chi2: list[float], suggested: int | None, key: str = "agrees_beyond_noise") -> bool:
         iterations = pd.DataFrame(
             {"method": "ibu", "distribution": "dpt", "ndof": 8, "iteration": range(1, len(chi2) + 1),
-             "chi2_truth": chi2}
+             "chi2_truth": chi2, "chi2_truth_fixed": chi2}
         )  # fmt: skip
         result = SimpleNamespace(iterations=iterations, suggested_iterations={"ibu": suggested})
         return unfolding_calibration.stopping_check(result)["ibu"][key]
@@ -194,3 +194,21 @@ def test_stopping_check_beyond_noise_judges_only_a_bias_the_chi2_can_detect():
     assert check(still_biased, None)
     # stopping where the chi2 is far above the final one does not agree either
     assert not check(still_biased, 2)
+
+
+def test_stopping_check_in_the_fixed_metric_follows_the_result_not_its_widening_errors():
+    def check(suggested: int | None) -> dict:
+        # the chi2 with each iteration's covariance falls as the errors widen; with the last iteration's
+        # covariance it rises: the iterations move the result away from the truth
+        iterations = pd.DataFrame(
+            {"method": "ibu", "distribution": "dpt", "ndof": 8, "iteration": [1, 2, 3],
+             "chi2_truth": [40.0, 25.0, 12.0], "chi2_truth_fixed": [6.0, 9.0, 12.0]}
+        )  # fmt: skip
+        result = SimpleNamespace(iterations=iterations, suggested_iterations={"ibu": suggested})
+        return unfolding_calibration.stopping_check(result)["ibu"]
+
+    first, more = check(1), check(None)
+    assert (first["agrees_fixed_metric"], first["agrees"]) == (True, False)
+    assert (more["agrees_fixed_metric"], more["agrees"]) == (False, True)
+    assert first["iteration_of_min_fixed_metric"] == 1 and first["chi2_fixed_metric_at_suggested"] == 6.0
+    assert more["chi2_fixed_metric_at_suggested"] is None and more["chi2_fixed_metric_min"] == 6.0

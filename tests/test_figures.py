@@ -169,6 +169,7 @@ def test_t2k_diagnostics_and_weights_figures(unfold_tiny_result):
     assert weights.axes[0].get_yscale() == "log"
     validation = unfold_figures.validation_figure(result)
     check_figure(validation, ("against the truth / ndof", "stopping statistic", "iteration"))
+    assert "last iteration's covariance" in validation.axes[1].get_ylabel() and len(validation.axes) == 3
     # one line per method and distribution in each panel: OmniFold solid, IBU dashed
     lines = validation.axes[0].get_lines()
     styles = sorted(line.get_linestyle() for line in lines if line.get_linestyle() != ":")

@@ -90,6 +90,26 @@ def _geometric_rows(rho: float, bias0: np.ndarray, iterations: int) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def test_the_fixed_metric_bias_stands_still_where_only_the_covariance_grows():
+    truth, bias, used = np.zeros(BINS), np.full(BINS, 2.0), np.ones(BINS, bool)
+    still = [Unfolded(truth + bias, np.eye(BINS) * g) for g in (1.0, 2.0, 4.0)]
+    rows = pd.DataFrame(iteration_rows("x", "ibu", still, truth + bias, truth, used))
+    # each iteration's own covariance doubles: its chi2 halves though the result has not moved
+    np.testing.assert_allclose(rows["chi2_truth"], [40.0, 20.0, 10.0])
+    np.testing.assert_allclose(rows["chi2_truth_fixed"], [10.0, 10.0, 10.0])
+    # a result that halves its bias falls in the fixed metric too, by the factor 4 of the bias alone
+    moving = [Unfolded(truth + bias * f, np.eye(BINS) * g) for f, g in ((1.0, 1.0), (0.5, 2.0))]
+    rows = pd.DataFrame(iteration_rows("x", "ibu", moving, truth + bias, truth, used))
+    np.testing.assert_allclose(rows["chi2_truth_fixed"], [20.0, 5.0])
+    curves = validation_curves(rows)
+    np.testing.assert_allclose(curves["bias_fixed_per_ndof"], [2.0, 0.5])
+    # real data have no truth: nothing to measure in either metric
+    rows = pd.DataFrame(iteration_rows("x", "ibu", moving, truth + bias, None, used))
+    assert (
+        rows["chi2_truth_fixed"].isna().all() and validation_curves(rows)["bias_fixed_per_ndof"].isna().all()
+    )
+
+
 def test_stopping_rule_waits_for_a_slow_convergence_that_a_change_only_rule_stops():
     rho, bias0 = 0.9, np.full(BINS, 3.0)  # bias chi2 90 at the prior
     rows = _geometric_rows(rho, bias0, 40)

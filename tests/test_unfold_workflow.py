@@ -214,6 +214,10 @@ def test_bias_per_iteration_ends_at_each_methods_result(unfold_tiny_result):
     for rows in (final, ibu):
         merged = rows.merge(calibration, on=["distribution", "method"])
         np.testing.assert_allclose(merged["chi2_truth"], merged["chi2"], rtol=1e-10)
+        # the fixed metric is the last iteration's covariance: the two agree there, and only there
+        np.testing.assert_allclose(rows["chi2_truth_fixed"], rows["chi2_truth"], rtol=1e-10)
+    earlier = iterations[iterations["iteration"] == 1]
+    assert (earlier["chi2_truth_fixed"] != earlier["chi2_truth"]).all()
     assert set(unfold_tiny_result.suggested_iterations) == {"omnifold", "ibu"}
     first = iterations["iteration"] == 1
     assert iterations.loc[first, ["contraction", "remaining_chi2"]].isna().all().all()

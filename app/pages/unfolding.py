@@ -188,7 +188,7 @@ def validation_plot(iterations: pd.DataFrame) -> pn.GridBox:
     use_bokeh()
     curves = validation_curves(iterations)
     panels = []
-    for column, ylabel in figures.VALIDATION_PANELS:
+    for column, ylabel in figures.validation_panels(curves):
         elements: list[Any] = []
         for (method, name), part in curves.groupby(["method", "distribution"], sort=False):
             label = f"{figures.METHOD_STYLE[method]['label']}: {plain_text(variable_label(name))}"

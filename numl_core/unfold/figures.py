@@ -322,27 +322,36 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
     )
 
 
-#: The Validation view's two panels: (column of :func:`validation_curves`, y label).
+#: The Validation view's panels: (column of :func:`validation_curves`, y label).
 VALIDATION_PANELS = (
     ("bias_per_ndof", r"$\chi^2$ against the truth / ndof"),
+    ("bias_fixed_per_ndof", r"$\chi^2$ against the truth, last iteration's covariance / ndof"),
     ("stop_over_threshold", r"stopping statistic: max(change, remaining / 2) / threshold"),
 )
 
 
+def validation_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
+    """The :data:`VALIDATION_PANELS` with something to draw in ``curves`` (real data have no truth; results
+    stored before the fixed-metric bias was kept have none of it)."""
+    return [(column, label) for column, label in VALIDATION_PANELS if curves[column].notna().any()]
+
+
 @styled
 def validation_figure(result: UnfoldResult) -> Figure:
-    """Bias and the stopping rule per iteration: chi2 against the truth per ndof (left; real data have
-    none) and the stopping rule's statistic, the larger of the change between iterations and half the
-    remaining bias it projects, over the stopping threshold (right, from the second iteration; below the
-    dotted line at 1 more iterations stop helping), one line per distribution, solid OmniFold, dashed
-    IBU."""
+    """Bias and the stopping rule per iteration, one panel each of :func:`validation_panels`: chi2 against
+    the truth per ndof with each iteration's covariance and with the last iteration's (one metric for
+    all iterations, so it falls only where the result moves towards the truth), and the stopping rule's
+    statistic, the larger of the change between iterations and half the remaining bias it projects, over
+    the stopping threshold (from the second iteration; below the dotted line at 1 more iterations stop
+    helping); one line per distribution, solid OmniFold, dashed IBU."""
     if result.iterations.empty:
         raise ValueError("this result holds no per-iteration validation")
     curves = validation_curves(result.iterations)
-    fig = new_figure(11.5, 4.2)
-    axes = fig.subplots(1, 2)
+    panels = validation_panels(curves)
+    fig = new_figure(1.0 + 4.8 * len(panels), 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
     colours = {d: f"C{k}" for k, d in enumerate(dict.fromkeys(curves["distribution"]))}
-    for ax, (column, ylabel) in zip(axes, VALIDATION_PANELS, strict=True):
+    for ax, (column, ylabel) in zip(axes, panels, strict=True):
         for (method, distribution), part in curves.groupby(["method", "distribution"], sort=False):
             ax.plot(
                 part["iteration"],

@@ -36,9 +36,10 @@ class UnfoldResult(Result):
       ``chi2_closure`` / ``p_closure`` (against the truth with the covariance of (result - truth), which
       carries the truth's own fluctuation);
     - ``iterations`` (:func:`numl_core.unfold.validation.iteration_rows`): per distribution, method and
-      iteration (1-based), ``chi2_truth`` (the bias), ``change_chi2`` (the change from the previous
-      iteration), with ``ndof``, and from the second iteration the steps' ``contraction`` and the
-      ``remaining_chi2`` it projects.
+      iteration (1-based), ``chi2_truth`` (the bias, with that iteration's covariance),
+      ``chi2_truth_fixed`` (the same with the last iteration's covariance, one metric for all
+      iterations), ``change_chi2`` (the change from the previous iteration), with ``ndof``, and from
+      the second iteration the steps' ``contraction`` and the ``remaining_chi2`` it projects.
 
     Arrays and numbers: ``weights`` (N_mc,) float32 final per-event weights of the MC (prior x push);
     ``xsec_scale`` cm^2/nucleon per event; ``n_mc`` and ``n_data`` events in the two halves; ``seconds``
@@ -46,7 +47,8 @@ class UnfoldResult(Result):
     trial spread, None if none did; ``suggested_iterations`` per method the first iteration whose change
     and projected remaining bias are below their thresholds in every distribution
     (:func:`numl_core.unfold.validation.suggested_iterations`).
-    Real data (no truth) leave ``chi2_table`` empty and ``chi2`` / ``chi2_truth`` None.
+    Real data (no truth) leave ``chi2_table`` empty and ``chi2`` / ``chi2_truth`` / ``chi2_truth_fixed``
+    None.
     """
 
     histograms: pd.DataFrame

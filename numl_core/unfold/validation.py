@@ -27,6 +27,11 @@ Three checks, each per method and distribution, all on the bins of
   (a retrained classifier's) do not line up, rho is about 0 and the change decides; a slow convergence
   (rho near 1) is not taken for converged because one step is small.
 
+  The chi2 against the truth after iteration i uses iteration i's covariance, which grows with the
+  iterations, so it falls even where the result stands still. ``chi2_truth_fixed`` measures every
+  iteration in one metric, the last iteration's covariance: it falls only where the result moves
+  towards the truth, and rises where the iterations fit the data's own fluctuations.
+
 Tables are long format; see :class:`~numl_core.unfold.result.UnfoldResult`.
 """
 
@@ -135,6 +140,11 @@ def remaining_chi2(change_chi2: float, rho: float) -> float:
     return change_chi2 * (rho / (1.0 - rho)) ** 2 if rho < 1.0 else float("inf")
 
 
+def in_metric(estimate: Unfolded, metric: Unfolded) -> Unfolded:
+    """``estimate``'s result with ``metric``'s covariance (and throws, for the correction of its inverse)."""
+    return Unfolded(estimate.nominal, metric.cov, metric.throws)
+
+
 def iteration_rows(
     name: str,
     method: str,
@@ -145,8 +155,11 @@ def iteration_rows(
 ) -> list[dict]:
     """One row per iteration (1-based): chi2 against the truth (None for real data), the change from
     the previous iteration's result (the ``prior`` before the first), both with this iteration's
-    covariance, on the ``used`` bins; from the second iteration on the ``contraction`` of the step and
-    the ``remaining_chi2`` it projects (NaN at the first: one step shows no rate)."""
+    covariance, on the ``used`` bins; ``chi2_truth_fixed``, the chi2 against the truth with the last
+    iteration's covariance (one metric for every iteration); from the second iteration on the
+    ``contraction`` of the step and the ``remaining_chi2`` it projects (NaN at the first: one step shows
+    no rate)."""
+    last = per_iteration[-1] if per_iteration else None
     rows, previous, last_step = [], prior, None
     for i, estimate in enumerate(per_iteration, start=1):
         change = chi2_of(estimate, previous, used)
@@ -160,6 +173,9 @@ def iteration_rows(
                 "method": method,
                 "iteration": i,
                 "chi2_truth": None if truth is None else chi2_of(estimate, truth, used).chi2,
+                "chi2_truth_fixed": None
+                if truth is None
+                else chi2_of(in_metric(estimate, last), truth, used).chi2,
                 "change_chi2": change.chi2,
                 "ndof": change.ndof,
                 "contraction": rho,
@@ -208,9 +224,10 @@ def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
 
 def validation_curves(iterations: pd.DataFrame) -> pd.DataFrame:
     """What the Validation view draws, per method, distribution and iteration: ``bias_per_ndof`` (chi2
-    against the truth / ndof; NaN for real data) and ``stop_over_threshold`` (:func:`stop_statistic`;
-    below 1, one more iteration stops helping; NaN, not drawn, at the first iteration and where the
-    steps do not shrink).
+    against the truth / ndof; NaN for real data), ``bias_fixed_per_ndof`` (the same with the last
+    iteration's covariance; NaN also for results stored before it was kept) and ``stop_over_threshold``
+    (:func:`stop_statistic`; below 1, one more iteration stops helping; NaN, not drawn, at the first
+    iteration and where the steps do not shrink).
 
     >>> t = pd.DataFrame({"method": "ibu", "distribution": "a", "iteration": [1, 2], "ndof": 2,
     ...                   "chi2_truth": [4.0, 2.0], "change_chi2": [1.0, 0.5],
@@ -221,6 +238,8 @@ def validation_curves(iterations: pd.DataFrame) -> pd.DataFrame:
     out = iterations[["method", "distribution", "iteration"]].copy()
     ndof = iterations["ndof"].to_numpy(float)
     out["bias_per_ndof"] = pd.to_numeric(iterations["chi2_truth"], errors="coerce").to_numpy(float) / ndof
+    fixed = iterations.get("chi2_truth_fixed", pd.Series(np.nan, index=iterations.index))
+    out["bias_fixed_per_ndof"] = pd.to_numeric(fixed, errors="coerce").to_numpy(float) / ndof
     stop = stop_statistic(iterations)
     out["stop_over_threshold"] = np.where(np.isfinite(stop), stop, np.nan)
     return out
