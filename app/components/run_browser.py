@@ -244,7 +244,7 @@ class RunBrowser(pn.viewable.Viewer):
     def refresh(self, resend: bool = False) -> None:
         """Re-read the run store, update the filters' choices and show the rows they keep; the ticked runs
         stay ticked (by run id). Unchanged rows are not sent to the browser again unless ``resend`` (the
-        page was opened: its table is redrawn from the rows as they are now)."""
+        browser may have dropped them: :meth:`_redraw_after_drawing`)."""
         self._all = runs_table(self.ctx.store, self.ctx.workflows(), self.visible_runs())
         self._update_choices()
         frame = filter_runs(
