@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from app.main import create_app, page_specs
 from app.pages import unfolding
 from numl_core.config import Config
 from numl_core.live import LivePlots, PlotSpec
+from numl_core.unfold import figures as unfold_figures
 from numl_core.unfold.figures import display_edges
 from numl_core.unfold.result import UnfoldResult
 from numl_core.unfold.workflow import LIVE_PLOTS as UNFOLD_LIVE
@@ -676,6 +678,7 @@ def synthetic_unfolding_result() -> UnfoldResult:
                 "iteration": i,
                 "ndof": 4,
                 "chi2_truth": 30.0 / i,
+                "chi2_truth_fixed": 12.0 + i,
                 "change_chi2": 9.0 / i**2,
                 "remaining_chi2": np.nan if i == 1 else 2.0 / i**2,
             }
@@ -735,6 +738,7 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     panels = [hv.render(pane.object) for pane in validation[2].objects]
     assert [p.yaxis[0].axis_label for p in panels] == [
         "χ² against the truth / ndof",
+        "χ² against the truth, last iteration's covariance / ndof",
         "stopping statistic: max(change, remaining / 2) / threshold",
     ]
     for panel in panels:  # two methods: a line and markers each, plus the dotted line at 1
@@ -754,6 +758,32 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     assert [d.filename for d in downloads] == names
     weights = pd.read_csv(downloads[5].callback())
     assert len(weights) == 1000 and list(weights.columns) == ["event", "weight"]
+
+
+def _validation_tab(result: UnfoldResult) -> list[Any]:
+    view = unfolding.result_view(result)
+    view.tabs.active = [name.lower() for name in view.tabs._names].index("validation")  # drawn when opened
+    return view.validation_tab.objects
+
+
+def test_the_validation_view_leaves_out_what_it_cannot_draw() -> None:
+    result = synthetic_unfolding_result()
+    stored_before = replace(result, iterations=result.iterations.drop(columns="chi2_truth_fixed"))
+    labels = [
+        hv.render(pane.object).yaxis[0].axis_label for pane in _validation_tab(stored_before)[2].objects
+    ]
+    assert labels == [
+        "χ² against the truth / ndof",
+        "stopping statistic: max(change, remaining / 2) / threshold",
+    ]
+    assert len(unfold_figures.validation_figure(stored_before).axes) == 2
+    first = result.iterations[result.iterations["iteration"] == 1]
+    real_data = replace(result, iterations=first.assign(chi2_truth=None, chi2_truth_fixed=None))
+    shown = _validation_tab(real_data)
+    assert "Nothing to draw per iteration" in shown[2].object
+    assert len(shown) == 3  # no export of an empty figure
+    with pytest.raises(ValueError, match="nothing to draw per iteration"):
+        unfold_figures.validation_figure(real_data)
 
 
 def test_unfolding_live_view_shows_intermediate_histograms_then_the_result() -> None:

@@ -467,19 +467,24 @@ class UnfoldingResults(pn.viewable.Viewer):
             "`loo_chi2_per_ndof` checks the covariance: each throw against the others', about 1 when it "
             "is right; `chi2_closure` compares with the truth using the covariance of (result − truth) over "
             "the throws, which carries the truth's own fluctuation; `p_value` and `p_closure` are their "
-            "p-values. **Per iteration:** χ²/ndof against the truth (the bias) and the stopping rule: the "
+            "p-values. **Per iteration:** χ²/ndof against the truth (the bias) with each iteration's "
+            "covariance, which widens with the iterations, and with the last iteration's for all of them, "
+            "which falls only where the result moves towards the truth; and the stopping rule: the "
             "larger of the change from the previous iteration and half the bias still left, projected from "
             "how fast the steps shrink, over √(2 ndof)/2; below the dotted line at 1, more iterations stop "
             "helping."
         )
         parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
+        curves = validation_curves(iterations)
+        if not figures.validation_panels(curves):
+            parts.append(
+                pn.pane.Markdown("*Nothing to draw per iteration: no truth and a single iteration.*")
+            )
+            self.validation_tab[:] = parts
+            return
         parts.append(validation_plot(iterations))
         if result is not None:
-            parts.append(
-                export_row(
-                    "validation", lambda: figures.validation_figure(result), validation_curves(iterations)
-                )
-            )
+            parts.append(export_row("validation", lambda: figures.validation_figure(result), curves))
         self.validation_tab[:] = parts
 
     def _draw_export(self) -> None:

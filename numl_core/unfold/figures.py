@@ -348,6 +348,8 @@ def validation_figure(result: UnfoldResult) -> Figure:
         raise ValueError("this result holds no per-iteration validation")
     curves = validation_curves(result.iterations)
     panels = validation_panels(curves)
+    if not panels:
+        raise ValueError("nothing to draw per iteration: no truth and a single iteration")
     fig = new_figure(1.0 + 4.8 * len(panels), 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     colours = {d: f"C{k}" for k, d in enumerate(dict.fromkeys(curves["distribution"]))}
