@@ -169,8 +169,8 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
     """
     out = {}
     for method, rows in result.iterations.groupby("method", sort=False):
-        total = rows.groupby("iteration")["chi2_truth"].sum()
-        fixed = rows.groupby("iteration")["chi2_truth_fixed"].sum()
+        sums = rows.groupby("iteration")[["chi2_truth", "chi2_truth_fixed"]].sum()
+        total, fixed = sums["chi2_truth"], sums["chi2_truth_fixed"]
         ndof = int(rows.groupby("distribution")["ndof"].first().sum())
         suggested = result.suggested_iterations.get(str(method))
         at = float(total.loc[suggested]) if suggested is not None else None

@@ -181,14 +181,14 @@ def _plots_view(plots: Any, ncols: int) -> pn.viewable.Viewable:
     return layout_grid(plots, ncols) if isinstance(plots, hv.Layout) else plot_pane(plots)
 
 
-def validation_plot(iterations: pd.DataFrame) -> pn.GridBox:
-    """Bias and change per iteration (:func:`~numl_core.unfold.validation.validation_curves`), the panels of
+def validation_plot(curves: pd.DataFrame, shown: list[tuple[str, str]]) -> pn.GridBox:
+    """Bias and change per iteration (``curves`` of :func:`~numl_core.unfold.validation.validation_curves`),
+    the ``shown`` panels (:func:`~numl_core.unfold.figures.validation_panels`) of
     :func:`~numl_core.unfold.figures.validation_figure`: one line per method and distribution (dashed
     IBU), a dotted line at 1."""
     use_bokeh()
-    curves = validation_curves(iterations)
     panels = []
-    for column, ylabel in figures.validation_panels(curves):
+    for column, ylabel in shown:
         elements: list[Any] = []
         for (method, name), part in curves.groupby(["method", "distribution"], sort=False):
             label = f"{figures.METHOD_STYLE[method]['label']}: {plain_text(variable_label(name))}"
@@ -476,13 +476,14 @@ class UnfoldingResults(pn.viewable.Viewer):
         )
         parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
         curves = validation_curves(iterations)
-        if not figures.validation_panels(curves):
+        shown = figures.validation_panels(curves)
+        if not shown:
             parts.append(
                 pn.pane.Markdown("*Nothing to draw per iteration: no truth and a single iteration.*")
             )
             self.validation_tab[:] = parts
             return
-        parts.append(validation_plot(iterations))
+        parts.append(validation_plot(curves, shown))
         if result is not None:
             parts.append(export_row("validation", lambda: figures.validation_figure(result), curves))
         self.validation_tab[:] = parts
