@@ -21,7 +21,6 @@ from numl_core.jobs import Progress
 from numl_core.stats import Chi2
 from numl_core.unfold.config import DISTRIBUTIONS
 from numl_core.unfold.result import UnfoldResult
-from numl_core.unfold.validation import change_threshold
 from numl_core.unfold.workflow import UnfoldingConfig, run_unfolding
 
 logger = logging.getLogger(__name__)
@@ -271,14 +270,8 @@ def calibration_keys(results: dict[str, UnfoldResult]) -> dict[str, Any]:
         "change_vs_iteration_by_fake_data": {
             f: per_iteration(r.iterations, "change_chi2") for f, r in results.items()
         },
-        "contraction_vs_iteration_by_fake_data": {
-            f: per_iteration(r.iterations, "contraction") for f, r in results.items()
-        },
-        "remaining_vs_iteration_by_fake_data": {
-            f: per_iteration(r.iterations, "remaining_chi2") for f, r in results.items()
-        },
-        "change_threshold": {
-            d: float(change_threshold(n)) for d, n in by_method(nominal, "ndof")["omnifold"].items()
+        "estimated_chi2_vs_iteration_by_fake_data": {
+            f: per_iteration(r.iterations, "estimated_chi2") for f, r in results.items()
         },
         "stopping_rule": {f: stopping_check(r) for f, r in results.items()},
         "omnifold_trial_rule_converged_at": {f: r.converged_at for f, r in results.items()},
@@ -344,7 +337,7 @@ def bench_long_run(sizes: Any) -> dict[str, Any]:
             "bias_vs_iteration": per_iteration(result.iterations, "chi2_truth"),
             "bias_fixed_metric_vs_iteration": per_iteration(result.iterations, "chi2_truth_fixed"),
             "change_vs_iteration": per_iteration(result.iterations, "change_chi2"),
-            "remaining_vs_iteration": per_iteration(result.iterations, "remaining_chi2"),
+            "estimated_chi2_vs_iteration": per_iteration(result.iterations, "estimated_chi2"),
             "ndof": by_method(result.calibration, "ndof")["omnifold"],
             "stopping_rule": stopping_check(result),
         }

@@ -144,18 +144,32 @@ def _shrunk(replicas: np.ndarray) -> np.ndarray:
     return ledoit_wolf(h - h.mean(axis=0), assume_centered=True)[0] * len(h) / (len(h) - 1)
 
 
-def leave_one_out_chi2(replicas: np.ndarray) -> np.ndarray:
-    """Each replica's chi2 against the mean and Hartlap-corrected covariance of the others, scaled by
-    (R - 1) / R so that its mean is the number of bins p for Gaussian replicas whose covariance is right
-    (the difference from the others' mean has covariance C R / (R - 1)). A mean over replicas well above p
-    flags results that scatter more than their covariance says (outliers, heavy tails). Shape (R,).
+def leave_one_out_chi2(
+    replicas: np.ndarray, metric: np.ndarray | None = None, method: str = "hartlap"
+) -> np.ndarray:
+    """Each replica's chi2 against the mean of the others, with the covariance of the others corrected
+    by ``method`` (:func:`chi2_from_replicas`), scaled by (R - 1) / R so that its mean is the number of
+    bins p for Gaussian replicas whose covariance is right (the difference from the others' mean has
+    covariance C R / (R - 1)). A mean over replicas well above p flags results that scatter more than
+    their covariance says (outliers, heavy tails). Shape (R,).
+
+    ``metric`` (R, B): replicas paired with ``replicas`` (the same throws of another quantity) whose
+    covariance, without replica i, is the chi2's instead. The mean is then an estimate of
+    tr(C_metric^-1 C), the chi2 that the scatter of ``replicas`` alone gives in the metric's covariance,
+    without the bias of measuring the replicas in a covariance built from themselves.
+
+    >>> x = np.random.default_rng(0).normal(size=(400, 3))
+    >>> round(float(leave_one_out_chi2(x).mean()), 1), round(float(leave_one_out_chi2(x / 2, x).mean()), 2)
+    (3.0, 0.75)
     """
     h = np.asarray(replicas, float)
+    m = h if metric is None else np.asarray(metric, float)
     r = len(h)
     out = np.empty(r)
     for i in range(r):
         others = np.delete(h, i, axis=0)
-        out[i] = chi2_from_replicas(h[i], others.mean(axis=0), others).chi2 * (r - 1) / r
+        fit = chi2_from_replicas(h[i], others.mean(axis=0), np.delete(m, i, axis=0), method=method)
+        out[i] = fit.chi2 * (r - 1) / r
     return out
 
 

@@ -680,7 +680,7 @@ def synthetic_unfolding_result() -> UnfoldResult:
                 "chi2_truth": 30.0 / i,
                 "chi2_truth_fixed": 12.0 + i,
                 "change_chi2": 9.0 / i**2,
-                "remaining_chi2": np.nan if i == 1 else 2.0 / i**2,
+                "estimated_chi2": 20.0 / i + 2.0 * i,
             }
             for m in ("omnifold", "ibu")
             for i in (1, 2, 3)
@@ -739,7 +739,7 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     assert [p.yaxis[0].axis_label for p in panels] == [
         "χ² against the truth / ndof",
         "χ² against the truth, last iteration's covariance / ndof",
-        "stopping statistic: max(change, remaining / 2) / threshold",
+        "χ² against the truth estimated without it / ndof",
     ]
     for panel in panels:  # two methods: a line and markers each, plus the dotted line at 1
         drawn = [
@@ -774,11 +774,13 @@ def test_the_validation_view_leaves_out_what_it_cannot_draw() -> None:
     ]
     assert labels == [
         "χ² against the truth / ndof",
-        "stopping statistic: max(change, remaining / 2) / threshold",
+        "χ² against the truth estimated without it / ndof",
     ]
     assert len(unfold_figures.validation_figure(stored_before).axes) == 2
     first = result.iterations[result.iterations["iteration"] == 1]
-    real_data = replace(result, iterations=first.assign(chi2_truth=None, chi2_truth_fixed=None))
+    real_data = replace(
+        result, iterations=first.assign(chi2_truth=None, chi2_truth_fixed=None, estimated_chi2=np.nan)
+    )
     shown = _validation_tab(real_data)
     assert "Nothing to draw per iteration" in shown[2].object
     assert len(shown) == 3  # no export of an empty figure

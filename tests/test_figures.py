@@ -168,7 +168,7 @@ def test_t2k_diagnostics_and_weights_figures(unfold_tiny_result):
     check_figure(weights, ("MC events",))
     assert weights.axes[0].get_yscale() == "log"
     validation = unfold_figures.validation_figure(result)
-    check_figure(validation, ("against the truth / ndof", "stopping statistic", "iteration"))
+    check_figure(validation, ("against the truth / ndof", "estimated without it", "iteration"))
     assert "last iteration's covariance" in validation.axes[1].get_ylabel() and len(validation.axes) == 3
     # one line per method and distribution in each panel: OmniFold solid, IBU dashed
     lines = validation.axes[0].get_lines()

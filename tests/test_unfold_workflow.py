@@ -219,11 +219,16 @@ def test_bias_per_iteration_ends_at_each_methods_result(unfold_tiny_result):
     earlier = iterations[iterations["iteration"] == 1]
     assert (earlier["chi2_truth_fixed"] != earlier["chi2_truth"]).all()
     assert set(unfold_tiny_result.suggested_iterations) == {"omnifold", "ibu"}
-    first = iterations["iteration"] == 1
-    assert iterations.loc[first, ["contraction", "remaining_chi2"]].isna().all().all()
-    assert (iterations.loc[~first, "contraction"] >= 0).all() and (
-        iterations.loc[~first, "remaining_chi2"] >= 0
+    # the estimate without the truth: the last iteration is its reference, and every iteration has one
+    last = iterations.groupby("method")["iteration"].transform("max") == iterations["iteration"]
+    assert (iterations.loc[last, "chi2_to_last"] == 0).all() and (
+        iterations.loc[~last, "chi2_to_last"] > 0
     ).all()
+    assert np.isfinite(iterations["estimated_chi2"].to_numpy(float)).all()
+    for method, rows in iterations.groupby("method"):
+        total = rows.groupby("iteration")["estimated_chi2"].sum()
+        suggested = unfold_tiny_result.suggested_iterations[method]
+        assert suggested is None or total.loc[suggested] == total.min()
 
 
 def test_closure_returns_the_mc_truth_with_a_hartlap_corrected_covariance():

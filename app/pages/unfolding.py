@@ -182,8 +182,9 @@ def _plots_view(plots: Any, ncols: int) -> pn.viewable.Viewable:
 
 
 def validation_plot(curves: pd.DataFrame, shown: list[tuple[str, str]]) -> pn.GridBox:
-    """Bias and change per iteration (``curves`` of :func:`~numl_core.unfold.validation.validation_curves`),
-    the ``shown`` panels (:func:`~numl_core.unfold.figures.validation_panels`) of
+    """Bias per iteration and its estimate without the truth (``curves`` of
+    :func:`~numl_core.unfold.validation.validation_curves`), the ``shown`` panels
+    (:func:`~numl_core.unfold.figures.validation_panels`) of
     :func:`~numl_core.unfold.figures.validation_figure`: one line per method and distribution (dashed
     IBU), a dotted line at 1."""
     use_bokeh()
@@ -341,6 +342,8 @@ class UnfoldingResults(pn.viewable.Viewer):
         for method, n in result.suggested_iterations.items():
             stop = f"stop at iteration {n}" if n is not None else "not converged: iterate more"
             parts.append(f"{names.get(method, method)}: {stop}")
+        if not result.suggested_iterations and not result.iterations.empty:
+            parts.append("no stopping suggestion (needs two iterations or more and throws)")
         if np.isfinite(result.seconds):
             parts.append(f"{result.seconds:.1f} s")
         return "**Result:** " + ", ".join(parts)
@@ -469,10 +472,10 @@ class UnfoldingResults(pn.viewable.Viewer):
             "the throws, which carries the truth's own fluctuation; `p_value` and `p_closure` are their "
             "p-values. **Per iteration:** χ²/ndof against the truth (the bias) with each iteration's "
             "covariance, which widens with the iterations, and with the last iteration's for all of them, "
-            "which falls only where the result moves towards the truth; and the stopping rule: the "
-            "larger of the change from the previous iteration and half the bias still left, projected from "
-            "how fast the steps shrink, over √(2 ndof)/2; below the dotted line at 1, more iterations stop "
-            "helping."
+            "which falls only where the result moves towards the truth; and that last χ² estimated "
+            "without the truth (real data too): how far each iteration lies from the last beyond what the "
+            "throws' noise explains, plus its own noise. The suggested iteration is where that estimate, "
+            "summed over the distributions, is smallest; it takes the last iteration as unbiased."
         )
         parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
         curves = validation_curves(iterations)

@@ -326,7 +326,7 @@ def weights_figure(result: UnfoldResult, bins: int = 60) -> Figure:
 VALIDATION_PANELS = (
     ("bias_per_ndof", r"$\chi^2$ against the truth / ndof"),
     ("bias_fixed_per_ndof", r"$\chi^2$ against the truth, last iteration's covariance / ndof"),
-    ("stop_over_threshold", r"stopping statistic: max(change, remaining / 2) / threshold"),
+    ("estimated_per_ndof", r"$\chi^2$ against the truth estimated without it / ndof"),
 )
 
 
@@ -340,10 +340,10 @@ def validation_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
 def validation_figure(result: UnfoldResult) -> Figure:
     """Bias and the stopping rule per iteration, one panel each of :func:`validation_panels`: chi2 against
     the truth per ndof with each iteration's covariance and with the last iteration's (one metric for
-    all iterations, so it falls only where the result moves towards the truth), and the stopping rule's
-    statistic, the larger of the change between iterations and half the remaining bias it projects, over
-    the stopping threshold (from the second iteration; below the dotted line at 1 more iterations stop
-    helping); one line per distribution, solid OmniFold, dashed IBU."""
+    all iterations, so it falls only where the result moves towards the truth), and the latter estimated
+    from the data and throws alone (:func:`~numl_core.unfold.validation.estimated_chi2`), whose summed
+    minimum is the suggested iteration; one line per distribution, solid OmniFold, dashed IBU, a dotted
+    line at 1."""
     if result.iterations.empty:
         raise ValueError("this result holds no per-iteration validation")
     curves = validation_curves(result.iterations)

@@ -38,14 +38,15 @@ class UnfoldResult(Result):
     - ``iterations`` (:func:`numl_core.unfold.validation.iteration_rows`): per distribution, method and
       iteration (1-based), ``chi2_truth`` (the bias, with that iteration's covariance),
       ``chi2_truth_fixed`` (the same with the last iteration's covariance, one metric for all
-      iterations), ``change_chi2`` (the change from the previous iteration), with ``ndof``, and from
-      the second iteration the steps' ``contraction`` and the ``remaining_chi2`` it projects.
+      iterations), ``change_chi2`` (the change from the previous iteration), with ``ndof``,
+      ``chi2_to_last`` (against the last iteration, in its metric) and ``estimated_chi2`` (the
+      fixed-metric chi2 against the truth estimated without it; NaN without throws).
 
     Arrays and numbers: ``weights`` (N_mc,) float32 final per-event weights of the MC (prior x push);
     ``xsec_scale`` cm^2/nucleon per event; ``n_mc`` and ``n_data`` events in the two halves; ``seconds``
     of wall time; ``converged_at`` the first OmniFold iteration (0-based) whose change fell below the
-    trial spread, None if none did; ``suggested_iterations`` per method the first iteration whose change
-    and projected remaining bias are below their thresholds in every distribution
+    trial spread, None if none did; ``suggested_iterations`` per method the iteration with the smallest
+    ``estimated_chi2`` summed over the distributions, None for "iterate more"
     (:func:`numl_core.unfold.validation.suggested_iterations`).
     Real data (no truth) leave ``chi2_table`` empty and ``chi2`` / ``chi2_truth`` / ``chi2_truth_fixed``
     None.

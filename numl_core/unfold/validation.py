@@ -1,7 +1,7 @@
 """Calibration of an unfolding: is the covariance right, does the result recover the truth, and after
 how many iterations does more unfolding stop helping?
 
-Three checks, each per method and distribution, all on the bins of
+Four checks, each per method and distribution, all on the bins of
 :func:`~numl_core.unfold.compare.used_bins`:
 
 - **chi2 against the truth** (fake data only): :func:`~numl_core.unfold.compare.chi2_of`, with the
@@ -15,22 +15,17 @@ Three checks, each per method and distribution, all on the bins of
 - **the covariance check**: each throw's result against the mean and covariance of the other throws
   (:func:`~numl_core.stats.leave_one_out_chi2`); the mean over throws divided by ``ndof`` is 1 when
   the throws scatter as their covariance says, above 1 with outliers or heavy tails;
-- **bias per iteration**: the chi2 against the truth after each iteration, and the data-driven
-  **change** between iterations, chi2 of (result_i - result_(i-1)) with the covariance of result_i. The
-  steps of an iteration that converges geometrically shrink by a factor rho each (:func:`contraction`,
-  from the last two steps), so the bias still left after iteration i is about step_i rho / (1 - rho)
-  (:func:`remaining_chi2`). The suggested number of iterations is the first (from the second, where a
-  rate is known) at which, in every distribution, the change is below :func:`change_threshold`, half
-  the standard deviation sqrt(2 ndof) of a chi2 with ``ndof`` degrees of freedom (this iteration did
-  little), and the remaining bias is below the whole standard deviation (all later iterations together
-  would lower the chi2 against the truth by less than its own statistical spread). Steps made of noise
-  (a retrained classifier's) do not line up, rho is about 0 and the change decides; a slow convergence
-  (rho near 1) is not taken for converged because one step is small.
-
-  The chi2 against the truth after iteration i uses iteration i's covariance, which grows with the
-  iterations, so it falls even where the result stands still. ``chi2_truth_fixed`` measures every
-  iteration in one metric, the last iteration's covariance: it falls only where the result moves
-  towards the truth, and rises where the iterations fit the data's own fluctuations.
+- **bias per iteration**: the chi2 against the truth after each iteration, with that iteration's
+  covariance (``chi2_truth``) and with the last iteration's (``chi2_truth_fixed``: one metric for every
+  iteration, so it falls only where the result moves towards the truth and rises where the iterations
+  fit the data's own fluctuations), and the **change** from the previous iteration.
+- **when to stop** (:func:`estimated_chi2`, needs no truth): the chi2 against the truth in the last
+  iteration's metric, estimated from the data and the throws alone if the last iteration is unbiased,
+  the distance of each iteration from the last less the part of it the throws' noise explains, plus the
+  noise of the iteration itself. The suggested number of iterations is the one with the smallest
+  estimate summed over the distributions (:func:`suggested_iterations`). It trades the bias that more
+  iterations remove against the noise they add, the trade the fixed-metric chi2 measures; what it cannot
+  see is a bias the last iteration still has.
 
 Tables are long format; see :class:`~numl_core.unfold.result.UnfoldResult`.
 """
@@ -42,15 +37,6 @@ import pandas as pd
 
 from numl_core.stats import Chi2, covariance_from_replicas, leave_one_out_chi2
 from numl_core.unfold.compare import Unfolded, chi2_of
-
-
-def change_threshold(ndof: np.ndarray | float) -> np.ndarray | float:
-    """Change chi2 below which one more iteration stops helping: sqrt(2 ndof) / 2.
-
-    >>> round(float(change_threshold(14)), 3), round(float(change_threshold(58)), 3)
-    (2.646, 5.385)
-    """
-    return np.sqrt(2.0 * np.asarray(ndof, float)) / 2.0
 
 
 def covariance_check(estimate: Unfolded, used: np.ndarray) -> float | None:
@@ -114,35 +100,37 @@ def calibration_rows(
     return rows
 
 
-def contraction(step: np.ndarray, previous: np.ndarray, cov: np.ndarray) -> float:
-    """Factor rho >= 0 by which ``previous`` (B,), one iteration's step, shrank into ``step`` (B,): the
-    least-squares rho of step = rho previous in the metric of ``cov`` (B, B; pseudo-inverse), 0 when
-    the steps point apart (noise).
-
-    >>> contraction(np.array([0.5, 0.25]), np.array([1.0, 0.5]), np.eye(2))
-    0.5
-    >>> contraction(np.array([-1.0, 0.0]), np.array([1.0, 0.0]), np.eye(2))
-    0.0
-    """
-    inverse = np.linalg.pinv(np.asarray(cov, float))
-    norm = float(previous @ inverse @ previous)
-    return max(float(step @ inverse @ previous) / norm, 0.0) if norm > 0 else 0.0
-
-
-def remaining_chi2(change_chi2: float, rho: float) -> float:
-    """chi2 of the bias still left after a step of chi2 ``change_chi2`` if every later step shrinks by
-    ``rho``: the steps sum to step rho / (1 - rho), so change (rho / (1 - rho))^2; infinite for rho >= 1
-    (no convergence in sight).
-
-    >>> remaining_chi2(2.0, 0.5), round(remaining_chi2(2.0, 0.8), 6), remaining_chi2(2.0, 1.0)
-    (2.0, 32.0, inf)
-    """
-    return change_chi2 * (rho / (1.0 - rho)) ** 2 if rho < 1.0 else float("inf")
-
-
 def in_metric(estimate: Unfolded, metric: Unfolded) -> Unfolded:
     """``estimate``'s result with ``metric``'s covariance (and throws, for the correction of its inverse)."""
     return Unfolded(estimate.nominal, metric.cov, metric.throws)
+
+
+def estimated_chi2(per_iteration: list[Unfolded], used: np.ndarray) -> list[float] | None:
+    """Per iteration i, the chi2 against the truth in the last iteration's metric (``chi2_truth_fixed``)
+    estimated without the truth, on the ``used`` bins, if the last iteration N is unbiased:
+
+        (u_i - u_N)^T W (u_i - u_N)  -  tr(W Cov(u_i - u_N))  +  tr(W Cov(u_i))
+
+    with W the last iteration's corrected inverse covariance. The first term is the chi2 of iteration i
+    against the last; the second is what the throws' noise alone gives it (the throws are the same
+    ensemble members at every iteration, so their differences carry it); the third is the noise of
+    iteration i alone against the truth. Each trace is a leave-one-throw-out mean
+    (:func:`~numl_core.stats.leave_one_out_chi2` with the last iteration's throws as the metric), free of
+    the bias of measuring the throws in a covariance built from themselves; at the last iteration the
+    estimate is that check's mean, about ``ndof``. Unbiased, so it can fall below the noise term where
+    the data sit closer to the prior than their noise says. None with one iteration (nothing to weigh)
+    or without throws (a covariance built from parts)."""
+    last = per_iteration[-1]
+    if len(per_iteration) < 2 or any(e.throws is None for e in per_iteration):
+        return None
+    metric = last.throws[:, used]
+    out = []
+    for estimate in per_iteration[:-1]:
+        apart = chi2_of(in_metric(estimate, last), last.nominal, used).chi2
+        noise_apart = leave_one_out_chi2((estimate.throws - last.throws)[:, used], metric, "auto").mean()
+        noise = leave_one_out_chi2(estimate.throws[:, used], metric, "auto").mean()
+        out.append(float(apart - noise_apart + noise))
+    return [*out, float(leave_one_out_chi2(metric, method="auto").mean())]
 
 
 def iteration_rows(
@@ -153,20 +141,16 @@ def iteration_rows(
     truth: np.ndarray | None,
     used: np.ndarray,
 ) -> list[dict]:
-    """One row per iteration (1-based): chi2 against the truth (None for real data), the change from
-    the previous iteration's result (the ``prior`` before the first), both with this iteration's
-    covariance, on the ``used`` bins; ``chi2_truth_fixed``, the chi2 against the truth with the last
-    iteration's covariance (one metric for every iteration); from the second iteration on the
-    ``contraction`` of the step and the ``remaining_chi2`` it projects (NaN at the first: one step shows
-    no rate)."""
-    last = per_iteration[-1] if per_iteration else None
-    rows, previous, last_step = [], prior, None
-    for i, estimate in enumerate(per_iteration, start=1):
+    """One row per iteration (1-based) on the ``used`` bins: chi2 against the truth with this iteration's
+    covariance (``chi2_truth``) and with the last iteration's (``chi2_truth_fixed``), both None for real
+    data; the ``change_chi2`` from the previous iteration's result (the ``prior`` before the first), with
+    this iteration's covariance; ``chi2_to_last``, the chi2 against the last iteration in its metric; and
+    the ``estimated_chi2`` of :func:`estimated_chi2` (NaN without throws)."""
+    last = per_iteration[-1]
+    estimated = estimated_chi2(per_iteration, used) or [np.nan] * len(per_iteration)
+    rows, previous = [], prior
+    for i, (estimate, guess) in enumerate(zip(per_iteration, estimated, strict=True), start=1):
         change = chi2_of(estimate, previous, used)
-        step = (estimate.nominal - previous)[used]
-        rho = np.nan
-        if last_step is not None:
-            rho = contraction(step, last_step, estimate.cov[np.ix_(used, used)])
         rows.append(
             {
                 "distribution": name,
@@ -178,68 +162,61 @@ def iteration_rows(
                 else chi2_of(in_metric(estimate, last), truth, used).chi2,
                 "change_chi2": change.chi2,
                 "ndof": change.ndof,
-                "contraction": rho,
-                "remaining_chi2": np.nan if np.isnan(rho) else remaining_chi2(change.chi2, rho),
+                "chi2_to_last": chi2_of(in_metric(estimate, last), last.nominal, used).chi2,
+                "estimated_chi2": guess,
             }
         )
-        previous, last_step = estimate.nominal, step
+        previous = estimate.nominal
     return rows
 
 
-def stop_statistic(iterations: pd.DataFrame) -> np.ndarray:
-    """Per row, the stopping rule's statistic: the larger of the change and half the remaining bias it
-    projects, over :func:`change_threshold`; below 1 where one may stop (NaN at the first iteration,
-    where no rate is known). Results stored before the rule projected the remaining bias hold no
-    ``remaining_chi2``: their statistic is the change alone."""
-    change = iterations["change_chi2"].to_numpy(float)
-    threshold = change_threshold(iterations["ndof"].to_numpy(float))
-    if "remaining_chi2" not in iterations:
-        return change / threshold
-    remaining = iterations["remaining_chi2"].to_numpy(float)
-    larger = np.where(np.isnan(remaining), np.nan, np.fmax(change, remaining / 2.0))
-    return larger / threshold
-
-
 def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
-    """Per method, the first iteration whose :func:`stop_statistic` is below 1 in every distribution: the
-    change below :func:`change_threshold` and the projected remaining bias below twice that (None if
-    none is: iterate more).
+    """Per method, the iteration with the smallest ``estimated_chi2`` summed over the distributions
+    (:func:`estimated_chi2`); None ("iterate more") when that is the last iteration and the estimate
+    still fell there by more than the spread sqrt(2 ndof) of the summed chi2 (ndof summed too), since
+    the estimate takes the last iteration as unbiased. Methods with one iteration or without an estimate
+    (no throws, or results stored before it) get no suggestion.
 
-    >>> t = pd.DataFrame({"method": "ibu", "distribution": ["a", "a", "a", "b", "b", "b"], "ndof": 14,
-    ...                   "iteration": [1, 2, 3] * 2, "change_chi2": [9.0, 2.0, 0.5, 0.2, 0.1, 0.1],
-    ...                   "remaining_chi2": [np.nan, 8.0, 0.5, np.nan, 0.0, 0.0]})
-    >>> suggested_iterations(t)
-    {'ibu': 3}
+    >>> t = pd.DataFrame({"method": "ibu", "distribution": ["a"] * 3 + ["b"] * 3, "ndof": 8,
+    ...                   "iteration": [1, 2, 3] * 2, "estimated_chi2": [30, 12, 9, 9, 7, 8.0]})
+    >>> suggested_iterations(t), suggested_iterations(t.assign(estimated_chi2=[30, 20, 2, 9, 9, 8.0]))
+    ({'ibu': 3}, {'ibu': None})
     """
-    if iterations.empty:
+    if "estimated_chi2" not in iterations:
         return {}
-    below = stop_statistic(iterations) < 1.0
     out: dict[str, int | None] = {}
-    for method, rows in iterations.assign(below=below).groupby("method", sort=False):
-        stops = rows.groupby("iteration")["below"].all()
-        first = stops.index[stops.to_numpy()]
-        out[str(method)] = int(first[0]) if len(first) else None
+    for method, rows in iterations.groupby("method", sort=False):
+        estimate = pd.to_numeric(rows["estimated_chi2"], errors="coerce")
+        if estimate.isna().any() or rows["iteration"].nunique() < 2:
+            continue
+        total = estimate.groupby(rows["iteration"]).sum()
+        spread = np.sqrt(2.0 * rows.groupby("distribution")["ndof"].first().sum())
+        best = int(total.idxmin())
+        still_falling = float(total.iloc[-2] - total.iloc[-1]) > spread
+        out[str(method)] = None if best == int(total.index[-1]) and still_falling else best
     return out
 
 
 def validation_curves(iterations: pd.DataFrame) -> pd.DataFrame:
-    """What the Validation view draws, per method, distribution and iteration: ``bias_per_ndof`` (chi2
-    against the truth / ndof; NaN for real data), ``bias_fixed_per_ndof`` (the same with the last
-    iteration's covariance; NaN also for results stored before it was kept) and ``stop_over_threshold``
-    (:func:`stop_statistic`; below 1, one more iteration stops helping; NaN, not drawn, at the first
-    iteration and where the steps do not shrink).
+    """What the Validation view draws, per method, distribution and iteration, each chi2 over ndof:
+    ``bias_per_ndof`` (against the truth, each iteration's covariance), ``bias_fixed_per_ndof`` (the
+    last iteration's) and ``estimated_per_ndof`` (:func:`estimated_chi2`, the latter estimated without
+    the truth). NaN where a result does not hold it: no truth for real data, no estimate without throws
+    or in results stored before it.
 
     >>> t = pd.DataFrame({"method": "ibu", "distribution": "a", "iteration": [1, 2], "ndof": 2,
-    ...                   "chi2_truth": [4.0, 2.0], "change_chi2": [1.0, 0.5],
-    ...                   "remaining_chi2": [np.nan, 2.0]})
-    >>> validation_curves(t)[["bias_per_ndof", "stop_over_threshold"]].to_numpy().round(2).tolist()
-    [[2.0, nan], [1.0, 1.0]]
+    ...                   "chi2_truth": [4.0, 2.0], "estimated_chi2": [3.0, 2.5]})
+    >>> shown = ["bias_per_ndof", "bias_fixed_per_ndof", "estimated_per_ndof"]
+    >>> validation_curves(t)[shown].to_numpy().tolist()
+    [[2.0, nan, 1.5], [1.0, nan, 1.25]]
     """
     out = iterations[["method", "distribution", "iteration"]].copy()
     ndof = iterations["ndof"].to_numpy(float)
-    out["bias_per_ndof"] = pd.to_numeric(iterations["chi2_truth"], errors="coerce").to_numpy(float) / ndof
-    fixed = iterations.get("chi2_truth_fixed", pd.Series(np.nan, index=iterations.index))
-    out["bias_fixed_per_ndof"] = pd.to_numeric(fixed, errors="coerce").to_numpy(float) / ndof
-    stop = stop_statistic(iterations)
-    out["stop_over_threshold"] = np.where(np.isfinite(stop), stop, np.nan)
+    for column, source in (
+        ("bias_per_ndof", "chi2_truth"),
+        ("bias_fixed_per_ndof", "chi2_truth_fixed"),
+        ("estimated_per_ndof", "estimated_chi2"),
+    ):
+        values = iterations.get(source, pd.Series(np.nan, index=iterations.index))
+        out[column] = pd.to_numeric(values, errors="coerce").to_numpy(float) / ndof
     return out
