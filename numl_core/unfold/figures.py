@@ -341,9 +341,9 @@ def validation_figure(result: UnfoldResult) -> Figure:
     """Bias and the stopping rule per iteration, one panel each of :func:`validation_panels`: chi2 against
     the truth per ndof with each iteration's covariance and with the last iteration's (one metric for
     all iterations, so it falls only where the result moves towards the truth), and the latter estimated
-    from the data and throws alone (:func:`~numl_core.unfold.validation.estimated_chi2`), whose summed
-    minimum is the suggested iteration; one line per distribution, solid OmniFold, dashed IBU, a dotted
-    line at 1."""
+    from the data and throws alone (``estimated_chi2`` of
+    :func:`~numl_core.unfold.validation.iteration_rows`), whose summed minimum is the suggested
+    iteration; one line per distribution, solid OmniFold, dashed IBU, a dotted line at 1."""
     if result.iterations.empty:
         raise ValueError("this result holds no per-iteration validation")
     curves = validation_curves(result.iterations)

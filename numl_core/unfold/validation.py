@@ -19,13 +19,14 @@ Four checks, each per method and distribution, all on the bins of
   covariance (``chi2_truth``) and with the last iteration's (``chi2_truth_fixed``: one metric for every
   iteration, so it falls only where the result moves towards the truth and rises where the iterations
   fit the data's own fluctuations), and the **change** from the previous iteration.
-- **when to stop** (:func:`estimated_chi2`, needs no truth): the chi2 against the truth in the last
-  iteration's metric, estimated from the data and the throws alone if the last iteration is unbiased,
-  the distance of each iteration from the last less the part of it the throws' noise explains, plus the
-  noise of the iteration itself. The suggested number of iterations is the one with the smallest
-  estimate summed over the distributions (:func:`suggested_iterations`). It trades the bias that more
-  iterations remove against the noise they add, the trade the fixed-metric chi2 measures; what it cannot
-  see is a bias the last iteration still has.
+- **when to stop** (``estimated_chi2`` of :func:`iteration_rows`, needs no truth): the chi2 against
+  the truth in the last iteration's metric, estimated from the data and the throws alone if the last
+  iteration is unbiased: the distance of each iteration from the last, less the part of it the throws'
+  noise explains, plus the noise of the iteration itself (:func:`noise_terms`). The suggested number of
+  iterations is the one with the smallest estimate summed over the distributions
+  (:func:`suggested_iterations`). It trades the bias that more iterations remove against the noise
+  they add, the trade the fixed-metric chi2 measures; what it cannot see is a bias the last iteration
+  still has.
 
 Tables are long format; see :class:`~numl_core.unfold.result.UnfoldResult`.
 """
@@ -105,31 +106,31 @@ def in_metric(estimate: Unfolded, metric: Unfolded) -> Unfolded:
     return Unfolded(estimate.nominal, metric.cov, metric.throws)
 
 
-def estimated_chi2(per_iteration: list[Unfolded], used: np.ndarray) -> list[float] | None:
-    """Per iteration i, the chi2 against the truth in the last iteration's metric (``chi2_truth_fixed``)
-    estimated without the truth, on the ``used`` bins, if the last iteration N is unbiased:
+def noise_terms(per_iteration: list[Unfolded], used: np.ndarray) -> list[float] | None:
+    """Per iteration i, on the ``used`` bins, what the estimate of the chi2 against the truth in the last
+    iteration's metric (``estimated_chi2`` of :func:`iteration_rows`) adds to ``chi2_to_last``, the chi2
+    of iteration i against the last iteration N. If N is unbiased, that chi2 against the truth is
 
         (u_i - u_N)^T W (u_i - u_N)  -  tr(W Cov(u_i - u_N))  +  tr(W Cov(u_i))
 
-    with W the last iteration's corrected inverse covariance. The first term is the chi2 of iteration i
-    against the last; the second is what the throws' noise alone gives it (the throws are the same
-    ensemble members at every iteration, so their differences carry it); the third is the noise of
-    iteration i alone against the truth. Each trace is a leave-one-throw-out mean
+    with W the last iteration's corrected inverse covariance; this returns the last two terms. The
+    first of them is what the throws' noise alone gives the distance to the last iteration (the throws
+    are the same ensemble members at every iteration, so their differences carry it); the second is the
+    noise of iteration i alone against the truth. Each trace is a leave-one-throw-out mean
     (:func:`~numl_core.stats.leave_one_out_chi2` with the last iteration's throws as the metric), free of
     the bias of measuring the throws in a covariance built from themselves; at the last iteration the
-    estimate is that check's mean, about ``ndof``. Unbiased, so it can fall below the noise term where
-    the data sit closer to the prior than their noise says. None with one iteration (nothing to weigh)
-    or without throws (a covariance built from parts)."""
+    estimate is that check's mean, about ``ndof``. The estimate is unbiased, so it can fall below the
+    noise term where the data sit closer to the prior than their noise says. None with one iteration
+    (nothing to weigh) or without throws (a covariance built from parts)."""
     last = per_iteration[-1]
     if len(per_iteration) < 2 or any(e.throws is None for e in per_iteration):
         return None
     metric = last.throws[:, used]
     out = []
     for estimate in per_iteration[:-1]:
-        apart = chi2_of(in_metric(estimate, last), last.nominal, used).chi2
         noise_apart = leave_one_out_chi2((estimate.throws - last.throws)[:, used], metric, "auto").mean()
         noise = leave_one_out_chi2(estimate.throws[:, used], metric, "auto").mean()
-        out.append(float(apart - noise_apart + noise))
+        out.append(float(noise - noise_apart))
     return [*out, float(leave_one_out_chi2(metric, method="auto").mean())]
 
 
@@ -145,12 +146,14 @@ def iteration_rows(
     covariance (``chi2_truth``) and with the last iteration's (``chi2_truth_fixed``), both None for real
     data; the ``change_chi2`` from the previous iteration's result (the ``prior`` before the first), with
     this iteration's covariance; ``chi2_to_last``, the chi2 against the last iteration in its metric; and
-    the ``estimated_chi2`` of :func:`estimated_chi2` (NaN without throws)."""
+    ``estimated_chi2``, the chi2 against the truth in that metric estimated without the truth,
+    ``chi2_to_last`` plus :func:`noise_terms` (NaN without throws)."""
     last = per_iteration[-1]
-    estimated = estimated_chi2(per_iteration, used) or [np.nan] * len(per_iteration)
+    noise = noise_terms(per_iteration, used) or [np.nan] * len(per_iteration)
     rows, previous = [], prior
-    for i, (estimate, guess) in enumerate(zip(per_iteration, estimated, strict=True), start=1):
+    for i, (estimate, added) in enumerate(zip(per_iteration, noise, strict=True), start=1):
         change = chi2_of(estimate, previous, used)
+        to_last = chi2_of(in_metric(estimate, last), last.nominal, used).chi2
         rows.append(
             {
                 "distribution": name,
@@ -162,8 +165,8 @@ def iteration_rows(
                 else chi2_of(in_metric(estimate, last), truth, used).chi2,
                 "change_chi2": change.chi2,
                 "ndof": change.ndof,
-                "chi2_to_last": chi2_of(in_metric(estimate, last), last.nominal, used).chi2,
-                "estimated_chi2": guess,
+                "chi2_to_last": to_last,
+                "estimated_chi2": to_last + added,
             }
         )
         previous = estimate.nominal
@@ -172,7 +175,7 @@ def iteration_rows(
 
 def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
     """Per method, the iteration with the smallest ``estimated_chi2`` summed over the distributions
-    (:func:`estimated_chi2`); None ("iterate more") when that is the last iteration and the estimate
+    (:func:`iteration_rows`); None ("iterate more") when that is the last iteration and the estimate
     still fell there by more than the spread sqrt(2 ndof) of the summed chi2 (ndof summed too), since
     the estimate takes the last iteration as unbiased. Methods with one iteration or without an estimate
     (no throws, or results stored before it) get no suggestion.
@@ -200,7 +203,7 @@ def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
 def validation_curves(iterations: pd.DataFrame) -> pd.DataFrame:
     """What the Validation view draws, per method, distribution and iteration, each chi2 over ndof:
     ``bias_per_ndof`` (against the truth, each iteration's covariance), ``bias_fixed_per_ndof`` (the
-    last iteration's) and ``estimated_per_ndof`` (:func:`estimated_chi2`, the latter estimated without
+    last iteration's) and ``estimated_per_ndof`` (``estimated_chi2``, the latter estimated without
     the truth). NaN where a result does not hold it: no truth for real data, no estimate without throws
     or in results stored before it.
 
