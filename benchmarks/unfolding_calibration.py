@@ -21,6 +21,7 @@ from numl_core.jobs import Progress
 from numl_core.stats import Chi2
 from numl_core.unfold.config import DISTRIBUTIONS
 from numl_core.unfold.result import UnfoldResult
+from numl_core.unfold.validation import equally_good_iterations
 from numl_core.unfold.workflow import UnfoldingConfig, run_unfolding
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,13 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
 
     ``agrees_fixed_metric`` is :func:`agrees_with` on the chi2 with the last iteration's covariance for
     every iteration (``chi2_truth_fixed``), which falls only where the result moves towards the truth.
+
+    ``equally_good_iterations`` are those the estimate cannot rank against the suggestion
+    (:func:`~numl_core.unfold.validation.equally_good_iterations`); ``equally_good_agree_fixed_metric``
+    says whether one of them agrees with the fixed-metric chi2 as ``agrees_fixed_metric`` judges.
     """
     out = {}
+    alike = equally_good_iterations(result.iterations)
     for method, rows in result.iterations.groupby("method", sort=False):
         sums = rows.groupby("iteration")[["chi2_truth", "chi2_truth_fixed"]].sum()
         total, fixed = sums["chi2_truth"], sums["chi2_truth_fixed"]
@@ -197,6 +203,10 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
             "chi2_fixed_metric_min": float(fixed.min()),
             "iteration_of_min_fixed_metric": int(fixed.idxmin()),
             "agrees_fixed_metric": agrees_with(fixed, suggested, spread),
+            "equally_good_iterations": alike.get(str(method)),
+            "equally_good_agree_fixed_metric": any(
+                agrees_with(fixed, i, spread) for i in alike.get(str(method), [])
+            ),
         }
     return out
 

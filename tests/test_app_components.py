@@ -710,6 +710,8 @@ def test_unfolding_result_view_renders_every_tab() -> None:
     assert view.distribution.options == ["dpt", "muon_p_cos"]
     assert "1000 MC events" in view.summary.object
     assert "OmniFold: stop at iteration 2" in view.summary.object
+    # estimates 22, 14 and 12.7 with a spread of sqrt(2 x 4) = 2.8: iterations 2 and 3 are alike
+    assert "(iterations 2–3 alike within the estimate's spread)" in view.summary.object
     assert "IBU: not converged: iterate more" in view.summary.object
     for name in view.distribution.options:
         view.distribution.value = name

@@ -212,3 +212,21 @@ def test_stopping_check_in_the_fixed_metric_follows_the_result_not_its_widening_
     assert (more["agrees_fixed_metric"], more["agrees"]) == (False, True)
     assert first["iteration_of_min_fixed_metric"] == 1 and first["chi2_fixed_metric_at_suggested"] == 6.0
     assert more["chi2_fixed_metric_at_suggested"] is None and more["chi2_fixed_metric_min"] == 6.0
+
+
+def test_stopping_check_judges_the_iterations_the_estimate_cannot_rank():
+    # the estimate (taking the last iteration as unbiased) is smallest at 2 and within the spread 4 at 3,
+    # while the chi2 against the truth still falls by 8 at the last iteration
+    iterations = pd.DataFrame(
+        {"method": "omnifold", "distribution": "dpt", "ndof": 8, "iteration": [1, 2, 3],
+         "chi2_truth": [100.0, 60.0, 52.0], "chi2_truth_fixed": [100.0, 60.0, 52.0],
+         "estimated_chi2": [30.0, 12.0, 14.0]}
+    )  # fmt: skip
+    result = SimpleNamespace(iterations=iterations, suggested_iterations={"omnifold": 2})
+    check = unfolding_calibration.stopping_check(result)["omnifold"]
+    assert check["equally_good_iterations"] == [2, 3]
+    assert not check["agrees_fixed_metric"] and check["equally_good_agree_fixed_metric"]
+    # an estimate that rises at once leaves the suggestion alone, which then does not agree either
+    result.iterations = iterations.assign(estimated_chi2=[30.0, 12.0, 20.0])
+    check = unfolding_calibration.stopping_check(result)["omnifold"]
+    assert check["equally_good_iterations"] == [2] and not check["equally_good_agree_fixed_metric"]

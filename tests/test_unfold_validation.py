@@ -6,7 +6,8 @@
 - The chi2 against the truth estimated without it, on an iterated toy whose bias shrinks while its noise
   grows: over repeats its mean is that of the chi2 against the truth in the same metric, at every
   iteration; the stopping rule at its minimum stops at once where the prior is the truth and waits where
-  a bias is removed slowly.
+  a bias is removed slowly; where the last iteration keeps a bias, the estimate's blind spot, it stops
+  too early, and the iterations it cannot rank against its choice hold the better ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from numl_core.stats import covariance_from_replicas, hartlap_factor
 from numl_core.unfold.compare import Unfolded, chi2_of
 from numl_core.unfold.validation import (
     closure_chi2,
+    equally_good_iterations,
     iteration_rows,
     suggested_iterations,
     validation_curves,
@@ -158,6 +160,32 @@ def test_stopping_rule_waits_while_iterations_remove_a_bias():
     # = 21 against a spread of 4.5, so the last iteration is not taken as the answer: iterate more
     short = _rows(_iterated(rng, 2 * bias0, shrink, growth, 2, bins), None, "omnifold")
     assert suggested_iterations(short) == {"omnifold": None}
+
+
+def test_where_the_last_iteration_keeps_a_bias_the_alike_iterations_hold_the_best():
+    rng = np.random.default_rng(8)
+    bins, iterations, repeats = 40, 6, 60
+    bias0, shrink, growth = 3.0, 0.85, 0.3
+    i = np.arange(1, iterations + 1)
+    # the bias still falls at the last iteration (by 0.17 per bin) while its noise grows (by 0.3): in the
+    # last iteration's metric the expected chi2 falls 120, 96, 80, 70, 63.5, 60.5 (spread 8.9), while
+    # the estimate, which takes the last iteration as unbiased, has its minimum at iteration 3 or 4
+    expected = bins * ((bias0 * shrink**i) ** 2 + 1.0 + growth * (i - 1)) / (1.0 + growth * (iterations - 1))
+    spread, best = np.sqrt(2 * bins), int(expected.argmin()) + 1
+    agrees, covered = 0, 0
+    for _ in range(repeats):
+        rows = _rows(_iterated(rng, bias0, shrink, growth, iterations, bins), np.zeros(bins), "omnifold")
+        suggested = suggested_iterations(rows)["omnifold"]
+        alike = equally_good_iterations(rows)["omnifold"]
+        assert suggested in alike and alike == sorted(alike)
+        agrees += suggested is not None and expected[suggested - 1] <= expected.min() + spread
+        covered += best in alike
+    # the blind spot the docs state: the suggestion alone rarely reaches the best iteration here (in
+    # none of the 60 toys at this seed) ...
+    assert agrees <= 0.2 * repeats, agrees
+    # ... while the iterations the estimate cannot rank against it hold it in most toys (52 of 60 at
+    # this seed; 45 is 2.7 binomial standard deviations below that)
+    assert covered >= 0.75 * repeats, covered
 
 
 def test_no_suggestion_without_throws_or_from_results_stored_before_the_estimate():

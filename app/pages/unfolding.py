@@ -30,7 +30,7 @@ from numl_core.unfold import figures
 from numl_core.unfold.config import UnfoldingConfig
 from numl_core.unfold.figures import DIAGNOSTICS, events_density_label, per_unit, variable_label
 from numl_core.unfold.result import UnfoldResult
-from numl_core.unfold.validation import validation_curves
+from numl_core.unfold.validation import equally_good_iterations, validation_curves
 
 #: Smaller than the workflow's defaults so that a run from the dashboard takes about a minute on a laptop.
 APP_DEFAULTS = UnfoldingConfig.preset_values("quick look")
@@ -255,6 +255,17 @@ def _first_one_dimensional(histograms: pd.DataFrame, options: list[str]) -> str:
     return next((o for o in options if o not in two_d), options[0])
 
 
+def _span_text(iterations: list[int]) -> str:
+    """Iterations as text, a run of consecutive ones as a range.
+
+    >>> _span_text([2, 3, 4, 5]), _span_text([1, 3])
+    ('iterations 2–5', 'iterations 1, 3')
+    """
+    if iterations == list(range(iterations[0], iterations[-1] + 1)):
+        return f"iterations {iterations[0]}–{iterations[-1]}"
+    return "iterations " + ", ".join(map(str, iterations))
+
+
 # -- the results view -------------------------------------------------------------------------------
 class UnfoldingResults(pn.viewable.Viewer):
     """Tabs of an unfolding result: distributions, T2K, diagnostics, chi2, export.
@@ -339,8 +350,12 @@ class UnfoldingResults(pn.viewable.Viewer):
     def _summary_text(result: UnfoldResult) -> str:
         parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
         names = {"omnifold": "OmniFold", "ibu": "IBU"}
+        alike = equally_good_iterations(result.iterations) if not result.iterations.empty else {}
         for method, n in result.suggested_iterations.items():
             stop = f"stop at iteration {n}" if n is not None else "not converged: iterate more"
+            span = alike.get(method, [])
+            if n is not None and len(span) > 1:
+                stop += f" ({_span_text(span)} alike within the estimate's spread)"
             parts.append(f"{names.get(method, method)}: {stop}")
         if not result.suggested_iterations and not result.iterations.empty:
             parts.append("no stopping suggestion (needs two iterations or more and throws)")
@@ -475,7 +490,9 @@ class UnfoldingResults(pn.viewable.Viewer):
             "which falls only where the result moves towards the truth; and that last χ² estimated "
             "without the truth (real data too): how far each iteration lies from the last beyond what the "
             "throws' noise explains, plus its own noise. The suggested iteration is where that estimate, "
-            "summed over the distributions, is smallest; it takes the last iteration as unbiased."
+            "summed over the distributions, is smallest; it takes the last iteration as unbiased, so a bias "
+            "left there makes it rate earlier iterations too well. The summary lists the iterations whose "
+            "estimate lies within √(2 ndof) of the smallest: the data cannot rank them against it."
         )
         parts: list[Any] = [note, table(calibration, css_classes=["numl-calibration-table"])]
         curves = validation_curves(iterations)

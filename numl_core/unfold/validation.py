@@ -24,9 +24,9 @@ Four checks, each per method and distribution, all on the bins of
   iteration is unbiased: the distance of each iteration from the last, less the part of it the throws'
   noise explains, plus the noise of the iteration itself (:func:`noise_terms`). The suggested number of
   iterations is the one with the smallest estimate summed over the distributions
-  (:func:`suggested_iterations`). It trades the bias that more iterations remove against the noise
-  they add, the trade the fixed-metric chi2 measures; what it cannot see is a bias the last iteration
-  still has.
+  (:func:`suggested_iterations`); :func:`equally_good_iterations` lists those the estimate cannot rank
+  against it. It trades the bias that more iterations remove against the noise they add, the trade the
+  fixed-metric chi2 measures; what it cannot see is a bias the last iteration still has.
 
 Tables are long format; see :class:`~numl_core.unfold.result.UnfoldResult`.
 """
@@ -173,6 +173,21 @@ def iteration_rows(
     return rows
 
 
+def _summed_estimates(iterations: pd.DataFrame) -> dict[str, tuple[pd.Series, float]]:
+    """Per method with an estimate at two iterations or more: ``estimated_chi2`` summed over the
+    distributions per iteration, and the spread sqrt(2 ndof) of that summed chi2 (ndof summed too)."""
+    if "estimated_chi2" not in iterations:
+        return {}
+    out = {}
+    for method, rows in iterations.groupby("method", sort=False):
+        estimate = pd.to_numeric(rows["estimated_chi2"], errors="coerce")
+        if estimate.isna().any() or rows["iteration"].nunique() < 2:
+            continue
+        spread = np.sqrt(2.0 * rows.groupby("distribution")["ndof"].first().sum())
+        out[str(method)] = (estimate.groupby(rows["iteration"]).sum(), float(spread))
+    return out
+
+
 def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
     """Per method, the iteration with the smallest ``estimated_chi2`` summed over the distributions
     (:func:`iteration_rows`); None ("iterate more") when that is the last iteration and the estimate
@@ -185,19 +200,31 @@ def suggested_iterations(iterations: pd.DataFrame) -> dict[str, int | None]:
     >>> suggested_iterations(t), suggested_iterations(t.assign(estimated_chi2=[30, 20, 2, 9, 9, 8.0]))
     ({'ibu': 3}, {'ibu': None})
     """
-    if "estimated_chi2" not in iterations:
-        return {}
     out: dict[str, int | None] = {}
-    for method, rows in iterations.groupby("method", sort=False):
-        estimate = pd.to_numeric(rows["estimated_chi2"], errors="coerce")
-        if estimate.isna().any() or rows["iteration"].nunique() < 2:
-            continue
-        total = estimate.groupby(rows["iteration"]).sum()
-        spread = np.sqrt(2.0 * rows.groupby("distribution")["ndof"].first().sum())
+    for method, (total, spread) in _summed_estimates(iterations).items():
         best = int(total.idxmin())
         still_falling = float(total.iloc[-2] - total.iloc[-1]) > spread
-        out[str(method)] = None if best == int(total.index[-1]) and still_falling else best
+        out[method] = None if best == int(total.index[-1]) and still_falling else best
     return out
+
+
+def equally_good_iterations(iterations: pd.DataFrame) -> dict[str, list[int]]:
+    """Per method, the iterations whose ``estimated_chi2`` summed over the distributions lies within
+    the spread sqrt(2 ndof) of the summed chi2 of its smallest value: the data and throws cannot rank
+    them (the benchmark judges a suggestion by the same spread against the truth). Where the iterations
+    move towards the truth, the estimate's blind spot, a bias the last iteration still has, rates the
+    earlier of them too well (docs/physics.md, "Bias and when to stop iterating"). Same methods as
+    :func:`suggested_iterations`.
+
+    >>> t = pd.DataFrame({"method": "omnifold", "distribution": "a", "ndof": 8,
+    ...                   "iteration": [1, 2, 3, 4], "estimated_chi2": [30, 14, 9, 11.0]})
+    >>> equally_good_iterations(t)
+    {'omnifold': [3, 4]}
+    """
+    return {
+        method: [int(i) for i, value in total.items() if value <= total.min() + spread]
+        for method, (total, spread) in _summed_estimates(iterations).items()
+    }
 
 
 def validation_curves(iterations: pd.DataFrame) -> pd.DataFrame:
