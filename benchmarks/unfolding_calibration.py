@@ -178,6 +178,7 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
         total, fixed = sums["chi2_truth"], sums["chi2_truth_fixed"]
         ndof = int(rows.groupby("distribution")["ndof"].first().sum())
         suggested = result.suggested_iterations.get(str(method))
+        listed = alike.get(str(method))
         at = float(total.loc[suggested]) if suggested is not None else None
         spread = float(np.sqrt(2 * ndof))
         lowered = float(total.iloc[-2] - total.iloc[-1]) if len(total) > 1 else None
@@ -203,10 +204,8 @@ def stopping_check(result: UnfoldResult) -> dict[str, dict[str, Any]]:
             "chi2_fixed_metric_min": float(fixed.min()),
             "iteration_of_min_fixed_metric": int(fixed.idxmin()),
             "agrees_fixed_metric": agrees_with(fixed, suggested, spread),
-            "equally_good_iterations": alike.get(str(method)),
-            "equally_good_agree_fixed_metric": any(
-                agrees_with(fixed, i, spread) for i in alike.get(str(method), [])
-            ),
+            "equally_good_iterations": listed,
+            "equally_good_agree_fixed_metric": any(agrees_with(fixed, i, spread) for i in listed or []),
         }
     return out
 

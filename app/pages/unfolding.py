@@ -350,7 +350,7 @@ class UnfoldingResults(pn.viewable.Viewer):
     def _summary_text(result: UnfoldResult) -> str:
         parts = [f"{result.n_mc} MC events", f"{result.n_data} data events"]
         names = {"omnifold": "OmniFold", "ibu": "IBU"}
-        alike = equally_good_iterations(result.iterations) if not result.iterations.empty else {}
+        alike = equally_good_iterations(result.iterations)
         for method, n in result.suggested_iterations.items():
             stop = f"stop at iteration {n}" if n is not None else "not converged: iterate more"
             span = alike.get(method, [])
